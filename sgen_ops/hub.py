@@ -1,0 +1,179 @@
+"""The hub: one connection to the ledger and to Redis, and the entry points the contract names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import redis
+from sqlalchemy import select
+
+from . import execution, workers
+from .config import Settings, load_settings
+from .embedded import ensure_redis, home_lock
+from .errors import AccessDenied, ValidationError
+from .jobs import JobBook
+from .permissions import ROLES
+from .queue import Transport
+from .store import Ledger, Operator, utcnow
+from .tasks import import_task_modules
+
+if TYPE_CHECKING:
+    from .surface import Operations
+
+
+class Hub:
+    """Everything a process needs to reach one sgen-ops stack."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        import_task_modules(settings.task_modules)
+        self.ledger = Ledger(settings.effective_database_url)
+        self._prepare_schema()
+        redis_url = settings.redis_url or ensure_redis(settings.home)
+        self.redis: redis.Redis = redis.Redis.from_url(redis_url)
+        self.transport = Transport(self.redis, settings.queue_prefix)
+        self.book = JobBook(settings, self.ledger, self.transport)
+
+    def _prepare_schema(self) -> None:
+        if self.settings.is_embedded_db:
+            # An embedded ledger upgrades itself; the lock keeps concurrent first starts apart.
+            with home_lock(self.settings.home, "ledger"):
+                self.ledger.upgrade()
+        elif self.settings.auto_upgrade:
+            self.ledger.upgrade()
+        elif self.ledger.current_revision() != self.ledger.head_revision():
+            raise RuntimeError(
+                f"the ledger at {self.ledger.engine.url!r} is at schema {self.ledger.current_revision()}, "
+                f"this sgen-ops needs {self.ledger.head_revision()}: run `sgen-ops db upgrade`"
+            )
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def enqueue(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        account: str | None = None,
+        priority: str | None = None,
+        delay: float | timedelta | None = None,
+        max_attempts: int | None = None,
+    ) -> int:
+        """Record a job in the ledger and queue it; returns its id. Bad input raises and records nothing."""
+        job = self.book.prepare(
+            task, payload, account=account, priority=priority, delay=delay, max_attempts=max_attempts
+        )
+        return self.book.create([job])[0]
+
+    def enqueue_many(
+        self,
+        task: str,
+        payloads: Sequence[Any],
+        *,
+        account: str | None = None,
+        priority: str | None = None,
+        delay: float | timedelta | None = None,
+        max_attempts: int | None = None,
+    ) -> list[int]:
+        """Bulk enqueue: one transaction and one Redis pipeline for all; all or nothing on bad input."""
+        now = utcnow()
+        jobs = [
+            self.book.prepare(
+                task, p, account=account, priority=priority, delay=delay, max_attempts=max_attempts, now=now
+            )
+            for p in payloads
+        ]
+        return self.book.create(jobs)
+
+    def work(self, burst: bool = True, *, concurrency: int | None = None, logging_level: str = "WARNING") -> None:
+        """Run a worker in this process; with ``burst`` until nothing is due (delayed jobs stay put)."""
+        if not burst:
+            workers.run(self, burst=False, concurrency=concurrency, logging_level=logging_level)
+            return
+        execution.bind_hub(self)
+        while True:
+            self.recover_lost()
+            self.transport.move_due()
+            worker = workers.SgenWorker(
+                self.transport.ordered_queues,
+                connection=self.redis,
+                name=workers.worker_name(self.settings.queue_prefix),
+            )
+            worker.work(burst=True, with_scheduler=False, logging_level=logging_level)
+            if not self.transport.has_due_work():
+                return
+
+    def tick(self, now: datetime | None = None) -> list[int]:
+        """One scheduler pass: emit every due schedule tick; returns the new job ids."""
+        from .scheduler import tick
+
+        return tick(self, now=now)
+
+    def reconcile(self) -> int:
+        """Re-enqueue ledger jobs that Redis lost; returns how many."""
+        return self.book.reconcile()
+
+    def recover_lost(self, now: datetime | None = None) -> int:
+        """Record attempts whose worker vanished (lease expired) as worker-lost and retry them."""
+        return self.book.recover_lost(now)
+
+    # -- operators ----------------------------------------------------------------------------
+    def add_operator(self, name: str, role: str, account: str | None = None) -> int:
+        """Register an operator; ``account`` None sees every account."""
+        if not name or not name.strip():
+            raise ValidationError("an operator needs a non-empty name")
+        if role not in ROLES:
+            raise ValidationError(f"role {role!r} is not valid; allowed: {', '.join(ROLES)}")
+        with self.ledger.write() as session:
+            if session.scalar(select(Operator.id).where(Operator.name == name)) is not None:
+                raise ValidationError(f"operator {name!r} already exists")
+            op = Operator(name=name, role=role, account=account, enabled=True, created_at=utcnow())
+            session.add(op)
+            session.flush()
+            return op.id
+
+    def as_operator(self, name: str | None) -> Operations:
+        """The Jobs surface as operator ``name`` (the admin gate: unknown or disabled -> AccessDenied)."""
+        from .surface import Operations
+
+        if not name:
+            raise AccessDenied(
+                "no operator given: set SGEN_OPS_OPERATOR (or sign in through JupyterHub), and register "
+                "operators with `sgen-ops operators add NAME --role administrator|editor|viewer`"
+            )
+        with self.ledger.read() as session:
+            op = session.scalar(select(Operator).where(Operator.name == name))
+        if op is None or not op.enabled:
+            raise AccessDenied(
+                f"operator {name!r} is not registered or is disabled; register one with "
+                f"`sgen-ops operators add {name} --role administrator|editor|viewer`"
+            )
+        return Operations(self, op)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    def after_fork(self) -> None:
+        self.ledger.after_fork()
+        self.redis.connection_pool.reset()
+
+    def close(self) -> None:
+        self.redis.close()
+        self.ledger.close()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    database_url: str | None = None, redis_url: str | None = None, home: str | Path | None = None, **settings: Any
+) -> Hub:
+    """Connect to a stack: the embedded one of ``home`` by default, or the given services."""
+    return Hub(load_settings(database_url=database_url, redis_url=redis_url, home=home, **settings))

@@ -1,0 +1,295 @@
+"""Changes to job records: create, state moves with their events, (re)delivery to RQ, recovery.
+
+Every state change of a job goes through ``JobBook.move`` so the state machine is checked and the
+change is recorded with its time (``job_events``) in one place. Deliveries to RQ are returned by the
+writing transaction and sent after it commits, so RQ never carries a job the ledger does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import redis
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .errors import ValidationError
+from .masking import MaskingRule
+from .queue import Delivery, Transport
+from .states import State, check_transition
+from .store import Attempt, Job, JobEvent, Ledger, utcnow
+from .tasks import PRIORITIES, find_task, get_task
+
+log = logging.getLogger(__name__)
+
+ERROR_LOG_LIMIT = 64 * 1024
+
+
+def encode_payload(payload: Any, limit: int) -> str:
+    """The payload as JSON, or a ValidationError saying why it cannot travel."""
+    try:
+        encoded = json.dumps(payload, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(
+            f"payload is not JSON-serialisable ({exc}); allowed: dicts, lists, strings, numbers, booleans, null"
+        ) from None
+    size = len(encoded.encode())
+    if size > limit:
+        raise ValidationError(f"payload is {size} bytes; the limit is {limit} bytes (setting payload_max_bytes)")
+    return encoded
+
+
+def parse_delay(delay: float | timedelta | None) -> float:
+    if delay is None:
+        return 0.0
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise ValidationError(f"delay {delay!r} is not valid; give seconds >= 0 or a timedelta")
+    return float(seconds)
+
+
+def check_priority(priority: str) -> str:
+    if priority not in PRIORITIES:
+        raise ValidationError(f"priority {priority!r} is not valid; allowed: {', '.join(PRIORITIES)}")
+    return priority
+
+
+def check_max_attempts(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"max_attempts {value!r} is not valid; give a whole number >= 1")
+    return value
+
+
+class JobBook:
+    """The ledger's job records and their delivery through the transport."""
+
+    def __init__(self, settings: Settings, ledger: Ledger, transport: Transport) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.transport = transport
+        self.masking_rule = lru_cache(maxsize=256)(self._masking_rule)
+
+    # -- masking ------------------------------------------------------------------------------
+    def _masking_rule(self, task: str) -> MaskingRule:
+        spec = find_task(task)
+        return MaskingRule(spec.sensitive if spec else (), self.settings.sensitive_keys)
+
+    def search_masked(self, task: str, payload: Any, error_detail: str | None) -> str:
+        """Payload and error text as a non-administrator may search them."""
+        rule = self.masking_rule(task)
+        text = json.dumps(rule.mask_payload(payload), sort_keys=True)
+        if error_detail:
+            text += "\n" + (rule.mask_text(error_detail, payload) or "")
+        return text
+
+    # -- create -------------------------------------------------------------------------------
+    def prepare(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        account: str | None = None,
+        priority: str | None = None,
+        delay: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        schedule_id: int | None = None,
+        originating_user_id: int | None = None,
+        retention_days: float | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Validate everything and build the record, touching nothing: bad input loses nothing."""
+        spec = get_task(task)
+        encode_payload(payload, self.settings.payload_max_bytes)
+        budget = check_max_attempts(
+            max_attempts if max_attempts is not None else spec.max_attempts or self.settings.default_max_attempts
+        )
+        now = now or utcnow()
+        return Job(
+            task=task,
+            payload=payload,
+            state=State.QUEUED.value,
+            attempts=0,
+            max_attempts=budget,
+            scheduled_for=now + timedelta(seconds=parse_delay(delay)),
+            priority=check_priority(priority or spec.priority),
+            schedule_id=schedule_id,
+            originating_user_id=originating_user_id,
+            account=account,
+            created_at=now,
+            updated_at=now,
+            cancel_requested=False,
+            run=1,
+            enqueue_seq=0,
+            retention_days=retention_days,
+            search_masked=self.search_masked(task, payload, None),
+        )
+
+    def insert(self, session: Session, jobs: Sequence[Job]) -> list[Delivery]:
+        """Add prepared jobs in the caller's transaction; returns their deliveries to send after commit."""
+        session.add_all(jobs)
+        session.flush()
+        deliveries = []
+        for job in jobs:
+            session.add(
+                JobEvent(job_id=job.id, task=job.task, account=job.account, to_state=job.state, at=job.created_at)
+            )
+            deliveries.append(self.next_delivery(job))
+        return deliveries
+
+    def create(self, jobs: Sequence[Job]) -> list[int]:
+        with self.ledger.write() as session:
+            deliveries = self.insert(session, jobs)
+            ids = [job.id for job in jobs]
+        self.send(deliveries)
+        return ids
+
+    # -- state and delivery ---------------------------------------------------------------------
+    @staticmethod
+    def move(session: Session, job: Job, target: State | str, now: datetime) -> None:
+        """Change a job's state as the state machine allows, recording the change with its time."""
+        check_transition(job.state, target, job_id=job.id)
+        session.add(
+            JobEvent(
+                job_id=job.id, task=job.task, account=job.account, from_state=job.state, to_state=str(target), at=now
+            )
+        )
+        job.state = str(target)
+        job.updated_at = now
+
+    def next_delivery(self, job: Job, at: datetime | None = None) -> Delivery:
+        """Give the job a fresh RQ job id; only that delivery may claim its next attempt."""
+        job.enqueue_seq = (job.enqueue_seq or 0) + 1
+        job.rq_job_id = self.transport.rq_job_id(job.id, job.enqueue_seq)
+        spec = find_task(job.task)
+        when = at if at is not None else job.scheduled_for
+        return Delivery(job.id, job.rq_job_id, job.priority, when, spec.timeout if spec else None)
+
+    def send(self, deliveries: Sequence[Delivery]) -> None:
+        """Hand deliveries to RQ; if Redis is down the ledger keeps them and reconcile sends them later."""
+        if not deliveries:
+            return
+        try:
+            self.transport.send_many(deliveries)
+        except redis.RedisError as exc:
+            log.warning("Redis refused %d deliveries (%s); reconcile will re-send them", len(deliveries), exc)
+
+    def withdraw(self, rq_job_ids: Sequence[str | None]) -> None:
+        try:
+            self.transport.remove(rq_job_ids)
+        except redis.RedisError as exc:
+            log.warning("could not withdraw deliveries %s: %s", rq_job_ids, exc)
+
+    def requeue(self, session: Session, job: Job, now: datetime, *, fresh_run: bool) -> Delivery:
+        """Move a job back to queued, due now; a fresh run clears the attempt counter."""
+        self.move(session, job, State.QUEUED, now)
+        if fresh_run:
+            job.run = (job.run or 1) + 1
+            job.attempts = 0
+        job.scheduled_for = now
+        job.cancel_requested = False
+        job.lease_until = None
+        return self.next_delivery(job)
+
+    # -- failure and retry ----------------------------------------------------------------------
+    def after_failed_attempt(
+        self, session: Session, job: Job, now: datetime, code: str, detail: str, log_text: str | None
+    ) -> Delivery | None:
+        """Record a failed attempt's error on a running job and decide: cancelled, retrying, dead-letter or failed."""
+        job.last_error_code = code[:100]
+        job.last_error_detail = detail
+        if log_text:
+            entry = f"--- run {job.run} attempt {job.attempts} at {now.isoformat()} [{code}]\n{log_text.rstrip()}\n"
+            job.error_log = ((job.error_log or "") + entry)[-ERROR_LOG_LIMIT:]
+        job.search_masked = self.search_masked(job.task, job.payload, detail)
+        job.lease_until = None
+        if job.cancel_requested:
+            # A cancelled job is not retried, whatever its last attempt did.
+            self.move(session, job, State.CANCELLED, now)
+            return None
+        self.move(session, job, State.FAILED, now)
+        spec = find_task(job.task)
+        if job.attempts < job.max_attempts:
+            self.move(session, job, State.RETRYING, now)
+            wait = spec.backoff_seconds(job.attempts) if spec else 0.0
+            job.scheduled_for = now + timedelta(seconds=wait)
+            return self.next_delivery(job)
+        if spec is None or spec.dead_letter:
+            self.move(session, job, State.DEAD_LETTER, now)
+        return None
+
+    def recover_lost(self, now: datetime | None = None) -> int:
+        """Record running attempts whose lease expired as worker-lost and retry them under budget."""
+        now = now or utcnow()
+        with self.ledger.read() as session:
+            ids = session.scalars(select(Job.id).where(Job.state == State.RUNNING.value, Job.lease_until < now)).all()
+        recovered = 0
+        for job_id in ids:
+            delivery = None
+            with self.ledger.write() as session:
+                job = session.get(Job, job_id)
+                if job is None or job.state != State.RUNNING.value or job.lease_until is None or job.lease_until >= now:
+                    continue
+                attempt = session.scalars(
+                    select(Attempt).where(
+                        Attempt.job_id == job.id, Attempt.run == job.run, Attempt.number == job.attempts
+                    )
+                ).first()
+                detail = (
+                    f"worker {job.worker or '?'} stopped renewing its lease "
+                    f"(worker_lost_after={self.settings.worker_lost_after}s)"
+                )
+                if attempt is not None:
+                    attempt.finished_at = now
+                    attempt.exit = "worker-lost"
+                    attempt.error_code = "worker-lost"
+                    attempt.error = detail
+                delivery = self.after_failed_attempt(session, job, now, "worker-lost", detail, detail)
+                recovered += 1
+            if delivery:
+                self.send([delivery])
+        return recovered
+
+    def reconcile(self, batch: int = 2000) -> int:
+        """Re-send every queued or retrying job whose delivery Redis no longer holds; returns how many."""
+        waiting = [State.QUEUED.value, State.RETRYING.value]
+        resent = 0
+        last_id = 0
+        while True:
+            with self.ledger.read() as session:
+                rows = session.execute(
+                    select(Job.id, Job.rq_job_id)
+                    .where(Job.state.in_(waiting), Job.id > last_id)
+                    .order_by(Job.id)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return resent
+            last_id = rows[-1].id
+            present = self.transport.exists([r.rq_job_id for r in rows])
+            lost = [r for r, ok in zip(rows, present, strict=True) if not ok]
+            deliveries = []
+            with self.ledger.write() as session:
+                for row in lost:
+                    # Compare-and-set on the delivery id: of two reconcilers, one re-sends.
+                    job = session.get(Job, row.id)
+                    if job is None or job.state not in waiting or job.rq_job_id != row.rq_job_id:
+                        continue
+                    deliveries.append(self.next_delivery(job))
+            self.send(deliveries)
+            resent += len(deliveries)
+
+
+def touch_lease(ledger: Ledger, job_ids: Sequence[int], until: datetime) -> None:
+    """Renew the leases of the attempts this process is running."""
+    if not job_ids:
+        return
+    with ledger.write() as session:
+        session.execute(
+            update(Job).where(Job.id.in_(job_ids), Job.state == State.RUNNING.value).values(lease_until=until)
+        )

@@ -1,0 +1,136 @@
+"""RQ transport: three priority queues, delayed delivery through RQ's scheduled jobs, removal.
+
+RQ carries a ledger job id to a worker and nothing else; the ledger is the truth. Every delivery
+gets its own RQ job id (``<prefix>-<ledger id>-<seq>``) so that a stale or duplicate delivery can be
+told apart from the current one when a worker claims the attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from rq import Queue
+from rq.job import Job as RQJob
+from rq.job import JobStatus
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+
+from .store.types import as_utc, utcnow
+from .tasks import PRIORITIES
+
+PERFORM = "sgen_ops.execution.perform"
+# RQ keeps nothing of a finished delivery: the ledger holds results and history.
+RESULT_TTL = 0
+FAILURE_TTL = 7 * 86400
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One hand-over of a ledger job to RQ."""
+
+    job_id: int
+    rq_job_id: str
+    priority: str
+    at: datetime | None = None
+    timeout: int | None = None
+
+
+class Transport:
+    def __init__(self, connection: redis.Redis, prefix: str) -> None:
+        self.redis = connection
+        self.prefix = prefix
+        self.queues: dict[str, Queue] = {
+            p: Queue(f"{prefix}-{p}", connection=connection, serializer=JSONSerializer) for p in PRIORITIES
+        }
+
+    @property
+    def ordered_queues(self) -> list[Queue]:
+        """high, normal, low: the order workers serve them in."""
+        return [self.queues[p] for p in PRIORITIES]
+
+    def rq_job_id(self, job_id: int, seq: int) -> str:
+        return f"{self.prefix}-{job_id}-{seq}"
+
+    def send(self, delivery: Delivery) -> None:
+        self.send_many([delivery])
+
+    def send_many(self, deliveries: Iterable[Delivery]) -> None:
+        """Hand deliveries to RQ in one pipeline; due ones go on their queue, later ones are scheduled."""
+        now = utcnow()
+        with self.redis.pipeline() as pipe:
+            for d in deliveries:
+                queue = self.queues[d.priority]
+                later = d.at is not None and as_utc(d.at) > now
+                job = queue.create_job(
+                    PERFORM,
+                    args=(d.job_id,),
+                    job_id=d.rq_job_id,
+                    timeout=d.timeout,
+                    result_ttl=RESULT_TTL,
+                    failure_ttl=FAILURE_TTL,
+                    description=f"ledger job {d.job_id}",
+                    status=JobStatus.SCHEDULED if later else JobStatus.QUEUED,
+                )
+                if later:
+                    assert d.at is not None
+                    job.save(pipeline=pipe)
+                    ScheduledJobRegistry(queue=queue).schedule(job, as_utc(d.at), pipeline=pipe)
+                else:
+                    queue._enqueue_job(job, pipeline=pipe)
+            pipe.execute()
+
+    def remove(self, rq_job_ids: Sequence[str | None]) -> None:
+        """Withdraw deliveries (best effort): a stale one left behind could not claim anyway."""
+        ids = [i for i in rq_job_ids if i]
+        if not ids:
+            return
+        with self.redis.pipeline() as pipe:
+            for queue in self.queues.values():
+                for rq_id in ids:
+                    pipe.lrem(queue.key, 0, rq_id)
+                    pipe.zrem(ScheduledJobRegistry(queue=queue).key, rq_id)
+            for rq_id in ids:
+                pipe.delete(RQJob.key_for(rq_id))
+            pipe.execute()
+
+    def exists(self, rq_job_ids: Sequence[str | None]) -> list[bool]:
+        """Whether Redis still holds each delivery (None never does)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for rq_id in rq_job_ids:
+                pipe.exists(RQJob.key_for(rq_id or "-"))
+            found = pipe.execute()
+        return [bool(rq_id) and bool(n) for rq_id, n in zip(rq_job_ids, found, strict=True)]
+
+    def move_due(self) -> int:
+        """Move scheduled deliveries whose time has come onto their queues (as RQ's scheduler does)."""
+        moved = 0
+        for queue in self.ordered_queues:
+            registry = ScheduledJobRegistry(queue=queue)
+            ids = registry.get_jobs_to_schedule()
+            if not ids:
+                continue
+            jobs = RQJob.fetch_many(ids, connection=self.redis, serializer=JSONSerializer)
+            with self.redis.pipeline() as pipe:
+                for rq_id, job in zip(ids, jobs, strict=True):
+                    if job is not None:
+                        queue._enqueue_job(job, pipeline=pipe)
+                        moved += 1
+                    registry.remove(rq_id, pipeline=pipe)
+                pipe.execute()
+        return moved
+
+    def waiting(self) -> int:
+        """Deliveries on the queues now (not counting scheduled ones)."""
+        return sum(q.count for q in self.queues.values())
+
+    def scheduled(self) -> int:
+        return sum(ScheduledJobRegistry(queue=q).count for q in self.queues.values())
+
+    def has_due_work(self) -> bool:
+        if self.waiting():
+            return True
+        now = utcnow().timestamp()
+        return any(self.redis.zcount(ScheduledJobRegistry(queue=q).key, 0, now) for q in self.queues.values())

@@ -1,0 +1,51 @@
+"""Job states and the transitions between them: the single source of the seed's state machine."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import InvalidTransition
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD_LETTER = "dead-letter"
+    CANCELLED = "cancelled"
+    RESOLVED = "resolved"
+
+
+ALL_STATES: tuple[str, ...] = tuple(s.value for s in State)
+
+# queued -> running -> (succeeded | failed); failed -> retrying -> queued under budget,
+# failed -> dead-letter when exhausted; any non-terminal -> cancelled; dead-letter -> queued on replay;
+# re-run rewinds failed/succeeded/dead-letter to queued; resolve marks a failure handled (seed 003).
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.RUNNING, State.CANCELLED, State.DEAD_LETTER}),
+    State.RUNNING: frozenset({State.SUCCEEDED, State.FAILED, State.CANCELLED}),
+    State.RETRYING: frozenset({State.QUEUED, State.CANCELLED, State.DEAD_LETTER, State.RESOLVED}),
+    State.FAILED: frozenset({State.RETRYING, State.DEAD_LETTER, State.QUEUED, State.RESOLVED}),
+    State.SUCCEEDED: frozenset({State.QUEUED}),
+    State.DEAD_LETTER: frozenset({State.QUEUED, State.RESOLVED}),
+    State.CANCELLED: frozenset(),
+    State.RESOLVED: frozenset(),
+}
+
+# States a job can still move on from without an operator rewinding it.
+NON_TERMINAL: frozenset[State] = frozenset({State.QUEUED, State.RUNNING, State.RETRYING})
+# States waiting in the live queue for a worker.
+WAITING: frozenset[State] = frozenset({State.QUEUED, State.RETRYING})
+
+
+def check_transition(current: str, target: str, *, job_id: int | None = None) -> None:
+    """Raise InvalidTransition unless the state machine allows ``current -> target``."""
+    src, dst = State(current), State(target)
+    if dst not in TRANSITIONS[src]:
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[src])) or "nothing (terminal state)"
+        who = f"job {job_id} " if job_id is not None else ""
+        raise InvalidTransition(
+            f"{who}cannot move from {src.value} to {dst.value}; from {src.value} it may move to: {allowed}"
+        )

@@ -1,0 +1,19 @@
+"""The durable job ledger: SQLAlchemy models, Alembic migrations, sessions."""
+
+from .db import Ledger
+from .models import ActivityEntry, Attempt, Base, Job, JobEvent, Operator, Schedule, ScheduleTick
+from .types import as_utc, utcnow
+
+__all__ = [
+    "ActivityEntry",
+    "Attempt",
+    "Base",
+    "Job",
+    "JobEvent",
+    "Ledger",
+    "Operator",
+    "Schedule",
+    "ScheduleTick",
+    "as_utc",
+    "utcnow",
+]

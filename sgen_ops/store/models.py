@@ -1,0 +1,178 @@
+"""The ledger's tables: jobs, attempt history, state-change events, operators, schedules, Activity Log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .types import JSONType, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    # None: the operator sees every account.
+    account: Mapped[str | None] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Schedule(Base):
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(200))
+    cron: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    every_seconds: Mapped[float | None] = mapped_column(Float)
+    payload_template: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    max_attempts: Mapped[int | None] = mapped_column(Integer)
+    retention_days: Mapped[float | None] = mapped_column(Float)
+    priority: Mapped[str] = mapped_column(String(10), default="normal")
+    account: Mapped[str | None] = mapped_column(String(100), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    anchor_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_run: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("operators.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScheduleTick(Base):
+    """One emission of a schedule. The unique key makes 'never the same tick twice' a property of the data."""
+
+    __tablename__ = "schedule_ticks"
+    __table_args__ = (UniqueConstraint("schedule_id", "kind", "tick_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # "tick" or "manual"
+    tick_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    job_id: Mapped[int | None] = mapped_column(Integer)
+    emitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_state_created_at", "state", "created_at"),
+        Index("ix_jobs_task_created_at", "task", "created_at"),
+        Index("ix_jobs_account_created_at", "account", "created_at"),
+        Index("ix_jobs_error_code_created_at", "last_error_code", "created_at"),
+        Index("ix_jobs_state_scheduled_for", "state", "scheduled_for"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime)
+    priority: Mapped[str] = mapped_column(String(10), default="normal")
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    originating_user_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id", ondelete="SET NULL"))
+    account: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error_code: Mapped[str | None] = mapped_column(String(100))
+    last_error_detail: Mapped[str | None] = mapped_column(Text)
+    error_log: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    # Set by an operator's cancel of a running job; honoured at the task's next checkpoint.
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Run number: a re-run or replay starts a new run with a fresh attempt counter.
+    run: Mapped[int] = mapped_column(Integer, default=1)
+    # The RQ job currently carrying this ledger job; only that delivery may claim an attempt.
+    rq_job_id: Mapped[str | None] = mapped_column(String(200))
+    enqueue_seq: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retention_days: Mapped[float | None] = mapped_column(Float)
+    replayed_from_id: Mapped[int | None] = mapped_column(Integer)
+    replayed_as_id: Mapped[int | None] = mapped_column(Integer)
+    dead_letter_reason: Mapped[str | None] = mapped_column(Text)
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    # Payload and error text with the masking rule applied: what non-administrators may search.
+    search_masked: Mapped[str | None] = mapped_column(Text)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("job_id", "run", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    task: Mapped[str] = mapped_column(String(200))
+    run: Mapped[int] = mapped_column(Integer, default=1)
+    number: Mapped[int] = mapped_column(Integer)
+    # When the job became due; started_at - ready_at is the queue wait.
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # succeeded | failed | timeout | cancelled | worker-lost (None while running)
+    exit: Mapped[str | None] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(200))
+
+
+class JobEvent(Base):
+    """A state change with its time: throughput over a window counts these, exact after re-runs."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_at_to_state_task", "at", "to_state", "task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # No foreign key: events outlive a dismissed (purged) job so that counts stay exact.
+    job_id: Mapped[int] = mapped_column(Integer, index=True)
+    task: Mapped[str] = mapped_column(String(200))
+    account: Mapped[str | None] = mapped_column(String(100))
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ActivityEntry(Base):
+    """The Activity Log: append-only, each entry chaining the hash of the one before."""
+
+    __tablename__ = "activity_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    operator: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(50))
+    target_type: Mapped[str] = mapped_column(String(20))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    account: Mapped[str | None] = mapped_column(String(100), index=True)
+    change: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

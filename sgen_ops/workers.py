@@ -1,0 +1,59 @@
+"""The RQ worker that serves the three priority queues, with ledger maintenance on RQ's schedule."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+from rq.worker_pool import WorkerPool
+
+from . import execution
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+log = logging.getLogger(__name__)
+
+
+class SgenWorker(SimpleWorker):
+    """RQ's SimpleWorker plus ledger upkeep: reap lost attempts and reconcile Redis with the ledger."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        super().__init__(*args, **kwargs)
+        hub = execution.current_hub()
+        self.maintenance_interval = hub.settings.maintenance_interval
+        execution.worker_name = self.name
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        hub = execution.current_hub()
+        try:
+            lost = hub.recover_lost()
+            resent = hub.reconcile()
+            if lost or resent:
+                log.info("maintenance: %d lost attempts recovered, %d deliveries re-sent", lost, resent)
+        except Exception:
+            log.exception("ledger maintenance failed; will try again")
+
+
+def worker_name(prefix: str) -> str:
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def run(hub: Hub, *, burst: bool = False, concurrency: int | None = None, logging_level: str = "INFO") -> None:
+    """Serve the queues: one worker in this process, or RQ's worker pool of ``concurrency`` processes."""
+    execution.bind_hub(hub)
+    n = concurrency or hub.settings.worker_concurrency
+    queues = hub.transport.ordered_queues
+    if n <= 1:
+        worker = SgenWorker(queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix))
+        worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+        return
+    pool = WorkerPool(queues, connection=hub.redis, num_workers=n, worker_class=SgenWorker, serializer=JSONSerializer)
+    pool.start(burst=burst, logging_level=logging_level)

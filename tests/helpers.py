@@ -1,0 +1,79 @@
+"""Small helpers shared by the tests: reading the ledger, waiting on a condition, worker processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+import sgen_ops
+from sgen_ops.store import Attempt, Job
+
+from .conftest import ROOT, Stack
+
+
+def job_row(hub: sgen_ops.Hub, job_id: int) -> Job:
+    with hub.ledger.read() as session:
+        job = session.get(Job, job_id)
+        assert job is not None, f"job {job_id} is not in the ledger"
+        return job
+
+
+def attempts_of(hub: sgen_ops.Hub, job_id: int) -> list[Attempt]:
+    with hub.ledger.read() as session:
+        return list(
+            session.scalars(select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.run, Attempt.number))
+        )
+
+
+def job_count(hub: sgen_ops.Hub) -> int:
+    with hub.ledger.read() as session:
+        return int(session.scalar(select(func.count()).select_from(Job)) or 0)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll until ``condition()`` is truthy; fail the test with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Process:
+    """A child process of the test whose output goes to a log file, read back when it matters."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log
+        with log.open("wb") as out:
+            self.popen = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.pid = self.popen.pid
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+
+
+def start_worker(stack: Stack, *args: str, **settings: Any) -> Process:
+    """A real worker process (``python -m worker``) on the test's stack."""
+    stack.home.mkdir(parents=True, exist_ok=True)
+    log = stack.home / f"worker-{time.monotonic_ns()}.log"
+    return Process([sys.executable, "-m", "worker", *args], stack.env(**settings), log)

@@ -1,0 +1,166 @@
+"""Execution on real Redis and a real ledger: attempts, retries, dead letter, delays, priorities."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+import sgen_ops
+from sgen_ops.queue import Delivery
+from sgen_ops.store import JobEvent, utcnow
+
+from ..conftest import Stack
+from ..helpers import attempts_of, job_count, job_row
+
+
+def test_a_job_succeeds_with_one_attempt_in_history(hub: sgen_ops.Hub, stack: Stack) -> None:
+    job_id = hub.enqueue("test.ok", {"n": 1})
+    assert job_row(hub, job_id).state == "queued"
+    hub.work()
+    job = job_row(hub, job_id)
+    assert (job.state, job.attempts, job.max_attempts) == ("succeeded", 1, 3)
+    [attempt] = attempts_of(hub, job_id)
+    assert attempt.exit == "succeeded" and attempt.finished_at is not None and attempt.worker
+    assert attempt.finished_at >= attempt.started_at
+    assert stack.runs() == [f"{job_id}:1:1"]
+
+
+def test_fails_twice_then_succeeds_with_three_attempts(hub: sgen_ops.Hub) -> None:
+    job_id = hub.enqueue("test.flaky", {"succeed_on": 3})
+    hub.work()
+    job = job_row(hub, job_id)
+    assert job.state == "succeeded" and job.attempts == 3
+    assert [a.exit for a in attempts_of(hub, job_id)] == ["failed", "failed", "succeeded"]
+    assert [a.error_code for a in attempts_of(hub, job_id)] == ["flaky_error", "flaky_error", None]
+    with hub.ledger.read() as session:
+        moves = [
+            (e.from_state, e.to_state)
+            for e in session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
+        ]
+    assert moves == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "failed"),
+        ("failed", "retrying"),
+        ("retrying", "queued"),
+        ("queued", "running"),
+        ("running", "failed"),
+        ("failed", "retrying"),
+        ("retrying", "queued"),
+        ("queued", "running"),
+        ("running", "succeeded"),
+    ]
+
+
+def test_exhausted_budget_goes_to_dead_letter_with_error(hub: sgen_ops.Hub) -> None:
+    job_id = hub.enqueue("test.flaky", {"succeed_on": 99})
+    hub.work()
+    job = job_row(hub, job_id)
+    assert job.state == "dead-letter"
+    assert job.attempts == 3
+    assert job.last_error_code == "flaky_error"
+    assert job.last_error_detail == "attempt 3 failed on purpose"
+    assert job.error_log is not None and job.error_log.count("Traceback") == 3
+    assert job.lease_until is None
+
+
+def test_max_attempts_given_at_enqueue_overrides_the_task_default(hub: sgen_ops.Hub) -> None:
+    job_id = hub.enqueue("test.flaky", {"succeed_on": 99}, max_attempts=1)
+    hub.work()
+    assert (job_row(hub, job_id).state, job_row(hub, job_id).attempts) == ("dead-letter", 1)
+
+
+def test_other_exceptions_use_their_class_name_as_code(hub: sgen_ops.Hub) -> None:
+    job_id = hub.enqueue("test.boom")
+    hub.work()
+    job = job_row(hub, job_id)
+    assert job.state == "dead-letter"
+    assert job.last_error_code == "ValueError"
+    assert job.last_error_detail == "kaboom: the handler broke"
+    assert job.error_log is not None and "Traceback" in job.error_log and "ValueError: kaboom" in job.error_log
+
+
+def test_a_task_may_opt_out_of_dead_lettering(hub: sgen_ops.Hub) -> None:
+    job_id = hub.enqueue("test.nodl")
+    hub.work()
+    assert job_row(hub, job_id).state == "failed"
+
+
+def test_backoff_schedules_the_retry_in_the_future(hub: sgen_ops.Hub) -> None:
+    before = utcnow()
+    job_id = hub.enqueue("test.backoff")
+    hub.work()
+    job = job_row(hub, job_id)
+    assert job.state == "retrying" and job.attempts == 1
+    assert job.scheduled_for >= before + timedelta(seconds=3600)
+    assert hub.transport.scheduled() == 1 and hub.transport.waiting() == 0
+
+
+def test_delay_is_not_run_early(hub: sgen_ops.Hub, stack: Stack) -> None:
+    job_id = hub.enqueue("test.ok", delay=timedelta(hours=1))
+    hub.work()
+    job = job_row(hub, job_id)
+    assert (job.state, job.attempts) == ("queued", 0)
+    assert stack.runs() == []
+    assert hub.transport.scheduled() == 1
+
+
+def test_a_due_delay_runs(hub: sgen_ops.Hub, stack: Stack) -> None:
+    job_id = hub.enqueue("test.ok", delay=0.01)
+    hub.work()
+    assert job_row(hub, job_id).state == "succeeded"
+
+
+def test_priority_order_high_normal_low(hub: sgen_ops.Hub, stack: Stack) -> None:
+    low = hub.enqueue("test.ok", priority="low")
+    normal = hub.enqueue("test.ok", priority="normal")
+    high = hub.enqueue("test.ok", priority="high")
+    low2 = hub.enqueue("test.ok", priority="low")
+    high2 = hub.enqueue("test.ok", priority="high")
+    hub.work()
+    order = [int(r.split(":")[0]) for r in stack.runs()]
+    assert order == [high, high2, normal, low, low2]
+
+
+def test_duplicate_and_stale_deliveries_run_once(hub: sgen_ops.Hub, stack: Stack) -> None:
+    job_id = hub.enqueue("test.ok")
+    current = job_row(hub, job_id).rq_job_id
+    assert current is not None
+    # The same delivery twice on the queue, plus one with an id the ledger never issued.
+    hub.transport.send(Delivery(job_id, current, "normal"))
+    hub.transport.send(Delivery(job_id, f"{stack.prefix}-{job_id}-999", "high"))
+    hub.work()
+    assert stack.runs() == [f"{job_id}:1:1"]
+    assert job_row(hub, job_id).attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"task": "no.such.task"}, "unknown task 'no.such.task'; registered tasks:"),
+        ({"task": "test.ok", "payload": {"when": object()}}, "payload is not JSON-serialisable"),
+        ({"task": "test.ok", "payload": {"nan": float("nan")}}, "payload is not JSON-serialisable"),
+        ({"task": "test.ok", "payload": {"blob": "x" * (1024 * 1024)}}, "the limit is 1048576 bytes"),
+        ({"task": "test.ok", "priority": "urgent"}, "allowed: high, normal, low"),
+        ({"task": "test.ok", "delay": -5}, "give seconds >= 0"),
+        ({"task": "test.ok", "max_attempts": 0}, "give a whole number >= 1"),
+    ],
+)
+def test_bad_input_is_refused_and_records_nothing(hub: sgen_ops.Hub, kwargs: dict, message: str) -> None:
+    task = kwargs.pop("task")
+    with pytest.raises(sgen_ops.ValidationError, match=message.replace("(", r"\(")):
+        hub.enqueue(task, **kwargs)
+    assert job_count(hub) == 0
+    assert hub.transport.waiting() == 0 and hub.transport.scheduled() == 0
+
+
+def test_bulk_enqueue_is_all_or_nothing(hub: sgen_ops.Hub, stack: Stack) -> None:
+    with pytest.raises(sgen_ops.ValidationError):
+        hub.enqueue_many("test.ok", [{"i": 1}, {"i": object()}])
+    assert job_count(hub) == 0
+    ids = hub.enqueue_many("test.ok", [{"i": i} for i in range(25)])
+    assert len(set(ids)) == 25
+    hub.work()
+    assert sorted(int(r.split(":")[0]) for r in stack.runs()) == sorted(ids)

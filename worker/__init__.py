@@ -1,0 +1,1 @@
+"""The SGEN worker process and its task catalog."""
