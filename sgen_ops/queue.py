@@ -133,4 +133,4 @@ class Transport:
         if self.waiting():
             return True
         now = utcnow().timestamp()
-        return any(self.redis.zcount(ScheduledJobRegistry(queue=q).key, 0, now) for q in self.queues.values())
+        return any(self.redis.zcount(ScheduledJobRegistry(queue=q).key, 0, now) > 0 for q in self.queues.values())

@@ -31,7 +31,7 @@ class SgenWorker(SimpleWorker):
         execution.worker_name = self.name
 
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
+        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         hub = execution.current_hub()
         try:
             lost = hub.recover_lost()

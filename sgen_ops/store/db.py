@@ -45,7 +45,7 @@ class Ledger:
         self.engine = create_engine(url, echo=echo, **engine_kwargs)
         if self.is_sqlite:
             _sqlite_tuning(self.engine)
-            write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
             write_engine = self.engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
