@@ -1,0 +1,394 @@
+"""Reading the ledger for operators: job filters (built once, shared by list, delete and bulk triage),
+the paginated queue list, and the job detail record.
+
+Masking is applied here, before data leaves for the surface: callers pass ``rule_for(task)``, which
+returns the task's masking rule for a masked viewer and None for one who sees payloads in clear.
+"""
+
+from __future__ import annotations
+
+import operator as _operator
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import ColumnElement, Select, Text, and_, cast, extract, func, literal_column, or_, select
+from sqlalchemy.orm import Session
+
+from .errors import ValidationError
+from .masking import MaskingRule
+from .states import ALL_STATES, State
+from .store import Attempt, Job, Operator, Schedule, as_utc
+
+FILTERS = ("state", "task", "since", "until", "error_code", "text", "include_old_succeeded")
+EXCERPT_CHARS = 120
+# Enough of the error detail to mask it reliably before cutting the excerpt from its start.
+_DETAIL_PREFIX = 4000
+MAX_PER_PAGE = 10_000
+
+RuleFor = Callable[[str], MaskingRule | None]
+
+
+def parse_job_id(value: Any) -> int:
+    """A job or schedule id as int: numpy integers from a DataFrame are fine, text and floats are not."""
+    if isinstance(value, bool):
+        raise ValidationError(f"id {value!r} is not valid; give a whole number such as 42")
+    try:
+        return int(_operator.index(value))
+    except TypeError:
+        raise ValidationError(f"id {value!r} is not valid; give a whole number such as 42") from None
+
+
+def parse_time(value: Any, name: str, now: datetime) -> datetime:
+    """A datetime (naive is UTC), an ISO 8601 string, or a timedelta meaning that long before now."""
+    if isinstance(value, datetime):
+        return as_utc(value)
+    if isinstance(value, timedelta):
+        return now - value
+    if isinstance(value, str):
+        try:
+            return as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    raise ValidationError(
+        f"{name}={value!r} is not a time; give a datetime, an ISO 8601 string such as "
+        "'2026-01-31T12:00:00Z', or a timedelta (that long ago)"
+    )
+
+
+def _names(value: Any, name: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else [value]
+    if not items or not all(isinstance(v, str) and v for v in items):
+        raise ValidationError(f"{name}={value!r} is not valid; give a name or a list of names")
+    return tuple(dict.fromkeys(items))
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """The filters of the queue list, validated; None means not filtered on."""
+
+    states: tuple[str, ...] | None = None
+    tasks: tuple[str, ...] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    error_codes: tuple[str, ...] | None = None
+    text: str | None = None
+    include_old_succeeded: bool = False
+
+    @property
+    def narrows(self) -> bool:
+        """True if some filter limits which jobs match (include_old_succeeded only widens)."""
+        return any(
+            v is not None for v in (self.states, self.tasks, self.since, self.until, self.error_codes, self.text)
+        )
+
+
+def parse_filters(filters: Mapping[str, Any], now: datetime, allowed: Sequence[str] = FILTERS) -> JobFilter:
+    """Validate list/search filters: unknown names, states and malformed values raise ValidationError."""
+    unknown = sorted(set(filters) - set(allowed))
+    if unknown:
+        raise ValidationError(f"unknown filter(s) {', '.join(unknown)}; allowed filters: {', '.join(allowed)}")
+    states = _names(filters.get("state"), "state")
+    if states:
+        bad = [s for s in states if s not in ALL_STATES]
+        if bad:
+            raise ValidationError(f"unknown state(s) {', '.join(bad)}; states are: {', '.join(ALL_STATES)}")
+    text = filters.get("text")
+    if text is not None and not isinstance(text, str):
+        raise ValidationError(f"text={text!r} is not valid; give the text to search for")
+    since = filters.get("since")
+    until = filters.get("until")
+    return JobFilter(
+        states=states,
+        tasks=_names(filters.get("task"), "task"),
+        since=parse_time(since, "since", now) if since is not None else None,
+        until=parse_time(until, "until", now) if until is not None else None,
+        error_codes=_names(filters.get("error_code"), "error_code"),
+        text=(text.strip() or None) if text is not None else None,
+        include_old_succeeded=bool(filters.get("include_old_succeeded", False)),
+    )
+
+
+def epoch_seconds(column: Any, dialect: str) -> ColumnElement[Any]:
+    """Seconds since 1970 of a (naive UTC) timestamp column, in the backend's own SQL."""
+    if dialect == "sqlite":
+        return (func.julianday(column) - literal_column("2440587.5")) * literal_column("86400.0")
+    return extract("epoch", column)
+
+
+def job_conditions(
+    f: JobFilter,
+    *,
+    now: datetime,
+    retention_seconds: float,
+    account: str | None,
+    unmasked: bool,
+    dialect: str,
+) -> list[ColumnElement[bool]]:
+    """The WHERE clauses for ``f``: account scope, filters, and the retention rule of the default view."""
+    conds: list[ColumnElement[bool]] = []
+    if account is not None:
+        conds.append(Job.account == account)
+    if f.states:
+        conds.append(Job.state == f.states[0] if len(f.states) == 1 else Job.state.in_(f.states))
+    if f.tasks:
+        conds.append(Job.task == f.tasks[0] if len(f.tasks) == 1 else Job.task.in_(f.tasks))
+    if f.error_codes:
+        conds.append(Job.last_error_code.in_(f.error_codes))
+    if f.since is not None:
+        conds.append(Job.created_at >= f.since)
+    if f.until is not None:
+        conds.append(Job.created_at <= f.until)
+    if f.text:
+        if unmasked:
+            conds.append(or_(cast(Job.payload, Text).icontains(f.text, autoescape=True),
+                             Job.last_error_detail.icontains(f.text, autoescape=True)))
+        else:
+            # Non-administrators search only what they may see: the masked copy JobBook maintains.
+            conds.append(Job.search_masked.icontains(f.text, autoescape=True))
+    # An explicit state filter either asks for succeeded jobs (old ones too) or leaves them all out.
+    if f.states is None and not f.include_old_succeeded:
+        cutoff = now - timedelta(seconds=retention_seconds)
+        conds.append(
+            or_(
+                Job.state != State.SUCCEEDED.value,
+                and_(Job.retention_days.is_(None), Job.updated_at >= cutoff),
+                and_(
+                    Job.retention_days.is_not(None),
+                    epoch_seconds(Job.updated_at, dialect) + Job.retention_days * 86400.0 >= now.timestamp(),
+                ),
+            )
+        )
+    return conds
+
+
+# -- the queue list -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobRow:
+    """One line of the queue list."""
+
+    id: int
+    task: str
+    state: str
+    attempts: int
+    max_attempts: int
+    attempts_label: str
+    next_run: datetime | None
+    last_error_code: str | None
+    last_error_excerpt: str | None
+    originating_user: str | None
+    account: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+ROW_COLUMNS = tuple(f.name for f in fields(JobRow))
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of the queue list, newest first, with the total the filters match."""
+
+    items: list[JobRow]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    def to_frame(self) -> pd.DataFrame:
+        """The page as a DataFrame, one row per job."""
+        frame = pd.DataFrame([asdict(r) for r in self.items], columns=list(ROW_COLUMNS))
+        for column in ("next_run", "created_at", "updated_at"):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
+    def _repr_html_(self) -> str:
+        summary = f"<p>page {self.page} of {self.pages} &middot; {self.total} jobs</p>"
+        return summary + str(self.to_frame()._repr_html_())
+
+
+def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str | None:
+    """The start of ``text`` on one line, at most ``limit`` characters."""
+    if not text:
+        return None
+    flat = re.sub(r"\s+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def list_page(
+    session: Session,
+    conds: Sequence[ColumnElement[bool]],
+    *,
+    page: int,
+    per_page: int,
+    rule_for: RuleFor,
+) -> JobPage:
+    """Count the matches, fetch one page of them (newest first) and mask it for the viewer."""
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise ValidationError(f"page={page!r} is not valid; pages start at 1")
+    if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= MAX_PER_PAGE:
+        raise ValidationError(f"per_page={per_page!r} is not valid; give 1 to {MAX_PER_PAGE}")
+    total = session.scalar(select(func.count()).select_from(Job).where(*conds)) or 0
+    stmt: Select[Any] = (
+        select(
+            Job.id, Job.task, Job.state, Job.attempts, Job.max_attempts, Job.scheduled_for,
+            Job.last_error_code, func.substr(Job.last_error_detail, 1, _DETAIL_PREFIX).label("detail"),
+            Job.originating_user_id, Job.account, Job.created_at, Job.updated_at, Job.payload,
+        )
+        .where(*conds)
+        .order_by(Job.created_at.desc(), Job.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    rows = session.execute(stmt).all()
+    users = {r.originating_user_id for r in rows if r.originating_user_id is not None}
+    names: dict[int, str] = {}
+    if users:
+        found = session.execute(select(Operator.id, Operator.name).where(Operator.id.in_(users)))
+        names = {u.id: u.name for u in found}
+    waiting = (State.QUEUED.value, State.RETRYING.value)
+    items = []
+    for r in rows:
+        rule = rule_for(r.task)
+        detail = rule.mask_text(r.detail, r.payload) if rule and r.detail else r.detail
+        items.append(
+            JobRow(
+                id=r.id,
+                task=r.task,
+                state=r.state,
+                attempts=r.attempts,
+                max_attempts=r.max_attempts,
+                attempts_label=f"{r.attempts} of {r.max_attempts}",
+                next_run=r.scheduled_for if r.state in waiting else None,
+                last_error_code=r.last_error_code,
+                last_error_excerpt=excerpt(detail),
+                originating_user=names.get(r.originating_user_id),
+                account=r.account,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+        )
+    return JobPage(items=items, total=int(total), page=page, per_page=per_page)
+
+
+# -- the detail view ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a job: when, how it ended (exit) and its error excerpt."""
+
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    exit: str | None
+    error: str | None
+    run: int
+    error_code: str | None
+    worker: str | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """The full record of one job, masked for the viewer."""
+
+    id: int
+    task: str
+    payload: Any
+    state: str
+    attempts: int
+    max_attempts: int
+    attempt_history: list[AttemptRecord]
+    scheduled_for: datetime
+    priority: str
+    schedule_id: int | None
+    originating_user: str | None
+    account: str | None
+    created_at: datetime
+    updated_at: datetime
+    last_error_code: str | None
+    last_error_detail: str | None
+    error_log: str | None
+    worker: str | None
+    replayed_from_id: int | None = None
+    replayed_as_id: int | None = None
+    cancel_requested: bool = False
+    schedule: dict[str, Any] | None = None
+    dead_letter_reason: str | None = None
+    resolution_note: str | None = None
+
+
+def attempt_records(session: Session, job: Job, rule: MaskingRule | None) -> list[AttemptRecord]:
+    """Every attempt of every run of ``job``, oldest first, errors masked by ``rule``."""
+    attempts = session.scalars(
+        select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number)
+    ).all()
+    return [
+        AttemptRecord(
+            number=a.number,
+            started_at=a.started_at,
+            finished_at=a.finished_at,
+            exit=a.exit,
+            error=rule.mask_text(a.error, job.payload) if rule and a.error else a.error,
+            run=a.run,
+            error_code=a.error_code,
+            worker=a.worker,
+            duration_s=(a.finished_at - a.started_at).total_seconds() if a.finished_at else None,
+        )
+        for a in attempts
+    ]
+
+
+def schedule_summary(session: Session, schedule_id: int | None) -> dict[str, Any] | None:
+    """The schedule that emitted a job, in brief."""
+    if schedule_id is None:
+        return None
+    s = session.get(Schedule, schedule_id)
+    if s is None:
+        return None
+    return {
+        "id": s.id, "task": s.task, "cron": s.cron, "every": s.every_seconds, "enabled": s.enabled,
+        "next_run": s.next_run, "last_run": s.last_run,
+    }
+
+
+def job_detail(session: Session, job: Job, rule: MaskingRule | None) -> JobDetail:
+    """The detail record of ``job`` with payload, error text and attempt errors masked by ``rule``."""
+    user = session.get(Operator, job.originating_user_id) if job.originating_user_id is not None else None
+
+    def text(value: str | None) -> str | None:
+        return rule.mask_text(value, job.payload) if rule and value else value
+
+    return JobDetail(
+        id=job.id,
+        task=job.task,
+        payload=rule.mask_payload(job.payload) if rule else job.payload,
+        state=job.state,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        attempt_history=attempt_records(session, job, rule),
+        scheduled_for=job.scheduled_for,
+        priority=job.priority,
+        schedule_id=job.schedule_id,
+        originating_user=user.name if user else None,
+        account=job.account,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        last_error_code=job.last_error_code,
+        last_error_detail=text(job.last_error_detail),
+        error_log=text(job.error_log),
+        worker=job.worker,
+        replayed_from_id=job.replayed_from_id,
+        replayed_as_id=job.replayed_as_id,
+        cancel_requested=bool(job.cancel_requested),
+        schedule=schedule_summary(session, job.schedule_id),
+        dead_letter_reason=text(job.dead_letter_reason),
+        resolution_note=text(job.resolution_note),
+    )

@@ -1,0 +1,698 @@
+"""The Jobs surface: every operator operation, on one request path.
+
+    admin gate (``Hub.as_operator``) -> capability check -> target loaded within the operator's
+    account -> state check -> the change -> masked Activity Log entry, in the change's transaction
+    -> RQ deliveries withdrawn and sent after commit
+
+Each write is declared once in ``OPERATIONS``: its action (the capability and the Activity Log's
+action, which is also the method name), the states it accepts, the fields whose before/after it
+audits, and the small function that makes the change. A public method only names its operation and
+passes its arguments; ``Operations._run`` (one record) and ``Operations._bulk`` (many, in batches)
+compose the rest. Schedule operations declare ``target_type="schedule"`` and use the same path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy.orm import Session
+
+from . import audit, query, stats
+from .config import Settings
+from .errors import InvalidTransition, NotFound, ValidationError
+from .jobs import check_max_attempts, check_priority, encode_payload
+from .masking import MaskingRule
+from .permissions import Policy
+from .queue import Delivery
+from .states import ALL_STATES, State
+from .store import ActivityEntry, Attempt, Job, Operator, Schedule, as_utc, utcnow
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+# -- declarations ---------------------------------------------------------------------------------
+
+# ``audits`` value of operations that purge the record: the whole record is kept as the "before".
+SNAPSHOT: tuple[str, ...] = ("*",)
+MUTABLE_FIELDS = ("priority", "scheduled_for", "max_attempts", "payload")
+_REQUEUED = ("attempts", "run", "scheduled_for")
+# What the Activity Log keeps of a job created by an operation (edit_and_replay).
+_CREATED = ("task", "payload", "priority", "max_attempts", "scheduled_for", "replayed_from_id")
+# Internal bookkeeping left out of a purged record's snapshot.
+_NOT_SNAPSHOTTED = frozenset({"rq_job_id", "enqueue_seq", "lease_until", "search_masked"})
+
+_QUEUED, _RUNNING, _RETRYING = State.QUEUED.value, State.RUNNING.value, State.RETRYING.value
+_FAILED, _SUCCEEDED, _DEAD = State.FAILED.value, State.SUCCEEDED.value, State.DEAD_LETTER.value
+_WAITING = frozenset({_QUEUED, _RETRYING})
+_REWINDABLE = frozenset({_FAILED, _SUCCEEDED, _DEAD})
+_NOT_RUNNING = frozenset(ALL_STATES) - {_RUNNING}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One write on the request path, declared rather than hand-written."""
+
+    action: str  # capability, Activity Log action and method name
+    apply: Callable[..., Any]  # apply(write, target, **args) makes the change; returns the result
+    accepts: frozenset[str] | None = None  # states the target must be in (None: any)
+    audits: tuple[str, ...] = ()  # fields whose before/after are logged ('state' always is); SNAPSHOT
+    target_type: str = "job"  # or "schedule"
+    reason: str | None = None  # the argument logged as the entry's reason
+    check: Callable[[Settings, dict[str, Any]], dict[str, Any]] | None = None  # validates args first
+
+    @property
+    def purges(self) -> bool:
+        return self.audits == SNAPSHOT
+
+
+class Write:
+    """One operator write in progress: its session and time, its Activity Log entries, and the RQ
+    deliveries to withdraw and send once the transaction has committed."""
+
+    def __init__(self, ops: Operations, session: Session, now: datetime) -> None:
+        self.ops = ops
+        self.session = session
+        self.now = now
+        self.book = ops.hub.book
+        self.entries: list[audit.Entry] = []
+        self.deliveries: list[Delivery] = []
+        self.withdrawn: list[str | None] = []
+
+    def move(self, job: Job, state: State) -> None:
+        self.book.move(self.session, job, state, self.now)
+
+    def withdraw(self, job: Job) -> None:
+        """Take the job's current delivery out of RQ after commit (a stale one could not claim anyway)."""
+        self.withdrawn.append(job.rq_job_id)
+
+    def requeue(self, job: Job, *, fresh_run: bool) -> None:
+        self.withdraw(job)
+        self.deliveries.append(self.book.requeue(self.session, job, self.now, fresh_run=fresh_run))
+
+    def redeliver(self, job: Job) -> None:
+        """Replace the job's delivery by one for its current priority and scheduled_for."""
+        self.withdraw(job)
+        job.updated_at = self.now
+        self.deliveries.append(self.book.next_delivery(job))
+
+    def insert(self, job: Job) -> None:
+        self.deliveries.extend(self.book.insert(self.session, [job]))
+
+    def record(
+        self,
+        action: str,
+        target_type: str,
+        target: Any,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        reason: str | None = None,
+    ) -> None:
+        """Log the change to one job or schedule, masked as the acting operator sees it."""
+        change = {"task": target.task, "before": before, "after": after}
+        self.entries.append(self.ops._entry(action, target_type, target, change, reason))
+
+
+def snapshot(target: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: audit.jsonable(getattr(target, name)) for name in names}
+
+
+def full_snapshot(session: Session, job: Job) -> dict[str, Any]:
+    """The whole job record with its attempt history: what a purge leaves in the Activity Log."""
+    record = {
+        c.key: audit.jsonable(getattr(job, c.key)) for c in Job.__mapper__.column_attrs if c.key not in _NOT_SNAPSHOTTED
+    }
+    attempts = session.scalars(select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number))
+    record["attempt_history"] = [
+        {k: audit.jsonable(getattr(a, k)) for k in ("run", "number", "started_at", "finished_at", "exit", "error_code",
+                                                     "error", "worker")}
+        for a in attempts
+    ]
+    return record
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Only the fields that changed, plus the state for context."""
+    keys = [k for k in before if k == "state" or before[k] != after.get(k)]
+    return {k: before[k] for k in keys}, {k: after.get(k) for k in keys}
+
+
+# -- the changes ----------------------------------------------------------------------------------
+def _requeue_fresh(w: Write, job: Job) -> None:
+    w.requeue(job, fresh_run=True)
+
+
+def _cancel(w: Write, job: Job) -> None:
+    if job.state == _RUNNING:
+        if job.cancel_requested:
+            raise InvalidTransition(
+                f"job {job.id} is running and its cancellation was already requested; "
+                "the worker stops it at its next checkpoint"
+            )
+        # Best effort: the worker honours the flag at its next checkpoint, or marks it cancelled after.
+        job.cancel_requested = True
+        job.updated_at = w.now
+        return
+    w.withdraw(job)
+    w.move(job, State.CANCELLED)
+
+
+def _retry_now(w: Write, job: Job) -> None:
+    if as_utc(job.scheduled_for) <= w.now:
+        raise InvalidTransition(
+            f"job {job.id} is already due (scheduled for {as_utc(job.scheduled_for).isoformat()}); retry_now "
+            "brings forward only a retry scheduled in the future"
+        )
+    job.scheduled_for = w.now
+    w.redeliver(job)
+
+
+def _send_to_dead_letter(w: Write, job: Job, reason: str | None = None) -> None:
+    w.withdraw(job)
+    w.move(job, State.DEAD_LETTER)
+    job.dead_letter_reason = reason
+
+
+def _edit_and_replay(w: Write, job: Job, payload: Any) -> int:
+    if job.replayed_as_id is not None:
+        raise InvalidTransition(
+            f"job {job.id} was already edited and replayed as job {job.replayed_as_id}; "
+            "work on that job, or replay this one unchanged"
+        )
+    new = w.book.prepare(
+        job.task, payload, account=job.account, priority=job.priority, max_attempts=job.max_attempts,
+        originating_user_id=w.ops.operator.id, retention_days=job.retention_days, now=w.now,
+    )
+    new.replayed_from_id = job.id
+    w.insert(new)
+    job.replayed_as_id = new.id
+    job.updated_at = w.now
+    w.record("edit_and_replay", "job", new, None, {"state": new.state, **snapshot(new, _CREATED)})
+    return new.id
+
+
+def _purge(w: Write, job: Job) -> None:
+    w.withdraw(job)
+    w.session.execute(delete(Attempt).where(Attempt.job_id == job.id))
+    w.session.delete(job)
+
+
+def _resolve(w: Write, job: Job, note: str) -> None:
+    w.withdraw(job)
+    w.move(job, State.RESOLVED)
+    job.resolution_note = note
+
+
+def _trigger(w: Write, job: Job) -> None:
+    job.scheduled_for = w.now
+    w.redeliver(job)
+
+
+def _update_job(w: Write, job: Job, **fields: Any) -> None:
+    if "payload" in fields and not (job.state == _QUEUED and job.attempts == 0 and job.run == 1):
+        raise InvalidTransition(
+            f"job {job.id}'s payload can change only before its first attempt; it is {job.state} after "
+            f"{job.attempts} attempt(s) of run {job.run} (edit_and_replay makes a new job from a dead letter)"
+        )
+    moved = False
+    for name, value in fields.items():
+        if getattr(job, name) != value:
+            setattr(job, name, value)
+            moved |= name in ("priority", "scheduled_for")
+    if "payload" in fields:
+        job.search_masked = w.book.search_masked(job.task, job.payload, job.last_error_detail)
+    job.updated_at = w.now
+    if moved:
+        w.redeliver(job)
+
+
+# -- argument checks, before anything is read ------------------------------------------------------
+def _check_reason(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
+    reason = args.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationError(f"reason={reason!r} is not valid; give a sentence saying why, or nothing")
+    return {"reason": (reason.strip() or None) if reason else None}
+
+
+def _check_note(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
+    note = args.get("note")
+    if not isinstance(note, str) or not note.strip():
+        raise ValidationError("resolve needs a non-empty note saying how the failure was handled")
+    return {"note": note.strip()}
+
+
+def _check_payload(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
+    encode_payload(args["payload"], settings.payload_max_bytes)
+    return args
+
+
+def _check_update(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
+    allowed = ", ".join(MUTABLE_FIELDS)
+    if not args:
+        raise ValidationError(f"update_job needs at least one field to change; mutable fields: {allowed}")
+    unknown = sorted(set(args) - set(MUTABLE_FIELDS))
+    if unknown:
+        raise ValidationError(
+            f"job field(s) {', '.join(unknown)} cannot be changed; update_job changes only: {allowed} "
+            "(payload only before the job's first attempt)"
+        )
+    out = dict(args)
+    if "priority" in out:
+        out["priority"] = check_priority(out["priority"])
+    if "max_attempts" in out:
+        out["max_attempts"] = check_max_attempts(out["max_attempts"])
+    if "payload" in out:
+        encode_payload(out["payload"], settings.payload_max_bytes)
+    if "scheduled_for" in out:
+        when = out["scheduled_for"]
+        now = utcnow()
+        # A timedelta means that long from now, the way enqueue's delay does.
+        out["scheduled_for"] = (
+            now + when if isinstance(when, timedelta) else query.parse_time(when, "scheduled_for", now)
+        )
+    return out
+
+
+# The operations on one job (and, for bulk triage, on many: one entry per job under the bulk action).
+OPERATIONS: Mapping[str, Operation] = {
+    op.action: op
+    for op in (
+        Operation("rerun", _requeue_fresh, accepts=_REWINDABLE, audits=_REQUEUED),
+        Operation("cancel", _cancel, accepts=_WAITING | {_RUNNING}, audits=("cancel_requested",)),
+        Operation("retry_now", _retry_now, accepts=frozenset({_RETRYING}), audits=("scheduled_for",)),
+        Operation(
+            "send_to_dead_letter", _send_to_dead_letter, accepts=frozenset({_QUEUED, _RETRYING, _FAILED}),
+            audits=("dead_letter_reason",), reason="reason", check=_check_reason,
+        ),
+        Operation("replay", _requeue_fresh, accepts=frozenset({_DEAD}), audits=_REQUEUED),
+        Operation(
+            "edit_and_replay", _edit_and_replay, accepts=frozenset({_DEAD}), audits=("replayed_as_id",),
+            check=_check_payload,
+        ),
+        Operation("dismiss", _purge, accepts=frozenset({_DEAD}), audits=SNAPSHOT),
+        Operation(
+            "resolve", _resolve, accepts=frozenset({_FAILED, _RETRYING, _DEAD}), audits=("resolution_note",),
+            reason="note", check=_check_note,
+        ),
+        Operation("trigger", _trigger, accepts=_WAITING, audits=("scheduled_for",)),
+        Operation("update_job", _update_job, accepts=_WAITING, audits=MUTABLE_FIELDS, check=_check_update),
+        Operation("delete_job", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT),
+        Operation("delete_jobs", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT),
+        Operation("replay_dead_letters", _requeue_fresh, accepts=frozenset({_DEAD}), audits=_REQUEUED),
+        Operation("dismiss_dead_letters", _purge, accepts=frozenset({_DEAD}), audits=SNAPSHOT),
+    )
+}
+
+_TARGETS: Mapping[str, type[Job] | type[Schedule]] = {"job": Job, "schedule": Schedule}
+_TRIAGE_FILTERS = ("task", "error_code", "since", "until")
+ProgressFn = Callable[[int, int], Any]
+
+
+class Operations:
+    """The Jobs surface as one operator: each method checks the capability, scopes to the operator's
+    account, masks for their role and records operator writes in the Activity Log."""
+
+    def __init__(self, hub: Hub, operator: Operator) -> None:
+        self.hub = hub
+        self.operator = operator
+        self.policy = Policy(hub.settings.capabilities)
+        self._unmasked = self.policy.unmasked(operator.role)
+
+    @property
+    def name(self) -> str:
+        return self.operator.name
+
+    @property
+    def role(self) -> str:
+        return self.operator.role
+
+    @property
+    def account(self) -> str | None:
+        """The account this operator is bound to; None: every account."""
+        return self.operator.account
+
+    def can(self, action: str) -> bool:
+        """Whether this operator's role may perform ``action`` (a method name)."""
+        return self.policy.allows(self.role, action)
+
+    def __repr__(self) -> str:
+        scope = f", account={self.account!r}" if self.account is not None else ""
+        return f"<Operations as {self.name!r} ({self.role}{scope})>"
+
+    # -- the request path ---------------------------------------------------------------------
+    def _allow(self, action: str) -> None:
+        self.policy.check(self.role, action, self.name)
+
+    def _rule(self, task: str) -> MaskingRule | None:
+        """The masking rule this operator sees ``task`` through; None: in clear (administrator)."""
+        return None if self._unmasked else self.hub.book.masking_rule(task)
+
+    def _entry(self, action: str, target_type: str, target: Any, change: Any, reason: str | None) -> audit.Entry:
+        rule = self._rule(getattr(target, "task", None) or "")
+        if rule is not None:
+            context = getattr(target, "payload", None) or getattr(target, "payload_template", None)
+            change = audit.mask_change(audit.jsonable(change), rule, context)
+            reason = rule.mask_text(reason, context) if reason else reason
+        return audit.Entry(self.name, action, target_type, target.id, target.account, change, reason)
+
+    @contextmanager
+    def _writing(self) -> Iterator[Write]:
+        """A write transaction holding the Activity Log's append lock; entries are appended before
+        commit, deliveries leave for RQ after it."""
+        with self.hub.ledger.write() as session:
+            audit.lock_chain(session)
+            w = Write(self, session, utcnow())
+            yield w
+            audit.append(session, w.entries, at=w.now)
+        self.hub.book.withdraw(w.withdrawn)
+        self.hub.book.send(w.deliveries)
+
+    def _load(self, session: Session, target_type: str, target_id: Any, *, lock: bool) -> Any:
+        """The job or schedule, if this operator's account may see it; NotFound alike otherwise."""
+        model = _TARGETS[target_type]
+        ident = query.parse_job_id(target_id)
+        stmt = select(model).where(model.id == ident)
+        if self.account is not None:
+            stmt = stmt.where(model.account == self.account)
+        if lock:
+            stmt = stmt.with_for_update()
+        found = session.scalars(stmt).first()
+        if found is None:
+            raise NotFound(f"{target_type} {ident} not found")
+        return found
+
+    def _apply(self, w: Write, op: Operation, target: Any, args: dict[str, Any]) -> Any:
+        """State check, the change, and its Activity Log entry."""
+        if op.accepts is not None and target.state not in op.accepts:
+            raise InvalidTransition(
+                f"cannot {op.action} {op.target_type} {target.id}: it is {target.state}; "
+                f"{op.action} accepts {op.target_type}s that are {', '.join(sorted(op.accepts))}"
+            )
+        fields = (("state",) if hasattr(target, "state") else ()) + op.audits
+        before = full_snapshot(w.session, target) if op.purges else snapshot(target, fields)
+        result = op.apply(w, target, **args)
+        if op.purges:
+            after = None
+        else:
+            before, after = _changed(before, snapshot(target, fields))
+        w.record(op.action, op.target_type, target, before, after, args.get(op.reason) if op.reason else None)
+        return result
+
+    def _run(self, action: str, target_id: Any, **args: Any) -> Any:
+        """The request path for one record: capability, arguments, load, state, change, audit."""
+        op = OPERATIONS[action]
+        self._allow(action)
+        if op.check is not None:
+            args = op.check(self.hub.settings, args)
+        with self._writing() as w:
+            target = self._load(w.session, op.target_type, target_id, lock=True)
+            return self._apply(w, op, target, args)
+
+    def _conditions(self, f: query.JobFilter, now: datetime) -> list[ColumnElement[bool]]:
+        return query.job_conditions(
+            f, now=now, retention_seconds=self.hub.settings.retention_seconds, account=self.account,
+            unmasked=self._unmasked, dialect=self.hub.ledger.engine.dialect.name,
+        )
+
+    def _bulk(
+        self,
+        action: str,
+        conds: list[ColumnElement[bool]],
+        *,
+        dry_run: bool,
+        batch_size: int,
+        progress: ProgressFn | None,
+        show_progress: bool,
+    ) -> int:
+        """The request path for many jobs: one transaction per batch, one Activity Log entry per job.
+
+        Each batch re-reads its jobs under lock with the same conditions, so a job that changed since
+        it was counted is skipped rather than refused. Returns how many jobs were changed.
+        """
+        op = OPERATIONS[action]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValidationError(f"batch_size={batch_size!r} is not valid; give a whole number >= 1")
+        with self.hub.ledger.read() as session:
+            total = int(session.scalar(select(func.count()).select_from(Job).where(*conds)) or 0)
+        if dry_run or not total:
+            return total
+        report, close = _progress_reporter(progress, show_progress, total, action)
+        done, last_id = 0, 0
+        try:
+            while True:
+                with self.hub.ledger.read() as session:
+                    ids = session.scalars(
+                        select(Job.id).where(*conds, Job.id > last_id).order_by(Job.id).limit(batch_size)
+                    ).all()
+                if not ids:
+                    break
+                last_id = ids[-1]
+                with self._writing() as w:
+                    jobs = w.session.scalars(
+                        select(Job).where(Job.id.in_(ids), *conds).order_by(Job.id).with_for_update()
+                    ).all()
+                    for job in jobs:
+                        if op.accepts is None or job.state in op.accepts:
+                            self._apply(w, op, job, {})
+                done += len(w.entries)
+                report(done)
+        finally:
+            close()
+        return done
+
+    def _filters(self, filters: Mapping[str, Any], now: datetime, allowed: tuple[str, ...] = query.FILTERS) -> (
+        query.JobFilter
+    ):
+        return query.parse_filters({k: v for k, v in filters.items() if v is not None}, now, allowed)
+
+    # -- reads --------------------------------------------------------------------------------
+    def list_jobs(
+        self,
+        state: str | list[str] | None = None,
+        task: str | list[str] | None = None,
+        since: datetime | str | timedelta | None = None,
+        until: datetime | str | timedelta | None = None,
+        error_code: str | list[str] | None = None,
+        text: str | None = None,
+        include_old_succeeded: bool = False,
+        page: int = 1,
+        per_page: int = 50,
+        **unknown: Any,
+    ) -> query.JobPage:
+        """The queue, newest first, one page at a time, with the total the filters match.
+
+        ``state``, ``task`` and ``error_code`` take one name or a list; ``since``/``until`` bound
+        created_at (datetime, ISO string, or a timedelta meaning that long ago); ``text`` searches
+        payload and error detail (masked text for non-administrators). Succeeded jobs older than the
+        retention window are left out unless ``include_old_succeeded`` or ``state='succeeded'``.
+        """
+        self._allow("list_jobs")
+        now = utcnow()
+        f = self._filters(
+            {"state": state, "task": task, "since": since, "until": until, "error_code": error_code, "text": text,
+             "include_old_succeeded": include_old_succeeded or None, **unknown},
+            now,
+        )
+        with self.hub.ledger.read() as session:
+            return query.list_page(
+                session, self._conditions(f, now), page=page, per_page=per_page, rule_for=self._rule
+            )
+
+    def get_job(self, job_id: int) -> query.JobDetail:
+        """The full record of one job, masked for non-administrators (whose view is logged)."""
+        self._allow("get_job")
+        if self._unmasked:
+            with self.hub.ledger.read() as session:
+                job = self._load(session, "job", job_id, lock=False)
+                return query.job_detail(session, job, None)
+        with self._writing() as w:
+            job = self._load(w.session, "job", job_id, lock=False)
+            detail = query.job_detail(w.session, job, self._rule(job.task))
+            shown = {"payload": detail.payload, "last_error_detail": detail.last_error_detail}
+            w.entries.append(audit.Entry(self.name, "get_job", "job", job.id, job.account,
+                                         {"task": job.task, "shown": shown}))
+            return detail
+
+    def throughput(self, window: str | timedelta = "1h", by: str = "task") -> pd.DataFrame:
+        """Succeeded, failed, dead-lettered and cancelled counts per task inside ``window`` ('15m', '1h', '7d')."""
+        self._allow("throughput")
+        return stats.throughput(self.hub.ledger, window, by, account=self.account)
+
+    def throughput_series(self, window: str | timedelta = "24h", interval: str | timedelta = "1h") -> pd.DataFrame:
+        """Event counts per interval, task and state over ``window``, in long form for charts."""
+        self._allow("throughput")
+        return stats.throughput_series(self.hub.ledger, window, interval, account=self.account)
+
+    def run_time_percentiles(self, window: str | timedelta = "24h") -> pd.DataFrame:
+        """Per task, p50/p95/p99 of attempt run time and queue wait (seconds) over ``window``."""
+        self._allow("throughput")
+        return stats.run_time_percentiles(self.hub.ledger, window, account=self.account)
+
+    def activity_log(
+        self,
+        since: datetime | str | timedelta | None = None,
+        until: datetime | str | timedelta | None = None,
+        operator: str | None = None,
+    ) -> pd.DataFrame:
+        """The Activity Log, oldest first: at, operator, action, target_type, target_id, account, change, reason."""
+        self._allow("activity_log")
+        now = utcnow()
+        return audit.read_log(
+            self.hub.ledger,
+            since=query.parse_time(since, "since", now) if since is not None else None,
+            until=query.parse_time(until, "until", now) if until is not None else None,
+            operator=operator,
+            account=self.account,
+            show=None if self._unmasked else self._masked_entry,
+        )
+
+    def _masked_entry(self, row: ActivityEntry) -> tuple[Any, str | None]:
+        # Entries written by an administrator hold payloads in clear; other readers see them masked.
+        task = row.change.get("task") if isinstance(row.change, dict) else None
+        rule = self.hub.book.masking_rule(task or "")
+        return audit.mask_change(row.change, rule), rule.mask_text(row.reason) if row.reason else row.reason
+
+    def verify_audit(self) -> audit.VerifyResult:
+        """Check the Activity Log's hash chain; names the first removed or altered entry."""
+        self._allow("verify_audit")
+        return audit.verify(self.hub.ledger)
+
+    # -- writes on one job --------------------------------------------------------------------
+    def rerun(self, job_id: int) -> None:
+        """Re-run a failed, succeeded or dead-letter job: queued again with a fresh attempt counter."""
+        self._run("rerun", job_id)
+
+    def cancel(self, job_id: int) -> None:
+        """Cancel a queued or retrying job at once; a running one is flagged and stops at its next checkpoint."""
+        self._run("cancel", job_id)
+
+    def retry_now(self, job_id: int) -> None:
+        """Bring a retrying job's future retry forward to now; the retry budget is not consumed."""
+        self._run("retry_now", job_id)
+
+    def send_to_dead_letter(self, job_id: int, reason: str | None = None) -> None:
+        """Move a queued, retrying or failed job to the dead letter without further retries."""
+        self._run("send_to_dead_letter", job_id, reason=reason)
+
+    def replay(self, job_id: int) -> None:
+        """Return a dead-lettered job to the queue with a fresh attempt counter."""
+        self._run("replay", job_id)
+
+    def edit_and_replay(self, job_id: int, payload: Any) -> int:
+        """Queue a new job from a dead letter with an edited payload; the original stays, linked. Returns the new id."""
+        return int(self._run("edit_and_replay", job_id, payload=payload))
+
+    def dismiss(self, job_id: int) -> None:
+        """Purge a dead-lettered job and its attempts (irreversible); the Activity Log keeps a snapshot."""
+        self._run("dismiss", job_id)
+
+    def resolve(self, job_id: int, note: str) -> None:
+        """Mark a failed, retrying or dead-letter job as handled, with a note saying how."""
+        self._run("resolve", job_id, note=note)
+
+    def trigger(self, job_id: int) -> None:
+        """Run a queued or retrying job now, whatever its scheduled time."""
+        self._run("trigger", job_id)
+
+    def update_job(self, job_id: int, **fields: Any) -> None:
+        """Change a waiting job's priority, scheduled_for, max_attempts, or payload (only before its first attempt)."""
+        self._run("update_job", job_id, **fields)
+
+    def delete_job(self, job_id: int) -> None:
+        """Delete a job in any state but running; the Activity Log keeps a snapshot."""
+        self._run("delete_job", job_id)
+
+    # -- writes on many jobs ------------------------------------------------------------------
+    def delete_jobs(
+        self,
+        dry_run: bool = False,
+        *,
+        batch_size: int = 500,
+        progress: ProgressFn | None = None,
+        show_progress: bool = False,
+        **filters: Any,
+    ) -> int:
+        """Delete every job ``list_jobs(**filters)`` would show, except running ones; returns the count.
+
+        At least one filter is required. ``dry_run`` only counts.
+        """
+        self._allow("delete_jobs")
+        now = utcnow()
+        f = self._filters(filters, now)
+        if not f.narrows:
+            raise ValidationError(
+                f"delete_jobs needs at least one filter ({', '.join(query.FILTERS)}) so that it never "
+                "deletes the whole queue by accident"
+            )
+        conds = [*self._conditions(f, now), Job.state != _RUNNING]
+        return self._bulk("delete_jobs", conds, dry_run=dry_run, batch_size=batch_size, progress=progress,
+                          show_progress=show_progress)
+
+    def replay_dead_letters(
+        self,
+        task: str | list[str] | None = None,
+        error_code: str | list[str] | None = None,
+        since: datetime | str | timedelta | None = None,
+        until: datetime | str | timedelta | None = None,
+        dry_run: bool = False,
+        batch_size: int = 500,
+        progress: ProgressFn | None = None,
+        show_progress: bool = False,
+    ) -> int:
+        """Replay every matching dead letter, in batches; ``dry_run`` only counts. Returns the count."""
+        return self._triage("replay_dead_letters", task, error_code, since, until, dry_run, batch_size, progress,
+                            show_progress)
+
+    def dismiss_dead_letters(
+        self,
+        task: str | list[str] | None = None,
+        error_code: str | list[str] | None = None,
+        since: datetime | str | timedelta | None = None,
+        until: datetime | str | timedelta | None = None,
+        dry_run: bool = False,
+        batch_size: int = 500,
+        progress: ProgressFn | None = None,
+        show_progress: bool = False,
+    ) -> int:
+        """Dismiss (purge) every matching dead letter, in batches; ``dry_run`` only counts. Returns the count."""
+        return self._triage("dismiss_dead_letters", task, error_code, since, until, dry_run, batch_size, progress,
+                            show_progress)
+
+    def _triage(
+        self, action: str, task: Any, error_code: Any, since: Any, until: Any, dry_run: bool, batch_size: int,
+        progress: ProgressFn | None, show_progress: bool,
+    ) -> int:
+        self._allow(action)
+        now = utcnow()
+        f = self._filters(
+            {"task": task, "error_code": error_code, "since": since, "until": until, "state": _DEAD}, now,
+            (*_TRIAGE_FILTERS, "state"),
+        )
+        return self._bulk(action, self._conditions(f, now), dry_run=dry_run, batch_size=batch_size,
+                          progress=progress, show_progress=show_progress)
+
+
+def _progress_reporter(
+    progress: ProgressFn | None, show: bool, total: int, action: str
+) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """(report(done), close()) for a bulk run: the caller's callback, a tqdm bar when asked, or nothing."""
+    if progress is not None:
+        callback = progress
+        return (lambda done: callback(done, total)), (lambda: None)
+    if show:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return (lambda done: None), (lambda: None)
+        bar = tqdm(total=total, desc=action, unit="job")
+
+        def report(done: int) -> None:
+            bar.update(done - bar.n)
+
+        return report, bar.close
+    return (lambda done: None), (lambda: None)

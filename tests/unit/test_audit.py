@@ -1,0 +1,133 @@
+"""The Activity Log's chain on a bare SQLite ledger: hashing, appending, verifying, masking changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from sgen_ops import audit
+from sgen_ops.masking import MASK, MaskingRule
+from sgen_ops.store import ActivityEntry, Ledger
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.upgrade()
+    yield ledger
+    ledger.close()
+
+
+def entry(n: int, **extra: object) -> audit.Entry:
+    return audit.Entry("ada", "rerun", "job", n, "acme", {"task": "t", "before": {"state": "failed"}}, **extra)  # type: ignore[arg-type]
+
+
+def append(ledger: Ledger, *entries: audit.Entry) -> list[ActivityEntry]:
+    with ledger.write() as session:
+        audit.lock_chain(session)
+        return audit.append(session, entries)
+
+
+def test_entries_chain_from_genesis(ledger: Ledger) -> None:
+    first, second = append(ledger, entry(1), entry(2))
+    [third] = append(ledger, entry(3, reason="because"))
+    assert [first.id, second.id, third.id] == [1, 2, 3]
+    assert first.prev_hash == audit.GENESIS
+    assert second.prev_hash == first.hash and third.prev_hash == second.hash
+    assert len({first.hash, second.hash, third.hash}) == 3
+    assert audit.verify(ledger) == audit.VerifyResult(True, 3, None, "all 3 entries are intact and chained",
+                                                      third.hash)
+
+
+def test_the_hash_covers_every_field(ledger: Ledger) -> None:
+    [row] = append(ledger, entry(1))
+    base = audit.entry_hash(row)
+    for field, value in [("operator", "eve"), ("action", "dismiss"), ("target_type", "schedule"), ("target_id", 2),
+                         ("account", None), ("change", {"task": "t"}), ("reason", "x"), ("prev_hash", "f" * 64),
+                         ("at", row.at + timedelta(microseconds=1)), ("id", 2)]:
+        original = getattr(row, field)
+        setattr(row, field, value)
+        assert audit.entry_hash(row) != base, field
+        setattr(row, field, original)
+    assert audit.entry_hash(row) == base
+
+
+def test_the_hash_ignores_key_order_and_time_zone(ledger: Ledger) -> None:
+    # PostgreSQL's JSONB reorders keys, and times come back in UTC: neither may break the chain.
+    [row] = append(ledger, audit.Entry("ada", "x", "job", 1, None, {"b": 1, "a": {"d": 2, "c": 3}}))
+    base = audit.entry_hash(row)
+    row.change = {"a": {"c": 3, "d": 2}, "b": 1}
+    row.at = row.at.astimezone(timezone(timedelta(hours=5)))
+    assert audit.entry_hash(row) == base
+
+
+def test_changes_are_stored_as_plain_json(ledger: Ledger) -> None:
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    [row] = append(ledger, audit.Entry("ada", "x", "job", 1, None, {"when": when, "ids": (1, 2), "wait": timedelta(
+        seconds=90)}))
+    with ledger.read() as session:
+        stored = session.get(ActivityEntry, row.id)
+    assert stored is not None
+    assert stored.change == {"when": "2026-01-02T03:04:05+00:00", "ids": [1, 2], "wait": 90.0}
+    assert audit.verify(ledger).ok
+
+
+def test_unknown_target_type_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="target_type 'task'"):
+        append(ledger, audit.Entry("ada", "x", "task", 1, None))
+    with ledger.read() as session:
+        assert session.scalars(select(ActivityEntry)).all() == []
+
+
+def test_verify_names_the_first_bad_entry(ledger: Ledger) -> None:
+    append(ledger, *(entry(i) for i in range(1, 7)))
+    with ledger.write() as session:
+        session.execute(update(ActivityEntry).where(ActivityEntry.id == 5).values(reason="edited"))
+        session.execute(delete(ActivityEntry).where(ActivityEntry.id == 3))
+    result = audit.verify(ledger, batch=2)  # small batches: the walk crosses batch boundaries
+    assert (result.ok, result.checked, result.first_bad_id) == (False, 2, 3)
+    assert result.message == "entry 3 was removed: the log jumps from entry 2 to entry 4"
+
+
+def test_verify_an_empty_log(ledger: Ledger) -> None:
+    assert audit.verify(ledger) == audit.VerifyResult(True, 0, None, "the Activity Log is empty")
+
+
+def test_verify_catches_a_rewritten_hash(ledger: Ledger) -> None:
+    append(ledger, *(entry(i) for i in range(1, 4)))
+    with ledger.write() as session:
+        session.execute(update(ActivityEntry).where(ActivityEntry.id == 3).values(hash="0" * 64))
+    result = audit.verify(ledger)
+    assert (result.ok, result.first_bad_id) == (False, 3) and "altered" in result.message
+
+
+def test_mask_change_masks_payloads_and_text_and_is_idempotent() -> None:
+    rule = MaskingRule(["credentials.api_key", "rows.*.card"], ("password",))
+    change = {
+        "task": "t",
+        "before": {
+            "payload": {"credentials": {"api_key": "sk-1234"}, "rows": [{"card": "4111"}], "password": "pw1"},
+            "last_error_detail": "key sk-1234 refused; password=pw1",
+            "attempt_history": [{"error": "card 4111 declined", "exit": "failed"}],
+            "state": "failed",
+        },
+        "after": None,
+    }
+    masked = audit.mask_change(change, rule)
+    assert masked["before"]["payload"] == {"credentials": {"api_key": MASK}, "rows": [{"card": MASK}],
+                                           "password": MASK}
+    assert masked["before"]["last_error_detail"] == f"key {MASK} refused; password={MASK}"
+    assert masked["before"]["attempt_history"] == [{"error": f"card {MASK} declined", "exit": "failed"}]
+    assert masked["before"]["state"] == "failed" and masked["after"] is None
+    assert audit.mask_change(masked, rule) == masked
+    assert change["before"]["payload"]["credentials"]["api_key"] == "sk-1234"  # the input is not touched
+
+
+def test_mask_change_uses_the_given_payload_for_text_without_one() -> None:
+    rule = MaskingRule(["token"])
+    change = {"task": "t", "before": {"resolution_note": "rotated abc-999"}, "after": None}
+    assert audit.mask_change(change, rule, {"token": "abc-999"})["before"]["resolution_note"] == f"rotated {MASK}"
