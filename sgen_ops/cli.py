@@ -27,7 +27,13 @@ def _hub() -> Any:
 def cmd_worker(args: argparse.Namespace) -> int:
     from . import workers
 
-    workers.run(_hub(), burst=args.burst, concurrency=args.concurrency, logging_level=args.log_level)
+    workers.run(
+        _hub(),
+        burst=args.burst,
+        concurrency=args.concurrency,
+        logging_level=args.log_level,
+        worker_class="fork" if args.fork else "simple",
+    )
     return 0
 
 
@@ -155,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency", type=int, default=None, help="worker processes (default: setting worker_concurrency)"
     )
     p.add_argument("--burst", action="store_true", help="quit when the queues are empty")
+    p.add_argument("--fork", action="store_true", help="fork a work horse per attempt (RQ's Worker)")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("scheduler", help="emit schedule ticks as they come due")

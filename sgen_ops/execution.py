@@ -15,16 +15,17 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from .errors import JobCancelled, TaskError
-from .jobs import touch_lease
+from .jobs import touch_lease, transition
 from .states import WAITING, State
-from .store import Attempt, Job, Ledger, utcnow
+from .store import Attempt, Job, JobEvent, Ledger, utcnow
+from .store.types import UTCDateTime
 from .tasks import find_task
 
 if TYPE_CHECKING:
@@ -126,43 +127,123 @@ def perform(job_id: int) -> dict[str, Any]:
     return run_attempt(current_hub(), int(job_id), rq_job.id if rq_job else None)
 
 
-def run_attempt(hub: Hub, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
-    book, ledger = hub.book, hub.ledger
-    now = utcnow()
-    with ledger.write() as session:
-        job = session.get(Job, job_id, with_for_update=True)
-        if job is None or job.state not in WAITING or job.rq_job_id != rq_job_id or job.cancel_requested:
-            return {"job_id": job_id, "outcome": "skipped"}
-        if job.state == State.RETRYING:
-            book.move(session, job, State.QUEUED, now)
-        ready_at = job.scheduled_for
-        book.move(session, job, State.RUNNING, now)
-        job.attempts += 1
-        job.worker = worker_name
-        job.lease_until = now + timedelta(seconds=hub.settings.worker_lost_after)
-        session.add(
-            Attempt(
-                job_id=job.id,
-                task=job.task,
-                run=job.run,
-                number=job.attempts,
-                ready_at=ready_at,
-                started_at=now,
-                worker=worker_name,
-            )
-        )
-        ctx = TaskContext(
-            job_id=job.id,
-            task=job.task,
-            attempt=job.attempts,
-            run=job.run,
-            max_attempts=job.max_attempts,
-            account=job.account,
-            schedule_id=job.schedule_id,
-            payload=job.payload,
-            _ledger=ledger,
-        )
+JOBS = cast(Table, Job.__table__)
+ATTEMPTS = cast(Table, Attempt.__table__)
+EVENTS = cast(Table, JobEvent.__table__)
 
+
+# The hot path's statements are built once: constructing them per attempt costs more than running them.
+_CLAIM_READ = (
+    select(
+        JOBS.c.state,
+        JOBS.c.task,
+        JOBS.c.payload,
+        JOBS.c.attempts,
+        JOBS.c.run,
+        JOBS.c.max_attempts,
+        JOBS.c.account,
+        JOBS.c.schedule_id,
+        JOBS.c.scheduled_for,
+        JOBS.c.rq_job_id,
+        JOBS.c.cancel_requested,
+    )
+    .where(JOBS.c.id == bindparam("p_id"))
+    .with_for_update()
+)
+_CLAIM = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("p_id"), JOBS.c.state == bindparam("p_state"), JOBS.c.rq_job_id == bindparam("p_rq"))
+    .values(
+        state=State.RUNNING.value,
+        attempts=bindparam("p_attempts"),
+        worker=bindparam("p_worker"),
+        updated_at=bindparam("p_now", type_=UTCDateTime),
+        lease_until=bindparam("p_lease", type_=UTCDateTime),
+    )
+)
+_STOP_READ = (
+    select(JOBS.c.state, JOBS.c.run, JOBS.c.attempts, JOBS.c.cancel_requested)
+    .where(JOBS.c.id == bindparam("p_id"))
+    .with_for_update()
+)
+_STOP = (
+    update(JOBS)
+    .where(JOBS.c.id == bindparam("p_id"))
+    .values(state=bindparam("p_state"), lease_until=None, updated_at=bindparam("p_now", type_=UTCDateTime))
+)
+_FINISH_ATTEMPT = (
+    update(ATTEMPTS)
+    .where(
+        ATTEMPTS.c.job_id == bindparam("p_id"),
+        ATTEMPTS.c.run == bindparam("p_run"),
+        ATTEMPTS.c.number == bindparam("p_number"),
+    )
+    .values(finished_at=bindparam("p_now", type_=UTCDateTime), exit=bindparam("p_exit"))
+)
+_ADD_EVENTS = insert(EVENTS)
+_ADD_ATTEMPT = insert(ATTEMPTS)
+
+
+def claim(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | None:
+    """Take the next attempt of a job if this delivery owns it (one short Core transaction)."""
+    now = utcnow()
+    with hub.ledger.write_conn() as conn:
+        row = conn.execute(_CLAIM_READ, {"p_id": job_id}).first()
+        if row is None or row.state not in WAITING or row.rq_job_id != rq_job_id or row.cancel_requested:
+            return None
+        events = []
+        state = row.state
+        if state == State.RETRYING:
+            events.append(transition(job_id, row.task, row.account, state, State.QUEUED, now))
+            state = State.QUEUED.value
+        events.append(transition(job_id, row.task, row.account, state, State.RUNNING, now))
+        number = row.attempts + 1
+        lease = now + timedelta(seconds=hub.settings.worker_lost_after)
+        claimed = conn.execute(
+            _CLAIM,
+            {
+                "p_id": job_id,
+                "p_state": row.state,
+                "p_rq": rq_job_id,
+                "p_attempts": number,
+                "p_worker": worker_name,
+                "p_now": now,
+                "p_lease": lease,
+            },
+        )
+        if claimed.rowcount != 1:
+            return None
+        conn.execute(_ADD_EVENTS, events)
+        conn.execute(
+            _ADD_ATTEMPT,
+            {
+                "job_id": job_id,
+                "task": row.task,
+                "run": row.run,
+                "number": number,
+                "ready_at": row.scheduled_for,
+                "started_at": now,
+                "worker": worker_name,
+            },
+        )
+    return TaskContext(
+        job_id=job_id,
+        task=row.task,
+        attempt=number,
+        run=row.run,
+        max_attempts=row.max_attempts,
+        account=row.account,
+        schedule_id=row.schedule_id,
+        payload=row.payload,
+        _ledger=hub.ledger,
+    )
+
+
+def run_attempt(hub: Hub, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
+    ctx = claim(hub, job_id, rq_job_id)
+    if ctx is None:
+        return {"job_id": job_id, "outcome": "skipped"}
+    ledger = hub.ledger
     outcome, code, detail, log_text = "succeeded", "", "", None
     spec = find_task(ctx.task)
     _heartbeat.add(job_id, ledger, hub.settings.worker_lost_after)
@@ -187,28 +268,42 @@ def run_attempt(hub: Hub, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
 def record_outcome(
     hub: Hub, ctx: TaskContext, outcome: str, code: str, detail: str, log_text: str | None
 ) -> dict[str, Any]:
+    """Write the attempt's outcome if the attempt still owns the job; decide what comes next."""
+    if outcome in ("succeeded", "cancelled"):
+        return _record_stop(hub, ctx, outcome)
     book = hub.book
     now = utcnow()
-    delivery = None
     with hub.ledger.write() as session:
         job = session.get(Job, ctx.job_id, with_for_update=True)
         if job is None or job.state != State.RUNNING or job.run != ctx.run or job.attempts != ctx.attempt:
             # The attempt lost its lease and was recorded as worker-lost meanwhile.
             return {"job_id": ctx.job_id, "outcome": "superseded"}
-        attempt = session.scalars(
-            select(Attempt).where(Attempt.job_id == job.id, Attempt.run == job.run, Attempt.number == job.attempts)
-        ).one()
-        attempt.finished_at = now
-        attempt.exit = outcome
-        if outcome in ("succeeded", "cancelled"):
-            job.lease_until = None
-            stop = outcome == "cancelled" or job.cancel_requested
-            book.move(session, job, State.CANCELLED if stop else State.SUCCEEDED, now)
-        else:
-            attempt.error_code = code[:100]
-            attempt.error = detail[:ERROR_EXCERPT]
-            delivery = book.after_failed_attempt(session, job, now, code, detail, log_text)
+        session.execute(
+            update(ATTEMPTS)
+            .where(ATTEMPTS.c.job_id == job.id, ATTEMPTS.c.run == job.run, ATTEMPTS.c.number == job.attempts)
+            .values(finished_at=now, exit=outcome, error_code=code[:100], error=detail[:ERROR_EXCERPT])
+        )
+        delivery = book.after_failed_attempt(session, job, now, code, detail, log_text)
         state = job.state
     if delivery:
         book.send([delivery])
     return {"job_id": ctx.job_id, "outcome": outcome, "state": state}
+
+
+def _record_stop(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any]:
+    """The common case, kept to one short Core transaction: the attempt ended without error."""
+    now = utcnow()
+    with hub.ledger.write_conn() as conn:
+        row = conn.execute(_STOP_READ, {"p_id": ctx.job_id}).first()
+        if row is None or row.state != State.RUNNING or row.run != ctx.run or row.attempts != ctx.attempt:
+            return {"job_id": ctx.job_id, "outcome": "superseded"}
+        # A task without checkpoints runs to completion and is then marked cancelled.
+        target = State.CANCELLED if outcome == "cancelled" or row.cancel_requested else State.SUCCEEDED
+        event = transition(ctx.job_id, ctx.task, ctx.account, row.state, target, now)
+        conn.execute(_STOP, {"p_id": ctx.job_id, "p_state": target.value, "p_now": now})
+        conn.execute(
+            _FINISH_ATTEMPT,
+            {"p_id": ctx.job_id, "p_run": ctx.run, "p_number": ctx.attempt, "p_now": now, "p_exit": outcome},
+        )
+        conn.execute(_ADD_EVENTS, [event])
+    return {"job_id": ctx.job_id, "outcome": outcome, "state": target.value}

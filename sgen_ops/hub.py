@@ -87,16 +87,25 @@ class Hub:
         ]
         return self.book.create(jobs)
 
-    def work(self, burst: bool = True, *, concurrency: int | None = None, logging_level: str = "WARNING") -> None:
+    def work(
+        self,
+        burst: bool = True,
+        *,
+        concurrency: int | None = None,
+        logging_level: str = "WARNING",
+        worker_class: str = "simple",
+    ) -> None:
         """Run a worker in this process; with ``burst`` until nothing is due (delayed jobs stay put)."""
         if not burst:
-            workers.run(self, burst=False, concurrency=concurrency, logging_level=logging_level)
+            workers.run(
+                self, burst=False, concurrency=concurrency, logging_level=logging_level, worker_class=worker_class
+            )
             return
         execution.bind_hub(self)
         while True:
             self.recover_lost()
             self.transport.move_due()
-            worker = workers.SgenWorker(
+            worker = workers.WORKER_CLASSES[worker_class](
                 self.transport.ordered_queues,
                 connection=self.redis,
                 name=workers.worker_name(self.settings.queue_prefix),

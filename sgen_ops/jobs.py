@@ -66,6 +66,21 @@ def check_max_attempts(value: Any) -> int:
     return value
 
 
+def transition(
+    job_id: int, task: str, account: str | None, current: str, target: State | str, at: datetime
+) -> dict[str, Any]:
+    """The event row of a state change, after checking the state machine allows it."""
+    check_transition(current, target, job_id=job_id)
+    return {
+        "job_id": job_id,
+        "task": task,
+        "account": account,
+        "from_state": current,
+        "to_state": str(target),
+        "at": at,
+    }
+
+
 class JobBook:
     """The ledger's job records and their delivery through the transport."""
 
@@ -153,12 +168,7 @@ class JobBook:
     @staticmethod
     def move(session: Session, job: Job, target: State | str, now: datetime) -> None:
         """Change a job's state as the state machine allows, recording the change with its time."""
-        check_transition(job.state, target, job_id=job.id)
-        session.add(
-            JobEvent(
-                job_id=job.id, task=job.task, account=job.account, from_state=job.state, to_state=str(target), at=now
-            )
-        )
+        session.add(JobEvent(**transition(job.id, job.task, job.account, job.state, target, now)))
         job.state = str(target)
         job.updated_at = now
 

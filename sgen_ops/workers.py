@@ -8,8 +8,9 @@ import socket
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from rq import SimpleWorker
+from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
+from rq.worker import BaseWorker
 from rq.worker_pool import WorkerPool
 
 from . import execution
@@ -20,8 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class SgenWorker(SimpleWorker):
-    """RQ's SimpleWorker plus ledger upkeep: reap lost attempts and reconcile Redis with the ledger."""
+class _LedgerUpkeep(BaseWorker):
+    """Ledger upkeep on RQ's maintenance schedule: reap lost attempts, reconcile Redis with the ledger."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
@@ -42,18 +43,37 @@ class SgenWorker(SimpleWorker):
             log.exception("ledger maintenance failed; will try again")
 
 
+class SgenWorker(_LedgerUpkeep, SimpleWorker):
+    """Runs each attempt in the worker process itself (RQ's SimpleWorker): the default."""
+
+
+class SgenForkWorker(_LedgerUpkeep, Worker):
+    """Forks a work horse per attempt (RQ's Worker): isolation at the price of a fork per job."""
+
+
+WORKER_CLASSES: dict[str, type[BaseWorker]] = {"simple": SgenWorker, "fork": SgenForkWorker}
+
+
 def worker_name(prefix: str) -> str:
     return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def run(hub: Hub, *, burst: bool = False, concurrency: int | None = None, logging_level: str = "INFO") -> None:
+def run(
+    hub: Hub,
+    *,
+    burst: bool = False,
+    concurrency: int | None = None,
+    logging_level: str = "INFO",
+    worker_class: str = "simple",
+) -> None:
     """Serve the queues: one worker in this process, or RQ's worker pool of ``concurrency`` processes."""
     execution.bind_hub(hub)
     n = concurrency or hub.settings.worker_concurrency
     queues = hub.transport.ordered_queues
+    cls = WORKER_CLASSES[worker_class]
     if n <= 1:
-        worker = SgenWorker(queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix))
+        worker = cls(queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix))
         worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
         return
-    pool = WorkerPool(queues, connection=hub.redis, num_workers=n, worker_class=SgenWorker, serializer=JSONSerializer)
+    pool = WorkerPool(queues, connection=hub.redis, num_workers=n, worker_class=cls, serializer=JSONSerializer)
     pool.start(burst=burst, logging_level=logging_level)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,6 +48,7 @@ class Ledger:
             write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
             write_engine = self.engine
+        self._write_engine = write_engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
 
@@ -61,6 +62,12 @@ class Ledger:
         """A transaction that commits on success and rolls back on any error."""
         with self._write() as session, session.begin():
             yield session
+
+    @contextmanager
+    def write_conn(self) -> Iterator[Connection]:
+        """A Core connection in a write transaction: the worker's hot path, without ORM bookkeeping."""
+        with self._write_engine.begin() as conn:
+            yield conn
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema up to ``revision`` through the Alembic migrations."""
