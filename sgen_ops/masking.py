@@ -12,7 +12,8 @@ from .errors import ValidationError
 MASK = "••••••"
 
 # Numbers shorter than this are not scrubbed from text: replacing every "1" or "42" would wreck it.
-_MIN_NUMBER_CHARS = 3
+# Shorter values are not scrubbed from free text: masking every "b" would wreck a traceback.
+_MIN_SCRUB_CHARS = 3
 
 # Auth schemes kept visible before a masked credential ("Authorization: Bearer ••••••").
 _AUTH_SCHEMES = ("bearer", "basic", "token", "digest")
@@ -141,9 +142,9 @@ class MaskingRule:
     def sensitive_values(self, payload: Any) -> list[str]:
         """The raw text of every sensitive leaf in ``payload``, for scrubbing free text.
 
-        Masked subtrees are flattened to their leaves. Non-empty strings are kept whatever their
-        length; numbers only when their text has at least 3 characters, so scrubbing does not
-        replace every "1" in a traceback. Booleans and nulls are skipped for the same reason.
+        Masked subtrees are flattened to their leaves. Strings and numbers are kept when their text
+        has at least 3 characters, so scrubbing does not replace every "1" or "b" in a traceback
+        (the value itself is still masked wherever the payload is shown). Booleans and nulls are skipped.
         """
         found: list[str] = []
         self._collect(payload, list(self._paths), found)
@@ -204,9 +205,9 @@ def _leaves(node: Any, found: list[str]) -> None:
         for value in node:
             _leaves(value, found)
     elif isinstance(node, str):
-        if node:
+        if len(node) >= _MIN_SCRUB_CHARS:
             found.append(node)
     elif isinstance(node, int | float) and not isinstance(node, bool):
         text = str(node)
-        if len(text) >= _MIN_NUMBER_CHARS:
+        if len(text) >= _MIN_SCRUB_CHARS:
             found.append(text)

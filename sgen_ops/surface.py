@@ -23,9 +23,9 @@ import pandas as pd
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
-from . import audit, query, stats
+from . import audit, query, schedules, stats
 from .config import Settings
-from .errors import InvalidTransition, NotFound, ValidationError
+from .errors import AccessDenied, InvalidTransition, NotFound, ValidationError
 from .jobs import check_max_attempts, check_priority, encode_payload
 from .masking import MaskingRule
 from .permissions import Policy
@@ -64,6 +64,7 @@ class Operation:
     audits: tuple[str, ...] = ()  # fields whose before/after are logged ('state' always is); SNAPSHOT
     target_type: str = "job"  # or "schedule"
     reason: str | None = None  # the argument logged as the entry's reason
+    result_key: str | None = None  # logs the operation's result under this key of "after"
     check: Callable[[Settings, dict[str, Any]], dict[str, Any]] | None = None  # validates args first
 
     @property
@@ -231,6 +232,30 @@ def _update_job(w: Write, job: Job, **fields: Any) -> None:
         w.redeliver(job)
 
 
+def _edit_schedule(w: Write, schedule: Schedule, **changes: Any) -> None:
+    schedules.edit(w.ops.hub, w.session, schedule, changes, now=w.now)
+
+
+def _pause_schedule(w: Write, schedule: Schedule) -> None:
+    if not schedule.enabled:
+        raise InvalidTransition(f"schedule {schedule.id} is already paused; resume_schedule starts it again")
+    schedules.edit(w.ops.hub, w.session, schedule, {"enabled": False}, now=w.now)
+
+
+def _resume_schedule(w: Write, schedule: Schedule) -> None:
+    if schedule.enabled:
+        raise InvalidTransition(f"schedule {schedule.id} is not paused; pause_schedule stops its ticks")
+    schedules.edit(w.ops.hub, w.session, schedule, {"enabled": True}, now=w.now)
+
+
+def _run_schedule_now(w: Write, schedule: Schedule) -> int:
+    job, deliveries = schedules.run_now(
+        w.ops.hub, w.session, schedule, now=w.now, originating_user_id=w.ops.operator.id
+    )
+    w.deliveries.extend(deliveries)
+    return int(job.id)
+
+
 # -- argument checks, before anything is read ------------------------------------------------------
 def _check_reason(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
     reason = args.get("reason")
@@ -305,6 +330,10 @@ OPERATIONS: Mapping[str, Operation] = {
         Operation("delete_jobs", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT),
         Operation("replay_dead_letters", _requeue_fresh, accepts=frozenset({_DEAD}), audits=_REQUEUED),
         Operation("dismiss_dead_letters", _purge, accepts=frozenset({_DEAD}), audits=SNAPSHOT),
+        Operation("edit_schedule", _edit_schedule, target_type="schedule"),
+        Operation("pause_schedule", _pause_schedule, target_type="schedule"),
+        Operation("resume_schedule", _resume_schedule, target_type="schedule"),
+        Operation("run_schedule_now", _run_schedule_now, target_type="schedule", result_key="job_id"),
     )
 }
 
@@ -394,12 +423,18 @@ class Operations:
                 f"{op.action} accepts {op.target_type}s that are {', '.join(sorted(op.accepts))}"
             )
         fields = (("state",) if hasattr(target, "state") else ()) + op.audits
-        before = full_snapshot(w.session, target) if op.purges else snapshot(target, fields)
+
+        def view() -> dict[str, Any]:
+            # A schedule is logged in the shape operators create and edit it in.
+            return schedules.record(target) if op.target_type == "schedule" else snapshot(target, fields)
+
+        before = full_snapshot(w.session, target) if op.purges else view()
         result = op.apply(w, target, **args)
-        if op.purges:
-            after = None
-        else:
-            before, after = _changed(before, snapshot(target, fields))
+        after: dict[str, Any] | None = None
+        if not op.purges:
+            before, after = _changed(before, view())
+            if op.result_key:
+                after[op.result_key] = result
         w.record(op.action, op.target_type, target, before, after, args.get(op.reason) if op.reason else None)
         return result
 
@@ -606,6 +641,77 @@ class Operations:
     def delete_job(self, job_id: int) -> None:
         """Delete a job in any state but running; the Activity Log keeps a snapshot."""
         self._run("delete_job", job_id)
+
+    # -- schedules ----------------------------------------------------------------------------
+    def create_schedule(
+        self,
+        task: str,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | str | None = None,
+        timezone: str | None = None,
+        payload: Any = None,
+        max_attempts: int | None = None,
+        retention: float | timedelta | str | None = None,
+        priority: str | None = None,
+        account: str | None = None,
+    ) -> int:
+        """Register a recurring job: exactly one of ``cron`` (in ``timezone``, UTC by default) or ``every``
+        ("15m", seconds, a timedelta); ``payload`` is a template where ``{tick:%Y-%m-%d}`` places the tick's
+        time. Returns the schedule id."""
+        self._allow("create_schedule")
+        if self.account is not None:
+            if account not in (None, self.account):
+                raise AccessDenied(
+                    f"operator {self.name!r} is bound to account {self.account!r} and may not create schedules "
+                    f"for account {account!r}"
+                )
+            account = self.account
+        with self._writing() as w:
+            schedule = schedules.create(
+                self.hub, w.session, task=task, cron=cron, every=every, timezone=timezone, payload=payload,
+                max_attempts=max_attempts, retention=retention, priority=priority, account=account,
+                created_by=self.operator.id, now=w.now,
+            )
+            w.record("create_schedule", "schedule", schedule, None, schedules.record(schedule))
+            return int(schedule.id)
+
+    def edit_schedule(self, schedule_id: int, **changes: Any) -> None:
+        """Change a schedule's task, cron, every, timezone, payload, max_attempts, retention, priority or
+        enabled (False pauses it)."""
+        self._run("edit_schedule", schedule_id, **changes)
+
+    def pause_schedule(self, schedule_id: int) -> None:
+        """Stop a schedule's ticks; it stays registered until resumed."""
+        self._run("pause_schedule", schedule_id)
+
+    def resume_schedule(self, schedule_id: int) -> None:
+        """Start a paused schedule again from its next fire time (missed ticks are not replayed)."""
+        self._run("resume_schedule", schedule_id)
+
+    def run_schedule_now(self, schedule_id: int) -> int:
+        """Emit one job from the schedule now, out of band; the next regular tick is unaffected. Returns the job id."""
+        return int(self._run("run_schedule_now", schedule_id))
+
+    def list_schedules(self) -> pd.DataFrame:
+        """The schedules this operator may see, with next and last run, the next five fire times and recent runs."""
+        self._allow("list_schedules")
+        with self.hub.ledger.read() as session:
+            return schedules.rows(self.hub, session, account=self.account)
+
+    def preview_schedule(
+        self,
+        cron: str | None = None,
+        every: float | timedelta | str | None = None,
+        timezone: str | None = None,
+        count: int = 5,
+    ) -> list[datetime]:
+        """The next fire times of a timing before it is saved.
+
+        A bad cron raises ValidationError with croniter's reason.
+        """
+        self._allow("list_schedules")
+        return schedules.preview(cron=cron, every=every, timezone=timezone, count=count)
 
     # -- writes on many jobs ------------------------------------------------------------------
     def delete_jobs(

@@ -97,7 +97,7 @@ def seed(hub: sgen_ops.Hub, *, seed: int = 42, jobs: int = 150) -> dict[str, int
         if name not in existing:
             hub.add_operator(name, role, account=account)
     schedules = 0
-    if not has_schedules and hasattr(hub.as_operator("ops-admin"), "create_schedule"):
+    if not has_schedules:
         admin = hub.as_operator("ops-admin")
         for spec in SCHEDULES:
             admin.create_schedule(spec["task"], cron=spec.get("cron"), every=spec.get("every"), payload=spec["payload"])

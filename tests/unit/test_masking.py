@@ -80,10 +80,13 @@ def test_non_container_payload_comes_back_unchanged(payload: Any) -> None:
     assert MaskingRule(["a"], GLOBAL).mask_payload(payload) == payload
 
 
-def test_sensitive_values_flatten_subtrees_and_skip_short_numbers() -> None:
+def test_sensitive_values_flatten_subtrees_and_skip_short_values() -> None:
     rule = MaskingRule(["customer", "pin", "code"], GLOBAL)
     payload = {"customer": {"email": "a@b.c", "ids": [12, 98765]}, "pin": 7, "code": "", "password": "x"}
-    assert sorted(rule.sensitive_values(payload)) == sorted(["a@b.c", "98765", "x"])
+    assert sorted(rule.sensitive_values(payload)) == sorted(["a@b.c", "98765"])
+    # A one-letter secret is masked in the payload but not scrubbed from text like "Traceback".
+    assert rule.mask_payload(payload)["password"] == MASK
+    assert rule.mask_text("Traceback: x", payload) == "Traceback: x"
 
 
 def test_mask_text_scrubs_payload_values_longest_first() -> None:
