@@ -11,8 +11,8 @@ import pytest
 import sgen_ops
 from sgen_ops import AccessDenied, NotFound
 from sgen_ops.surface import Operations
-from tests.integration.test_surface_schedules import SCHEDULE_MATRIX
 from tests.integration.test_surface_fixtures import Jobs, add_operators, job_row, ledger_state, log_entries
+from tests.integration.test_surface_schedules import SCHEDULE_MATRIX
 
 # The product spec's capability map (seed 000, and permissions.py for seed 003's extra operations),
 # written out here independently of the code under test.
