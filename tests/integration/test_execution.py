@@ -149,6 +149,7 @@ def test_duplicate_and_stale_deliveries_run_once(hub: sgen_ops.Hub, stack: Stack
     ],
 )
 def test_bad_input_is_refused_and_records_nothing(hub: sgen_ops.Hub, kwargs: dict, message: str) -> None:
+    kwargs = dict(kwargs)  # the parameter is shared by every backend's run
     task = kwargs.pop("task")
     with pytest.raises(sgen_ops.ValidationError, match=message.replace("(", r"\(")):
         hub.enqueue(task, **kwargs)
