@@ -104,5 +104,7 @@ def seed(hub: sgen_ops.Hub, *, seed: int = 42, jobs: int = 150) -> dict[str, int
             schedules += 1
     ids = []
     for task, payload, account in job_specs(rng, jobs):
-        ids.append(hub.enqueue(task, payload, account=account))
+        # A third run on a budget of one attempt, so a fresh demo already has dead letters to triage.
+        budget = 1 if rng.random() < 0.33 else None
+        ids.append(hub.enqueue(task, payload, account=account, max_attempts=budget))
     return {"jobs": len(ids), "schedules": schedules}
