@@ -1,0 +1,283 @@
+"""The queue view: the seed's Jobs screen.
+
+``QueueView(ops, per_page=25)`` shows one page of ``ops.list_jobs`` at a time (ID, Task, State,
+Attempts "n of m", Next run as relative time, last-error excerpt, operator), newest first, with filters
+(state, task, created since/until, text search, error code), Apply and Refresh, Prev/Next and a page
+label ("page 2 of 40 · 1,000 jobs"), the throughput line "Throughput (1h): N succeeded · N failed ·
+N dead-lettered", and Re-run, Cancel and Open detail acting on the ticked rows. Open detail shows a
+``JobDetailView`` under the list. Only the page shown is read, so a queue of a million jobs opens as
+fast as one of fifty.
+
+Widgets: ``state_filter`` (SelectMultiple), ``task_filter`` (Combobox), ``since_filter``,
+``until_filter`` (DatetimePicker), ``text_filter``, ``error_code_filter`` (Text; commas separate several),
+``include_old_filter`` (Checkbox), ``apply_button``, ``refresh_button``, ``reset_button``, ``table``
+(``SelectableTable``), ``rows`` (its selection: ``.options``, ``.value``), ``prev_button``,
+``next_button``, ``page_label``, ``throughput_line``, ``rerun_button``, ``cancel_button``,
+``open_detail_button``, ``close_detail_button``, ``detail_area`` and ``detail`` (the open
+``JobDetailView`` or None), ``status``. ``job_page`` is the last ``JobPage`` read.
+
+CSS classes: ``sgen-queue``, ``sgen-state-filter``, ``sgen-task-filter``, ``sgen-since-filter``,
+``sgen-until-filter``, ``sgen-text-filter``, ``sgen-error-code-filter``, ``sgen-include-old-filter``,
+``sgen-apply``, ``sgen-refresh``, ``sgen-reset``, ``sgen-job-table`` (plus the ``sgen-table`` classes:
+``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
+``sgen-page-label``, ``sgen-throughput-line``, ``sgen-rerun``, ``sgen-cancel``, ``sgen-open-detail``,
+``sgen-close-detail``, ``sgen-detail-area``, ``sgen-status``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ..query import JobPage, JobRow
+from ..states import ALL_STATES
+from ..tasks import registered
+from . import render
+from .base import View, button, close_tree, gate, run_each
+from .detail import JobDetailView
+from .joblist import JobList
+from .table import Column
+
+if TYPE_CHECKING:
+    from ..surface import Operations
+
+COLUMNS = (
+    Column("Task", "minmax(120px, max-content)"),
+    Column("State", "max-content"),
+    Column("Attempts", "max-content"),
+    Column("Next run", "max-content"),
+    Column("Last error", "minmax(160px, 1fr)"),
+    Column("Operator", "max-content"),
+)
+THROUGHPUT_WINDOW = "1h"
+_WAITING = ("queued", "retrying")
+_FILTER_LAYOUT = {"width": "260px"}
+_LABEL_STYLE = {"description_width": "72px"}
+
+
+def names(text: str) -> list[str] | None:
+    """'a, b' -> ['a', 'b']; blank -> None (not filtered)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def next_run_cell(row: JobRow, now: datetime) -> str:
+    if row.state == "dead-letter":
+        return render.muted("dead-letter")
+    if row.state not in _WAITING or row.next_run is None:
+        return render.DASH
+    if render.as_utc(row.next_run) <= now:
+        return f'<span title="{render.timestamp(row.next_run)}">due {render.relative(row.next_run, now)}</span>'
+    return render.when(row.next_run, now)
+
+
+def error_cell(row: JobRow) -> str:
+    if not row.last_error_code and not row.last_error_excerpt:
+        return ""
+    code = f"<code>{render.esc(row.last_error_code)}</code> " if row.last_error_code else ""
+    text = render.esc(row.last_error_excerpt) if row.last_error_excerpt else ""
+    full = render.esc(f"{row.last_error_code or ''} {row.last_error_excerpt or ''}".strip())
+    return (f'<div title="{full}" style="white-space:nowrap;overflow:hidden;text-overflow:ellipsis;'
+            f'max-width:520px;color:#b42318;{render.FONT}">{code}{text}</div>')
+
+
+def queue_cells(row: JobRow, now: datetime) -> tuple[str, ...]:
+    """The queue table's cells of one job: Task, State, Attempts, Next run, Last error, Operator."""
+    return (
+        f"<span style='{render.FONT}'>{render.esc(row.task)}</span>",
+        render.badge(row.state),
+        f"<span style='{render.FONT}'>{render.esc(row.attempts_label)}</span>",
+        f"<span style='{render.FONT}'>{next_run_cell(row, now)}</span>",
+        error_cell(row),
+        f"<span style='{render.FONT}'>{render.esc(row.originating_user)}</span>",
+    )
+
+
+def throughput_text(ops: Operations, window: str = THROUGHPUT_WINDOW) -> str:
+    """'Throughput (1h): 142 succeeded · 6 failed · 2 dead-lettered' from ``ops.throughput``."""
+    frame = ops.throughput(window)
+    total = {c: int(frame[c].sum()) if len(frame) else 0 for c in ("succeeded", "failed", "dead_lettered")}
+    return (f"Throughput ({window}): {render.count(total['succeeded'])} succeeded · "
+            f"{render.count(total['failed'])} failed · {render.count(total['dead_lettered'])} dead-lettered")
+
+
+class QueueView(View):
+    """The queue list with filters, paging, throughput and Re-run / Cancel / Open detail; see the module docstring."""
+
+    css_class = "sgen-queue"
+
+    def __init__(self, ops: Operations, per_page: int = 25) -> None:
+        super().__init__(ops)
+        self.per_page = per_page
+        self.detail: JobDetailView | None = None
+
+        # -- filters --
+        self.state_filter = widgets.SelectMultiple(options=ALL_STATES, value=(), rows=4, description="State",
+                                                   style=_LABEL_STYLE, layout=widgets.Layout(width="220px"))
+        self.task_filter = widgets.Combobox(options=sorted(registered()), placeholder="any task", description="Task",
+                                            ensure_option=False, style=_LABEL_STYLE,
+                                            layout=widgets.Layout(**_FILTER_LAYOUT))
+        self.error_code_filter = widgets.Text(placeholder="any error code", description="Error code",
+                                              style=_LABEL_STYLE, layout=widgets.Layout(**_FILTER_LAYOUT))
+        self.text_filter = widgets.Text(placeholder="payload or error text", description="Search",
+                                        style=_LABEL_STYLE, layout=widgets.Layout(**_FILTER_LAYOUT))
+        self.since_filter = widgets.DatetimePicker(description="Since", style=_LABEL_STYLE)
+        self.until_filter = widgets.DatetimePicker(description="Until", style=_LABEL_STYLE)
+        self.include_old_filter = widgets.Checkbox(value=False, description="old succeeded too", indent=False,
+                                                   tooltip="Also list succeeded jobs older than the retention window")
+        for widget, css in (
+            (self.state_filter, "sgen-state-filter"), (self.task_filter, "sgen-task-filter"),
+            (self.error_code_filter, "sgen-error-code-filter"), (self.text_filter, "sgen-text-filter"),
+            (self.since_filter, "sgen-since-filter"), (self.until_filter, "sgen-until-filter"),
+            (self.include_old_filter, "sgen-include-old-filter"),
+        ):
+            widget.add_class(css)
+        self.apply_button = button("Apply", "sgen-apply", style="primary", icon="filter",
+                                   tooltip="List the jobs these filters match, from page 1")
+        self.refresh_button = button("Refresh", "sgen-refresh", icon="refresh", tooltip="Read this page again")
+        self.reset_button = button("Reset", "sgen-reset", tooltip="Clear every filter")
+        self.apply_button.on_click(self.guard(lambda _b: self.apply()))
+        self.refresh_button.on_click(self.guard(lambda _b: self.refresh()))
+        self.reset_button.on_click(self.guard(lambda _b: self.reset()))
+
+        # -- the list, one page at a time --
+        self.jobs = JobList(self, COLUMNS, queue_cells, per_page=per_page)
+        self.jobs.table.add_class("sgen-job-table")
+        self.table = self.jobs.table
+        self.rows = self.jobs.rows
+        self.prev_button, self.next_button = self.jobs.prev_button, self.jobs.next_button
+        self.page_label = self.jobs.page_label
+        self.throughput_line = widgets.HTML()
+        self.throughput_line.add_class("sgen-throughput-line")
+
+        # -- actions --
+        self.rerun_button = button("Re-run", "sgen-rerun", style="primary", icon="repeat")
+        self.cancel_button = button("Cancel", "sgen-cancel", style="warning", icon="ban")
+        self.open_detail_button = button("Open detail", "sgen-open-detail", icon="search")
+        gate(self.rerun_button, ops, "rerun", "Queue the ticked failed, succeeded or dead-letter jobs again")
+        gate(self.cancel_button, ops, "cancel", "Cancel the ticked queued, retrying or running jobs")
+        gate(self.open_detail_button, ops, "get_job", "Show the ticked job's payload, attempts and error log")
+        self.rerun_button.on_click(self.guard(lambda _b: self.act_on_selected("rerun")))
+        self.cancel_button.on_click(self.guard(lambda _b: self.act_on_selected("cancel")))
+        self.open_detail_button.on_click(self.guard(lambda _b: self.open_detail()))
+        self.close_detail_button = button("Close detail", "sgen-close-detail", icon="times")
+        self.close_detail_button.on_click(self.guard(lambda _b: self.close_detail()))
+        self.close_bar = widgets.HBox([self.close_detail_button])
+        self.detail_area = widgets.VBox()
+        self.detail_area.add_class("sgen-detail-area")
+
+        box = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
+        self.children = (
+            widgets.HTML(render.heading(f"Jobs · queue <small style='font-weight:400;color:#667085'>as "
+                                        f"{render.esc(ops.name)} ({render.esc(ops.role)})</small>", 2)),
+            widgets.HBox([
+                self.state_filter,
+                widgets.VBox([self.task_filter, self.error_code_filter, self.text_filter]),
+                widgets.VBox([self.since_filter, self.until_filter, self.include_old_filter]),
+                widgets.VBox([self.apply_button, self.refresh_button, self.reset_button]),
+            ], layout=box),
+            self.jobs,
+            self.throughput_line,
+            widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button], layout=box),
+            self.status,
+            self.detail_area,
+        )
+        self.attempt(self.refresh)
+
+    # -- reading ------------------------------------------------------------------------------
+    def read_filters(self) -> dict[str, Any]:
+        """The filters in the widgets, as ``list_jobs`` keyword arguments (unset ones left out)."""
+        f: dict[str, Any] = {
+            "state": list(self.state_filter.value) or None,
+            "task": names(self.task_filter.value),
+            "error_code": names(self.error_code_filter.value),
+            "text": self.text_filter.value.strip() or None,
+            "since": self.since_filter.value,
+            "until": self.until_filter.value,
+            "include_old_succeeded": bool(self.include_old_filter.value) or None,
+        }
+        return {k: v for k, v in f.items() if v is not None}
+
+    @property
+    def job_page(self) -> JobPage | None:
+        """The last page read."""
+        return self.jobs.job_page
+
+    @property
+    def page(self) -> int:
+        return self.jobs.page
+
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The filters applied (``list_jobs`` keyword arguments)."""
+        return self.jobs.filters
+
+    def refresh(self) -> None:
+        """Read the current page with the applied filters, and the throughput line."""
+        self.jobs.refresh()
+        done, line = self.attempt(throughput_text, self.ops)
+        self.throughput_line.value = (
+            f"<span style='{render.FONT};color:#344054'>{render.esc(line)}</span>" if done
+            else render.muted(f"Throughput ({THROUGHPUT_WINDOW}): unavailable")
+        )
+
+    def apply(self) -> None:
+        """Use the filters in the widgets, from page 1."""
+        self.clear_status()
+        self.jobs.filters = self.read_filters()
+        self.jobs.page = 1
+        self.refresh()
+
+    def reset(self) -> None:
+        self.state_filter.value = ()
+        for text in (self.task_filter, self.error_code_filter, self.text_filter):
+            text.value = ""
+        self.since_filter.value = self.until_filter.value = None
+        self.include_old_filter.value = False
+        self.apply()
+
+    def go(self, page: int) -> None:
+        """Show page ``page`` (clamped to the pages there are)."""
+        self.jobs.go(page)
+
+    # -- acting -------------------------------------------------------------------------------
+    def act_on_selected(self, action: str) -> None:
+        """Run ``action`` (rerun or cancel) on every ticked job, report each outcome, and refresh."""
+        ids = self.rows.value
+        if not ids:
+            self.show_status("Tick one or more jobs first.", "info")
+            return
+        self.clear_status()
+        done, failed = run_each(getattr(self.ops, action), ids)
+        verb = {"rerun": "Re-ran", "cancel": "Cancelled"}.get(action, action)
+        lines = []
+        if done:
+            lines.append(f"{verb} {len(done)} job{'s' if len(done) != 1 else ''}: {', '.join(map(str, done))}.")
+        lines += [f"Job {i}: {type(e).__name__}: {e}" for i, e in failed]
+        self.show_status("\n".join(lines), "error" if failed else "ok")
+        self.refresh()
+        if done:
+            self.rows.value = [i for i in self.rows.value if i not in done]
+        if self.detail is not None and self.detail.job_id in done:
+            self.detail.refresh()
+
+    def open_detail(self) -> None:
+        """Show the detail of the (first) ticked job under the list."""
+        ids = self.rows.value
+        if not ids:
+            self.show_status("Tick a job to open its detail.", "info")
+            return
+        self.close_detail()
+        self.detail = JobDetailView(self.ops, ids[0], on_change=self.refresh)
+        self.detail_area.children = (self.close_bar, self.detail)
+        if len(ids) > 1:
+            self.show_status(f"Showing job {ids[0]}, the first of {len(ids)} ticked.", "info")
+
+    def close_detail(self) -> None:
+        if self.detail is not None:
+            close_tree(self.detail)
+            self.detail = None
+        self.detail_area.children = ()
+

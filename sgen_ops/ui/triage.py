@@ -1,0 +1,465 @@
+"""The dead-letter triage view: what failed past its retry budget, grouped, and what to do about it.
+
+``TriageView(ops, per_page=25)`` shows the dead letters grouped by task and error code with counts
+(``groups``: picking a group filters the list below it); the dead letters, one page at a time, with a
+checkbox per row; the detail of the one ticked (``JobDetailView``); Replay and Dismiss of the ticked
+(Dismiss asks first: "Confirm dismiss" or "Keep"); Edit and replay, a JSON editor of the ticked job's
+payload whose errors -- bad JSON, or the ValidationError of ``edit_and_replay`` -- show next to it; and
+bulk replay or dismiss by filter (task, error code, since): "Preview" shows the dry-run count, and a
+progress bar follows the batches.
+
+Widgets: ``groups`` (Select; value ``None`` for all, else ``(task, error_code)``), ``table``, ``rows``,
+``prev_button``, ``next_button``, ``page_label``, ``detail_area``, ``detail``, ``replay_button``,
+``dismiss_button``, ``confirm_dismiss_button``, ``keep_button``, ``payload_editor`` (Textarea),
+``payload_error`` (HTML), ``edit_replay_button``, ``bulk_task``, ``bulk_error_code``, ``bulk_since``,
+``preview_button``, ``bulk_count``, ``bulk_replay_button``, ``bulk_dismiss_button``,
+``bulk_confirm_dismiss_button``, ``progress`` (IntProgress), ``refresh_button``, ``status``.
+
+CSS classes: ``sgen-triage``, ``sgen-groups``, ``sgen-dead-letter-table`` (plus the table's
+``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
+``sgen-page-label``, ``sgen-detail-area``, ``sgen-replay``, ``sgen-dismiss``, ``sgen-confirm-dismiss``,
+``sgen-keep``, ``sgen-payload-editor``, ``sgen-payload-error``, ``sgen-edit-replay``, ``sgen-bulk-task``,
+``sgen-bulk-error-code``, ``sgen-bulk-since``, ``sgen-bulk-preview``, ``sgen-bulk-count``,
+``sgen-bulk-replay``, ``sgen-bulk-dismiss``, ``sgen-bulk-confirm-dismiss``, ``sgen-progress``,
+``sgen-refresh``, ``sgen-status``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ..errors import SgenOpsError
+from ..query import JobRow
+from ..tasks import registered
+from . import render
+from .base import View, button, close_tree, gate, run_each
+from .detail import JobDetailView
+from .joblist import JobList
+from .queue import error_cell, names
+from .table import Column
+
+if TYPE_CHECKING:
+    from ..surface import Operations
+
+DEAD = "dead-letter"
+# Grouping reads the dead letters page by page up to this many (the newest); more are counted, not grouped.
+GROUP_SCAN_LIMIT = 20_000
+_SCAN_PAGE = 2_000
+NO_CODE = "(no code)"
+COLUMNS = (
+    Column("Task", "minmax(120px, max-content)"),
+    Column("Error", "minmax(200px, 1fr)"),
+    Column("Attempts", "max-content"),
+    Column("Dead-lettered", "max-content"),
+    Column("Operator", "max-content"),
+)
+STYLESHEET = """<style>
+.sgen-groups select { font-family: var(--jp-code-font-family, ui-monospace, monospace); font-size: 12px; }
+.sgen-payload-editor textarea { font-family: var(--jp-code-font-family, ui-monospace, monospace); font-size: 12px; }
+</style>"""
+
+
+def dead_letter_cells(row: JobRow, now: datetime) -> tuple[str, ...]:
+    return (
+        f"<span style='{render.FONT}'>{render.esc(row.task)}</span>",
+        error_cell(row),
+        f"<span style='{render.FONT}'>{render.esc(row.attempts_label)}</span>",
+        f"<span style='{render.FONT}'>{render.when(row.updated_at, now)}</span>",
+        f"<span style='{render.FONT}'>{render.esc(row.originating_user)}</span>",
+    )
+
+
+@dataclass(frozen=True)
+class Group:
+    """Dead letters of one task with one error code (None: dead-lettered by hand, no error)."""
+
+    task: str
+    error_code: str | None
+    count: int
+    newest: datetime
+
+
+def dead_letter_groups(ops: Operations, limit: int = GROUP_SCAN_LIMIT) -> tuple[list[Group], int]:
+    """The dead letters per (task, error code), biggest group first; and how many dead letters there are.
+
+    Reads ``list_jobs`` a page at a time, newest first, up to ``limit`` jobs.
+    """
+    counts: dict[tuple[str, str | None], list[Any]] = {}
+    page, total, seen = 1, 0, 0
+    while seen < limit:
+        batch = ops.list_jobs(state=DEAD, page=page, per_page=min(_SCAN_PAGE, limit - seen))
+        total = batch.total
+        for r in batch.items:
+            entry = counts.setdefault((r.task, r.last_error_code), [0, r.updated_at])
+            entry[0] += 1
+            entry[1] = max(entry[1], r.updated_at)
+        seen += len(batch.items)
+        if page >= batch.pages or not batch.items:
+            break
+        page += 1
+    groups = [Group(task, code, n, newest) for (task, code), (n, newest) in counts.items()]
+    groups.sort(key=lambda g: (-g.count, g.task, g.error_code or ""))
+    return groups, total
+
+
+def group_label(task: str, code: str | None, count: int, newest: datetime, width: tuple[int, int]) -> str:
+    return (f"{task:<{width[0]}}  {code or NO_CODE:<{width[1]}}  {count:>7,}  "
+            f"newest {render.relative(newest)}")
+
+
+def parse_payload(text: str) -> Any:
+    """The editor's JSON; a ValueError saying where it is wrong."""
+    if not text.strip():
+        raise ValueError("the payload is empty; write JSON such as {} or null")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+
+
+class TriageView(View):
+    """Dead letters grouped, listed, replayed, edited and dismissed; see the module docstring."""
+
+    css_class = "sgen-triage"
+
+    def __init__(self, ops: Operations, per_page: int = 25) -> None:
+        super().__init__(ops)
+        self.detail: JobDetailView | None = None
+        self.editing_id: int | None = None
+        self.pending_dismiss: tuple[int, ...] = ()
+        self.batch_size = 500
+        self.group_total = 0
+        self.group_list: list[Group] = []
+        self._quiet = False
+
+        # -- groups --
+        self.groups = widgets.Select(options=[("All dead letters", None)], value=None, rows=6,
+                                     layout=widgets.Layout(width="100%"))
+        self.groups.add_class("sgen-groups")
+        self.groups.observe(self.guard(self._on_group), names="value")
+        self.groups_note = widgets.HTML()
+        self.refresh_button = button("Refresh", "sgen-refresh", icon="refresh", tooltip="Read the dead letters again")
+        self.refresh_button.on_click(self.guard(lambda _b: self.refresh()))
+
+        # -- list and detail --
+        self.jobs = JobList(self, COLUMNS, dead_letter_cells, per_page=per_page, fixed={"state": DEAD},
+                            empty="No dead letters here.")
+        self.jobs.table.add_class("sgen-dead-letter-table")
+        self.table, self.rows = self.jobs.table, self.jobs.rows
+        self.prev_button, self.next_button = self.jobs.prev_button, self.jobs.next_button
+        self.page_label = self.jobs.page_label
+        self.rows.observe(self.guard(self._on_selection))
+        self.detail_area = widgets.VBox()
+        self.detail_area.add_class("sgen-detail-area")
+
+        # -- replay / dismiss the ticked --
+        self.replay_button = button("Replay", "sgen-replay", style="primary", icon="repeat")
+        self.dismiss_button = button("Dismiss", "sgen-dismiss", style="danger", icon="trash")
+        self.confirm_dismiss_button = button("Confirm dismiss", "sgen-confirm-dismiss", style="danger",
+                                             tooltip="Purge the ticked dead letters now; this cannot be undone")
+        self.keep_button = button("Keep", "sgen-keep", tooltip="Do not dismiss")
+        gate(self.replay_button, ops, "replay", "Queue the ticked dead letters again with a fresh attempt counter")
+        gate(self.dismiss_button, ops, "dismiss", "Purge the ticked dead letters (asks first)")
+        gate(self.confirm_dismiss_button, ops, "dismiss", "Purge the ticked dead letters now; this cannot be undone")
+        self.replay_button.on_click(self.guard(lambda _b: self.replay()))
+        self.dismiss_button.on_click(self.guard(lambda _b: self.ask_dismiss()))
+        self.confirm_dismiss_button.on_click(self.guard(lambda _b: self.confirm_dismiss()))
+        self.keep_button.on_click(self.guard(lambda _b: self.keep()))
+        self.confirm_box = widgets.HBox()
+
+        # -- edit and replay --
+        self.payload_editor = widgets.Textarea(placeholder="Tick one dead letter to edit its payload as JSON",
+                                               layout=widgets.Layout(width="520px", height="180px"))
+        self.payload_editor.add_class("sgen-payload-editor")
+        self.payload_editor.observe(self.guard(lambda _c: self.check_payload()), names="value")
+        self.payload_error = widgets.HTML(layout=widgets.Layout(width="320px"))
+        self.payload_error.add_class("sgen-payload-error")
+        self.edit_replay_button = button("Replay edited", "sgen-edit-replay", style="primary", icon="edit")
+        gate(self.edit_replay_button, ops, "edit_and_replay",
+             "Queue a new job with the edited payload; the dead letter stays for audit")
+        self.edit_replay_button.on_click(self.guard(lambda _b: self.edit_and_replay()))
+
+        # -- bulk by filter --
+        label = {"description_width": "80px"}
+        self.bulk_task = widgets.Combobox(options=sorted(registered()), placeholder="any task", description="Task",
+                                          ensure_option=False, style=label)
+        self.bulk_error_code = widgets.Text(placeholder="any error code", description="Error code", style=label)
+        self.bulk_since = widgets.DatetimePicker(description="Since", style=label)
+        for w, css in ((self.bulk_task, "sgen-bulk-task"), (self.bulk_error_code, "sgen-bulk-error-code"),
+                       (self.bulk_since, "sgen-bulk-since")):
+            w.add_class(css)
+        self.preview_button = button("Preview", "sgen-bulk-preview", icon="eye")
+        self.bulk_count = widgets.HTML()
+        self.bulk_count.add_class("sgen-bulk-count")
+        self.bulk_replay_button = button("Replay all matching", "sgen-bulk-replay", style="primary")
+        self.bulk_dismiss_button = button("Dismiss all matching", "sgen-bulk-dismiss", style="danger")
+        self.bulk_confirm_dismiss_button = button("Confirm dismiss all", "sgen-bulk-confirm-dismiss", style="danger")
+        self.bulk_confirm_dismiss_button.layout.display = "none"
+        can_count = "replay_dead_letters" if ops.can("replay_dead_letters") else "dismiss_dead_letters"
+        gate(self.preview_button, ops, can_count, "Count the dead letters these filters match (changes nothing)")
+        gate(self.bulk_replay_button, ops, "replay_dead_letters", "Replay every dead letter these filters match")
+        gate(self.bulk_dismiss_button, ops, "dismiss_dead_letters", "Dismiss every dead letter these filters match")
+        gate(self.bulk_confirm_dismiss_button, ops, "dismiss_dead_letters", "Purge them now; this cannot be undone")
+        self.preview_button.on_click(self.guard(lambda _b: self.preview()))
+        self.bulk_replay_button.on_click(self.guard(lambda _b: self.bulk("replay")))
+        self.bulk_dismiss_button.on_click(self.guard(lambda _b: self.ask_bulk_dismiss()))
+        self.bulk_confirm_dismiss_button.on_click(self.guard(lambda _b: self.bulk("dismiss")))
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, description="Progress", bar_style="info",
+                                            style=label)
+        self.progress.add_class("sgen-progress")
+        self.progress_label = widgets.Label()
+
+        section = widgets.Layout(border="1px solid #eaecf0", padding="6px 10px", margin="6px 0")
+        row = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.children = (
+            widgets.HTML(STYLESHEET),
+            widgets.HTML(render.heading("Dead letter · triage", 2)),
+            widgets.HBox([widgets.HTML(render.muted("Grouped by task and error code — pick one to list it")),
+                          self.refresh_button], layout=widgets.Layout(justify_content="space-between")),
+            self.groups,
+            self.groups_note,
+            self.jobs,
+            widgets.HBox([self.replay_button, self.dismiss_button, self.confirm_box], layout=row),
+            self.status,
+            self.detail_area,
+            widgets.VBox([
+                widgets.HTML(render.heading("Edit and replay", 4)),
+                widgets.HBox([self.payload_editor, self.payload_error], layout=row),
+                widgets.HBox([self.edit_replay_button]),
+            ], layout=section),
+            widgets.VBox([
+                widgets.HTML(render.heading("Bulk replay or dismiss, by filter", 4)),
+                widgets.HBox([self.bulk_task, self.bulk_error_code, self.bulk_since], layout=row),
+                widgets.HBox([self.preview_button, self.bulk_count], layout=row),
+                widgets.HBox([self.bulk_replay_button, self.bulk_dismiss_button, self.bulk_confirm_dismiss_button],
+                             layout=row),
+                widgets.HBox([self.progress, self.progress_label], layout=row),
+            ], layout=section),
+        )
+        self.attempt(self.refresh)
+
+    # -- reading ------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Count the groups again and read the current page of the list."""
+        self._refresh_groups()
+        self.jobs.refresh()
+
+    def _refresh_groups(self) -> None:
+        ok, found = self.attempt(dead_letter_groups, self.ops)
+        if not ok or found is None:
+            return
+        groups, total = found
+        self.group_list, self.group_total = groups, total
+        width = (max([len("Task"), *(len(g.task) for g in groups)]),
+                 max([len(NO_CODE), *(len(g.error_code or "") for g in groups)]))
+        options: list[tuple[str, tuple[str, str | None] | None]] = [
+            (f"{'All dead letters':<{width[0] + width[1] + 2}}  {total:>7,}", None)
+        ]
+        options += [
+            (group_label(g.task, g.error_code, g.count, g.newest, width), (g.task, g.error_code))
+            for g in groups
+        ]
+        keep = self.groups.value
+        self._quiet = True  # new options are not a new choice
+        try:
+            self.groups.options = options
+            self.groups.value = keep if keep in [v for _, v in options] else None
+        finally:
+            self._quiet = False
+        if self.groups.value != keep:  # the group chosen is gone: list every dead letter
+            self.jobs.filters, self.jobs.page = {}, 1
+        scanned = sum(g.count for g in groups)
+        self.groups_note.value = render.muted(
+            f"Grouped the newest {scanned:,} of {total:,} dead letters." if scanned < total else ""
+        )
+
+    def group_counts(self) -> dict[tuple[str, str | None], int]:
+        """{(task, error_code): count} as the groups list shows it."""
+        return {(g.task, g.error_code): g.count for g in self.group_list}
+
+    def _on_group(self, change: dict[str, Any]) -> None:
+        if self._quiet:
+            return
+        group = change["new"]
+        filters: dict[str, Any] = {}
+        if group is not None:
+            task, code = group
+            filters["task"] = task
+            if code is not None:
+                filters["error_code"] = code
+            # The bulk filters follow the group, so that "Preview" counts what is listed.
+            self.bulk_task.value, self.bulk_error_code.value = task, code or ""
+        self.jobs.use(filters)
+
+    def _on_selection(self, ids: tuple[int, ...]) -> None:
+        if self.pending_dismiss and set(ids) != set(self.pending_dismiss):
+            self.keep()
+        if len(ids) == 1:
+            self.open_detail(ids[0])
+        else:
+            self.close_detail()
+
+    def open_detail(self, job_id: int) -> None:
+        self.close_detail()
+        self.detail = JobDetailView(self.ops, job_id, on_change=self._detail_changed)
+        self.detail_area.children = (self.detail,)
+        self.editing_id = job_id
+        if self.detail.detail is not None:
+            self.payload_editor.value = render.pretty_json(self.detail.detail.payload)
+
+    def _detail_changed(self) -> None:
+        # The detail may close when its job leaves the list: repeat its message here.
+        if self.detail is not None and self.detail.status_kind == "ok":
+            self.show_status(self.detail.status_text, "ok")
+        self.refresh()
+
+    def close_detail(self) -> None:
+        if self.detail is not None:
+            close_tree(self.detail)
+            self.detail = None
+        self.detail_area.children = ()
+        self.editing_id = None
+        self.payload_editor.value = ""
+        self.payload_error.value = ""
+
+    # -- replay / dismiss the ticked ----------------------------------------------------------
+    def _ticked(self) -> tuple[int, ...]:
+        ids = self.rows.value
+        if not ids:
+            self.show_status("Tick one or more dead letters first.", "info")
+        return ids
+
+    def _report(self, verb: str, done: list[int], failed: list[tuple[int, SgenOpsError]]) -> None:
+        lines = []
+        if done:
+            lines.append(f"{verb} {len(done)} dead letter{'s' if len(done) != 1 else ''}: {', '.join(map(str, done))}.")
+        lines += [f"Job {i}: {type(e).__name__}: {e}" for i, e in failed]
+        self.show_status("\n".join(lines), "error" if failed else "ok")
+
+    def replay(self) -> None:
+        """Replay every ticked dead letter."""
+        ids = self._ticked()
+        if not ids:
+            return
+        with self.busy(self.replay_button):
+            done, failed = run_each(self.ops.replay, ids)
+        self._report("Replayed", done, failed)
+        self.refresh()
+
+    def ask_dismiss(self) -> None:
+        ids = self._ticked()
+        if not ids:
+            return
+        self.pending_dismiss = ids
+        self.confirm_box.children = (self.confirm_dismiss_button, self.keep_button)
+        self.show_status(f"Dismiss purges {len(ids)} dead letter{'s' if len(ids) != 1 else ''} for good "
+                         f"({', '.join(map(str, ids))}). Click \u201cConfirm dismiss\u201d to go on.", "info")
+
+    def keep(self) -> None:
+        self.pending_dismiss = ()
+        self.confirm_box.children = ()
+        self.clear_status()
+
+    def confirm_dismiss(self) -> None:
+        ids, self.pending_dismiss = self.pending_dismiss, ()
+        self.confirm_box.children = ()
+        if not ids:
+            self.show_status("Click Dismiss first, then confirm.", "info")
+            return
+        with self.busy(self.confirm_dismiss_button):
+            done, failed = run_each(self.ops.dismiss, ids)
+        self._report("Dismissed", done, failed)
+        self.refresh()
+
+    # -- edit and replay ----------------------------------------------------------------------
+    def check_payload(self) -> bool:
+        """Validate the editor's JSON as it is typed; the error shows next to the editor."""
+        if not self.payload_editor.value.strip() and self.editing_id is None:
+            self.payload_error.value = ""
+            return False
+        try:
+            parse_payload(self.payload_editor.value)
+        except ValueError as exc:
+            self.payload_error.value = render.message("error", str(exc))
+            return False
+        self.payload_error.value = render.muted("✔ valid JSON")
+        return True
+
+    def edit_and_replay(self) -> None:
+        """Queue a new job from the ticked dead letter with the edited payload."""
+        if self.editing_id is None:
+            self.show_status("Tick exactly one dead letter to edit and replay it.", "info")
+            return
+        try:
+            payload = parse_payload(self.payload_editor.value)
+        except ValueError as exc:
+            self.payload_error.value = render.message("error", str(exc))
+            self.show_status("The payload is not valid JSON; nothing was queued.", "error")
+            return
+        source = self.editing_id
+        try:
+            new_id = self.ops.edit_and_replay(source, payload)
+        except SgenOpsError as exc:
+            self.payload_error.value = render.message("error", f"{type(exc).__name__}: {exc}")
+            self.show_error(exc)
+            return
+        self.show_status(f"Queued job {new_id} from dead letter {source} with the edited payload.", "ok")
+        self.refresh()
+        if self.detail is not None:
+            self.detail.refresh()
+
+    # -- bulk ---------------------------------------------------------------------------------
+    def bulk_filters(self) -> dict[str, Any]:
+        """The bulk filters as keyword arguments of ``replay_dead_letters`` / ``dismiss_dead_letters``."""
+        f = {"task": names(self.bulk_task.value), "error_code": names(self.bulk_error_code.value),
+             "since": self.bulk_since.value}
+        return {k: v for k, v in f.items() if v is not None}
+
+    def preview(self) -> int:
+        """Count what the bulk filters match (a dry run); shown in ``bulk_count``."""
+        count = (self.ops.replay_dead_letters if self.ops.can("replay_dead_letters")
+                 else self.ops.dismiss_dead_letters)(dry_run=True, **self.bulk_filters())
+        self.bulk_count.value = render.heading(
+            f"{count:,} dead letter{'s' if count != 1 else ''} match{'es' if count == 1 else ''}", 4)
+        return count
+
+    def ask_bulk_dismiss(self) -> None:
+        count = self.preview()
+        if not count:
+            self.show_status("No dead letters match these filters; nothing to dismiss.", "info")
+            return
+        self.bulk_confirm_dismiss_button.layout.display = None
+        self.show_status(f"Dismiss purges {count:,} dead letters for good. Click \u201cConfirm dismiss all\u201d "
+                         "to go on.", "info")
+
+    def bulk(self, action: str) -> None:
+        """Replay or dismiss every dead letter the bulk filters match, with the progress bar following."""
+        self.bulk_confirm_dismiss_button.layout.display = "none"
+        run = self.ops.replay_dead_letters if action == "replay" else self.ops.dismiss_dead_letters
+        self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, "info"
+        self.progress_label.value = ""
+
+        def progress(done: int, total: int) -> None:
+            self.progress.max = max(total, 1)
+            self.progress.value = done
+            self.progress_label.value = f"{done:,} of {total:,}"
+
+        buttons = (self.bulk_replay_button, self.bulk_dismiss_button, self.bulk_confirm_dismiss_button)
+        with self.busy(*buttons):
+            ok, done = self.attempt(run, **self.bulk_filters(), batch_size=self.batch_size, progress=progress)
+        if not ok:
+            self.progress.bar_style = "danger"
+        else:
+            verb = "Replayed" if action == "replay" else "Dismissed"
+            self.progress.bar_style = "success"
+            if not done:
+                self.show_status("No dead letters match these filters; nothing changed.", "info")
+            else:
+                self.show_status(f"{verb} {done:,} dead letter{'s' if done != 1 else ''}.", "ok")
+        self.bulk_count.value = ""
+        self.refresh()

@@ -1,0 +1,132 @@
+"""The job detail view: the record, masked for the operator, and the actions its state allows."""
+
+from __future__ import annotations
+
+import pytest
+
+import sgen_ops
+from sgen_ops.surface import Operations
+from sgen_ops.ui import JobDetailView
+from tests.integration.test_surface_fixtures import SECRET_PAYLOAD, SECRET_VALUES, Jobs, job_row, ledger_state
+
+from .helpers import status_of, text
+
+
+def shown_actions(view: JobDetailView) -> set[str]:
+    return {action for action, b in view.buttons.items() if b in view.actions.children}
+
+
+@pytest.mark.parametrize(("state", "actions"), [
+    ("queued", {"cancel", "trigger", "send_to_dead_letter"}),
+    ("retrying", {"cancel", "retry_now", "trigger", "send_to_dead_letter", "resolve"}),
+    ("failed", {"rerun", "send_to_dead_letter", "resolve"}),
+    ("dead-letter", {"rerun", "replay", "resolve", "dismiss"}),
+    ("succeeded", {"rerun"}),
+    ("cancelled", set()),
+])
+def test_the_actions_follow_the_state(admin: Operations, jobs: Jobs, state: str, actions: set[str]) -> None:
+    view = JobDetailView(admin, jobs.make(state))
+    assert shown_actions(view) == actions
+    assert (view.resolve_note in view.actions.children) == bool(actions & {"resolve", "send_to_dead_letter"})
+
+
+def test_shows_attempts_error_log_and_worker(hub: sgen_ops.Hub, admin: Operations, jobs: Jobs) -> None:
+    job_id = jobs.make("dead-letter")
+    view = JobDetailView(admin, job_id)
+    assert text(view.header.value).startswith(f"Job {job_id} · test.boom dead-letter")
+    attempts = text(view.attempts_table.value)
+    assert attempts.count("ValueError kaboom: the handler broke") == 2
+    assert "# Run Started Finished Duration Exit Error" in attempts
+    assert view.error_log.selected_index is None  # collapsed until opened
+    assert "Traceback" in text(view.error_log_text.value) and "kaboom" in text(view.error_log_text.value)
+    assert f"Worker {job_row(hub, job_id)['worker']}" in text(view.facts.value)
+    assert "Attempts 2 of 2" in text(view.facts.value)
+
+
+def test_shows_the_schedule_that_emitted_it(hub: sgen_ops.Hub, admin: Operations) -> None:
+    schedule_id = admin.create_schedule("test.ok", cron="0 9 * * *", payload={"n": 1})
+    job_id = admin.run_schedule_now(schedule_id)
+    facts = text(JobDetailView(admin, job_id).facts.value)
+    assert f"Schedule #{schedule_id} test.ok · cron 0 9 * * * · enabled" in facts
+    assert "Triggered by administrator" in facts
+
+
+@pytest.mark.parametrize("role", ["viewer", "editor", "administrator"])
+def test_the_payload_is_masked_except_for_an_administrator(hub: sgen_ops.Hub, ops: dict[str, Operations],
+                                                           role: str) -> None:
+    job_id = hub.enqueue("test.secret", SECRET_PAYLOAD)
+    hub.work()
+    view = JobDetailView(ops[role], job_id)
+    shown = text(view.payload.value) + text(view.attempts_table.value) + text(view.error_log_text.value)
+    assert '"region": "eu-west-1"' in text(view.payload.value)
+    for secret in SECRET_VALUES:
+        assert (secret in shown) is (role == "administrator"), secret
+
+
+def test_resolve_needs_a_note(hub: sgen_ops.Hub, admin: Operations, jobs: Jobs) -> None:
+    job_id = jobs.make("failed")
+    view = JobDetailView(admin, job_id)
+    before = ledger_state(hub)
+    view.resolve_button.click()
+    assert status_of(view) == ("error", "✖ ValidationError: resolve needs a non-empty note saying how the failure "
+                                        "was handled")
+    assert ledger_state(hub) == before
+    view.resolve_note.value = "customer re-sent the file"
+    view.resolve_button.click()
+    assert status_of(view) == ("ok", f"✔ Resolved job {job_id}.")
+    assert job_row(hub, job_id)["resolution_note"] == "customer re-sent the file"
+    assert "Resolution note customer re-sent the file" in text(view.facts.value)
+    assert shown_actions(view) == set()  # resolved is final
+
+
+def test_retry_now_and_send_to_dead_letter(hub: sgen_ops.Hub, admin: Operations, jobs: Jobs) -> None:
+    job_id = jobs.make("retrying")
+    changes: list[int] = []
+    view = JobDetailView(admin, job_id, on_change=lambda: changes.append(1))
+    due = job_row(hub, job_id)["scheduled_for"]
+    view.retry_now_button.click()
+    assert job_row(hub, job_id)["scheduled_for"] < due
+    view.retry_now_button.click()  # now already due: refused in words, the view goes on
+    assert status_of(view)[0] == "error" and "already due" in status_of(view)[1]
+    view.resolve_note.value = "provider is down for the week"
+    view.send_to_dead_letter_button.click()
+    assert job_row(hub, job_id)["state"] == "dead-letter"
+    assert job_row(hub, job_id)["dead_letter_reason"] == "provider is down for the week"
+    assert changes == [1, 1]
+    assert "dismiss" in shown_actions(view)
+
+
+def test_dismiss_asks_for_confirmation(hub: sgen_ops.Hub, admin: Operations, jobs: Jobs) -> None:
+    job_id = jobs.make("dead-letter")
+    changes: list[int] = []
+    view = JobDetailView(admin, job_id, on_change=lambda: changes.append(1))
+    view.dismiss_button.click()
+    assert job_row(hub, job_id)["state"] == "dead-letter"
+    assert view.confirm_dismiss_button in view.actions.children
+    view.keep_button.click()
+    assert view.confirm_dismiss_button not in view.actions.children
+    view.dismiss_button.click()
+    view.confirm_dismiss_button.click()
+    assert job_row(hub, job_id) == {}
+    assert changes == [1]
+    assert text(view.header.value) == f"Job {job_id} was dismissed"
+    assert view.actions.children == ()
+    view.refresh()  # nothing left to read, and no error for it
+    assert status_of(view)[0] == "ok"
+
+
+def test_role_gated_buttons_say_why(ops: dict[str, Operations], jobs: Jobs) -> None:
+    job_id = jobs.make("dead-letter")
+    editor = JobDetailView(ops["editor"], job_id)
+    assert editor.dismiss_button.disabled and editor.replay_button.disabled
+    assert editor.dismiss_button.tooltip == "editor may not dismiss; allowed for: administrator"
+    assert not editor.rerun_button.disabled and not editor.resolve_button.disabled
+    viewer = JobDetailView(ops["viewer"], job_id)
+    assert all(b.disabled for b in viewer.buttons.values())
+    assert viewer.rerun_button.tooltip == "viewer may not rerun; allowed for: administrator, editor"
+
+
+def test_an_unknown_job_is_reported(admin: Operations) -> None:
+    view = JobDetailView(admin, 987654)
+    assert status_of(view) == ("error", "✖ NotFound: job 987654 not found")
+    assert text(view.header.value) == "Job 987654 could not be read"

@@ -1,0 +1,84 @@
+"""The throughput view: charts and table for a window with data."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import pytest
+
+import sgen_ops
+from sgen_ops.surface import Operations
+from sgen_ops.ui import ThroughputView
+from sgen_ops.ui.throughput import plotly_widgets
+
+from .helpers import text
+
+
+@pytest.fixture
+def finished(hub: sgen_ops.Hub) -> None:
+    """3 test.ok succeeded, 1 test.boom dead-lettered after 2 failures, 1 test.flaky succeeded on its 2nd try."""
+    hub.enqueue_many("test.ok", [{"n": i} for i in range(3)])
+    hub.enqueue("test.boom")
+    hub.enqueue("test.flaky", {"succeed_on": 2})
+    hub.work()
+
+
+def test_charts_as_tables_for_a_window_with_data(admin: Operations, finished: None) -> None:
+    view = ThroughputView(admin, charts="html")
+    view.window.value = "1h"
+    assert view.status_kind == ""
+    assert view.charts_backend == "html"
+    table = text(view.throughput_table.value)
+    assert "test.ok 3 0 0 0" in table and "test.boom 0 2 1 0" in table and "test.flaky 1 1 0 0" in table
+    assert text(view.summary.value) == "Last 1h: 4 succeeded · 3 failed · 1 dead-lettered · 0 cancelled"
+    counts = text(view.counts_chart.value)
+    assert counts.startswith("Events per task (1h, every 5m)")
+    assert all(task in counts for task in ("test.ok", "test.boom", "test.flaky"))
+    failure = text(view.failure_chart.value)
+    assert "test.boom 2 2 100.0 %" in failure and "test.ok 3 0 0.0 %" in failure and "test.flaky 2 1 50.0 %" in failure
+    timing = text(view.timing_chart.value)
+    assert "test.ok 3" in timing and " s" in timing
+    assert "sgen-counts-chart" in view.counts_chart._dom_classes
+
+
+def test_plotly_figures_hold_the_window(admin: Operations, finished: None) -> None:
+    pytest.importorskip("plotly")
+    view = ThroughputView(admin, charts="html")
+    for window in ("15m", "24h", "7d"):
+        view.window.value = window
+        counts = view.figures["counts"]
+        assert {trace.name for trace in counts.data} == {"test.ok", "test.boom", "test.flaky"}
+        assert sum(sum(trace.y) for trace in counts.data) == 4 + 3 + 1  # every counted event
+        failure = view.figures["failure"].data[0]
+        assert dict(zip(failure.x, failure.y, strict=True)) == {"test.boom": 100.0, "test.flaky": 50.0, "test.ok": 0.0}
+        timing = view.figures["timing"]
+        assert [t.name for t in timing.data] == ["p50", "p95"]
+        assert set(timing.data[0].x) == {"test.ok", "test.boom", "test.flaky"}
+
+
+def test_auto_uses_figure_widgets_when_plotly_can(admin: Operations, finished: None) -> None:
+    view = ThroughputView(admin)
+    if plotly_widgets():
+        assert view.charts_backend == "plotly"
+        assert len(view.counts_chart.data) == 3
+    else:
+        assert view.charts_backend == "html"
+        assert isinstance(view.counts_chart, widgets.HTML)
+        assert "test.ok" in text(view.counts_chart.value)
+
+
+def test_an_empty_window_says_so(admin: Operations) -> None:
+    view = ThroughputView(admin, charts="html")
+    assert "No jobs finished in the last 24h." in text(view.throughput_table.value)
+    assert "No events in the last 24h." in text(view.counts_chart.value)
+
+
+def test_a_failed_read_is_shown(admin: Operations, finished: None) -> None:
+    view = ThroughputView(admin, charts="html")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise sgen_ops.AccessDenied("operator 'administrator' (administrator) may not throughput; allowed for: no role")
+
+    admin.throughput = refuse  # type: ignore[method-assign, assignment]
+    view.refresh_button.click()
+    assert view.status_kind == "error" and "may not throughput" in view.status_text
+    assert "test.ok" in text(view.throughput_table.value)  # the last good numbers stay
