@@ -22,7 +22,7 @@ demo: venv
 
 ## test: the whole suite (real Redis, SQLite, and PostgreSQL when SGEN_OPS_TEST_DATABASE_URL is set)
 test: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	JUPYTER_PREFER_ENV_PATH=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check sgen_ops worker tests bench

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -65,6 +65,7 @@ COLUMNS = (
     "retention",
     "priority",
     "account",
+    "payload",
     "description",
     "next_fires",
     "recent_runs",
@@ -485,12 +486,19 @@ def _recent_runs(session: Session, ids: list[int]) -> dict[int, list[tuple[int |
     return out
 
 
-def rows(hub: Hub, session: Session, account: str | None = None, now: datetime | None = None) -> pd.DataFrame:
+def rows(
+    hub: Hub,
+    session: Session,
+    account: str | None = None,
+    now: datetime | None = None,
+    mask: Callable[[str, Any], Any] | None = None,
+) -> pd.DataFrame:
     """The schedule list (``list_schedules``), one row per schedule by id; ``account`` limits it to one account.
 
     ``every`` is text such as ``"5m"``; ``max_attempts`` and ``retention`` (days) are what emitted jobs get,
     defaults resolved; ``next_fires`` are the next five fire times after ``now`` (empty while paused);
-    ``recent_runs`` the last emitted jobs, newest first, as (job_id, state, tick_at, kind).
+    ``recent_runs`` the last emitted jobs, newest first, as (job_id, state, tick_at, kind); ``payload`` the
+    template, passed through ``mask(task, template)`` when given (the surface masks it for non-administrators).
     """
     now = as_utc(now) if now is not None else utcnow()
     stmt = select(Schedule).order_by(Schedule.id)
@@ -518,6 +526,7 @@ def rows(hub: Hub, session: Session, account: str | None = None, now: datetime |
                 "retention": s.retention_days if s.retention_days is not None else settings.retention_days,
                 "priority": s.priority,
                 "account": s.account,
+                "payload": mask(s.task, s.payload_template) if mask else s.payload_template,
                 "description": timing.describe() + ("" if s.enabled else ", paused"),
                 "next_fires": timing.fire_times(now, PREVIEW_COUNT) if s.enabled else [],
                 "recent_runs": recent[s.id],

@@ -696,8 +696,35 @@ class Operations:
     def list_schedules(self) -> pd.DataFrame:
         """The schedules this operator may see, with next and last run, the next five fire times and recent runs."""
         self._allow("list_schedules")
+
+        def mask(task: str, template: Any) -> Any:
+            rule = self._rule(task)
+            return template if rule is None else rule.mask_payload(template)
+
         with self.hub.ledger.read() as session:
-            return schedules.rows(self.hub, session, account=self.account)
+            return schedules.rows(self.hub, session, account=self.account, mask=mask)
+
+    def dead_letter_groups(
+        self,
+        task: str | list[str] | None = None,
+        since: datetime | str | timedelta | None = None,
+        until: datetime | str | timedelta | None = None,
+    ) -> pd.DataFrame:
+        """Dead letters counted per task and error code, biggest group first: task, error_code, count, newest."""
+        self._allow("list_jobs")
+        now = utcnow()
+        f = self._filters({"state": _DEAD, "task": task, "since": since, "until": until}, now)
+        count, newest = func.count().label("count"), func.max(Job.updated_at).label("newest")
+        with self.hub.ledger.read() as session:
+            found = session.execute(
+                select(Job.task, Job.last_error_code.label("error_code"), count, newest)
+                .where(*self._conditions(f, now))
+                .group_by(Job.task, Job.last_error_code)
+                .order_by(count.desc(), Job.task, Job.last_error_code)
+            ).all()
+        return pd.DataFrame.from_records(
+            [tuple(r) for r in found], columns=["task", "error_code", "count", "newest"]
+        )
 
     def preview_schedule(
         self,

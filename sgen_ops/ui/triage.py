@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+import pandas as pd
 
 from ..errors import SgenOpsError
 from ..query import JobRow
@@ -47,9 +48,8 @@ if TYPE_CHECKING:
     from ..surface import Operations
 
 DEAD = "dead-letter"
-# Grouping reads the dead letters page by page up to this many (the newest); more are counted, not grouped.
-GROUP_SCAN_LIMIT = 20_000
-_SCAN_PAGE = 2_000
+# At most this many (task, error code) groups are listed; every dead letter is still counted.
+GROUP_SCAN_LIMIT = 500
 NO_CODE = "(no code)"
 COLUMNS = (
     Column("Task", "minmax(120px, max-content)"),
@@ -87,24 +87,14 @@ class Group:
 def dead_letter_groups(ops: Operations, limit: int = GROUP_SCAN_LIMIT) -> tuple[list[Group], int]:
     """The dead letters per (task, error code), biggest group first; and how many dead letters there are.
 
-    Reads ``list_jobs`` a page at a time, newest first, up to ``limit`` jobs.
+    Counted by the ledger (one GROUP BY); ``limit`` caps how many groups are listed.
     """
-    counts: dict[tuple[str, str | None], list[Any]] = {}
-    page, total, seen = 1, 0, 0
-    while seen < limit:
-        batch = ops.list_jobs(state=DEAD, page=page, per_page=min(_SCAN_PAGE, limit - seen))
-        total = batch.total
-        for r in batch.items:
-            entry = counts.setdefault((r.task, r.last_error_code), [0, r.updated_at])
-            entry[0] += 1
-            entry[1] = max(entry[1], r.updated_at)
-        seen += len(batch.items)
-        if page >= batch.pages or not batch.items:
-            break
-        page += 1
-    groups = [Group(task, code, n, newest) for (task, code), (n, newest) in counts.items()]
-    groups.sort(key=lambda g: (-g.count, g.task, g.error_code or ""))
-    return groups, total
+    frame = ops.dead_letter_groups()
+    groups = [
+        Group(str(r.task), None if pd.isna(r.error_code) else str(r.error_code), int(r.count), r.newest)
+        for r in frame.itertuples(index=False)
+    ]
+    return groups[:limit], int(frame["count"].sum()) if len(frame) else 0
 
 
 def group_label(task: str, code: str | None, count: int, newest: datetime, width: tuple[int, int]) -> str:
@@ -273,9 +263,9 @@ class TriageView(View):
             self._quiet = False
         if self.groups.value != keep:  # the group chosen is gone: list every dead letter
             self.jobs.filters, self.jobs.page = {}, 1
-        scanned = sum(g.count for g in groups)
+        listed = sum(g.count for g in groups)
         self.groups_note.value = render.muted(
-            f"Grouped the newest {scanned:,} of {total:,} dead letters." if scanned < total else ""
+            f"The {len(groups)} biggest groups hold {listed:,} of {total:,} dead letters." if listed < total else ""
         )
 
     def group_counts(self) -> dict[tuple[str, str | None], int]:

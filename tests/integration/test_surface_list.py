@@ -211,3 +211,23 @@ def test_activity_log_frame_and_filters(hub: sgen_ops.Hub, ops: Any) -> None:
     assert ops["editor"].activity_log(until=middle.isoformat())["action"].tolist() == ["rerun"]
     with pytest.raises(sgen_ops.AccessDenied):
         ops["viewer"].activity_log()
+
+
+def test_dead_letter_groups_count_per_task_and_error_code_within_the_account(hub: sgen_ops.Hub) -> None:
+    from tests.integration.test_surface_fixtures import Jobs, add_operators
+
+    everyone = add_operators(hub)
+    acme = add_operators(hub, account="acme", suffix="-acme")["viewer"]
+    jobs = Jobs(hub, everyone["administrator"])
+    for account in ("acme", "acme", "globex"):
+        jobs.make("dead-letter", account=account)
+    manual = jobs.make("queued", account="acme")
+    everyone["administrator"].send_to_dead_letter(manual, "stuck")
+    groups = everyone["viewer"].dead_letter_groups()
+    assert list(groups.columns) == ["task", "error_code", "count", "newest"]
+    counts = {(r.task, r.error_code): r.count for r in groups.itertuples()}
+    assert counts[("test.boom", "ValueError")] == 3
+    assert sum(counts.values()) == 4
+    mine = acme.dead_letter_groups()
+    assert int(mine["count"].sum()) == 3  # two dead letters of acme plus the one sent by hand
+    assert mine["newest"].notna().all()

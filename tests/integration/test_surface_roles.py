@@ -25,6 +25,7 @@ Call = Callable[[Operations, int], Any]
 # operation -> (roles allowed, state of the job it needs or None, the call)
 MATRIX: dict[str, tuple[set[str], str | None, Call]] = {
     "list_jobs": (EVERYONE, None, lambda ops, j: ops.list_jobs()),
+    "dead_letter_groups": (EVERYONE, None, lambda ops, j: ops.dead_letter_groups()),
     "get_job": (EVERYONE, "succeeded", lambda ops, j: ops.get_job(j)),
     "throughput": (EVERYONE, None, lambda ops, j: ops.throughput()),
     "rerun": (EDITORS, "failed", lambda ops, j: ops.rerun(j)),
