@@ -2,61 +2,79 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-# Runbook parameters for a headless run: never change anything.
-DRY_RUN_PARAMETERS: dict[str, dict[str, Any]] = {
-    "replay_dead_letters": {"dry_run": True},
-    "purge_succeeded": {"dry_run": True},
-    "throughput_report": {},
-}
+from jupyter_core.utils import ensure_event_loop
+
+from . import runbooks
+from .errors import SgenOpsError
+
+NOTEBOOKS = runbooks.RUNBOOKS.parent
 
 
-def execute(notebook: Path, output: Path, parameters: dict[str, Any] | None = None) -> None:
-    """Run one notebook with papermill into ``output``; raises if a cell fails."""
-    import papermill
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(
-        str(notebook),
-        str(output),
-        parameters=parameters or {},
-        cwd=str(notebook.parent),
-        progress_bar=False,
-        kernel_name="python3",
-    )
+def notebooks() -> list[Path]:
+    """The operator notebooks (not the runbooks), in order."""
+    return sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
-def execute_all(home: Path, *, operator: str) -> int:
-    """Every notebook under notebooks/ (runbooks as dry runs) into home/reports; 0 only if all ran."""
+def dry_run_parameters(name: str, reports: Path, operator: str) -> dict[str, Any]:
+    """The parameters of runbook ``name`` for a headless run: dry runs (never a change), artifacts under
+    ``reports``."""
+    params: dict[str, Any] = {}
+    declared = runbooks.parameters(name)
+    if "dry_run" in declared:
+        params["dry_run"] = True
+    if "output_dir" in declared:
+        params["output_dir"] = str(reports / name)
+    if "operator" in declared:
+        params["operator"] = operator
+    return runbooks.resolve_parameters(name, params, declared)
+
+
+def execute_all(home: Path, *, operator: str, parallel: int | None = None) -> int:
+    """Every notebook under notebooks/ and every runbook (as a dry run) into ``home/reports``.
+
+    Kernels inherit this process's environment, so ``SGEN_OPS_HOME`` and ``SGEN_OPS_OPERATOR`` are set
+    here. ``parallel`` kernels run at once (default: the CPU count, at most 4). Prints one line per
+    notebook; returns 0 only if every cell of every notebook ran.
+    """
     reports = home / "reports"
     os.environ["SGEN_OPS_HOME"] = str(home)
     os.environ["SGEN_OPS_OPERATOR"] = operator
-    failures = []
-    ran = 0
-    for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
-        if notebook.name == "app.ipynb":
-            continue
-        ran += 1
+    jobs: list[tuple[str, Path, Path, dict[str, Any]]] = [
+        (nb.name, nb, reports / nb.name, {}) for nb in notebooks()
+    ]
+    for name in runbooks.available():
+        label = f"runbooks/{name}.ipynb"
         try:
-            execute(notebook, reports / notebook.name)
-            print(f"ok      {notebook.name}")
-        except Exception as exc:  # noqa: BLE001 - report every failing notebook, not just the first
-            failures.append(notebook.name)
-            print(f"FAILED  {notebook.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    for notebook in sorted((NOTEBOOKS / "runbooks").glob("*.ipynb")):
-        ran += 1
-        params = dict(DRY_RUN_PARAMETERS.get(notebook.stem, {}), operator=operator)
-        if notebook.stem == "throughput_report":
-            params["output_dir"] = str(reports / "throughput")
+            params = dry_run_parameters(name, reports, operator)
+        except SgenOpsError as exc:
+            print(f"FAILED  {label}: {exc}")
+            return 1
+        jobs.append((label, runbooks.path_of(name), reports / label, params))
+
+    def execute(label: str, notebook: Path, output: Path, params: dict[str, Any]) -> str | None:
+        started = time.monotonic()
         try:
-            execute(notebook, reports / "runbooks" / notebook.name, params)
-            print(f"ok      runbooks/{notebook.name}")
-        except Exception as exc:  # noqa: BLE001
-            failures.append(notebook.name)
-            print(f"FAILED  runbooks/{notebook.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
-    print(f"{ran - len(failures)} of {ran} notebooks ran; executed copies in {reports}")
+            runbooks.execute(notebook, output, params)
+        except Exception as exc:  # noqa: BLE001 - report every failing notebook (a dead kernel too), not the first
+            print(f"FAILED  {label}: {type(exc).__name__}: {exc}", flush=True)
+            return label
+        finally:
+            # nbclient runs each thread's kernel client on an event loop of that thread: close it with the thread.
+            loop = ensure_event_loop()
+            asyncio.set_event_loop(None)
+            loop.close()
+        print(f"ok      {label} ({time.monotonic() - started:.1f}s)", flush=True)
+        return None
+
+    workers = parallel or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook") as pool:
+        failures = [f for f in pool.map(lambda job: execute(*job), jobs) if f]
+    print(f"{len(jobs) - len(failures)} of {len(jobs)} notebooks ran; executed copies in {reports}")
     return 1 if failures else 0

@@ -1,0 +1,150 @@
+"""The operator app in a real browser: ``voila notebooks/app.ipynb`` on a seeded stack, driven with
+Debian's Chromium through Playwright. An administrator re-runs a failed job from the queue and replays a
+dead letter from the triage tab; the page and the ledger both show the change.
+
+Screenshots go to ``test-artifacts/browser/`` (kept on failure too, with the Voila log)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import ROOT
+from ..helpers import wait_for
+from ..notebooks.conftest import ADMIN, SQLITE_ONLY, Seeded
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+# Voila starts a kernel and runs the app notebook on the first request: give it time on a slow machine.
+PAGE_TIMEOUT_MS = 120_000
+ACTION_TIMEOUT_MS = 60_000
+
+
+def require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} is not installed (Debian package chromium; never a downloaded browser)"
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        pytest.fail(f"CI must run the browser tests: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"voila exited with {proc.returncode}:\n{log.read_text(errors='replace')[-4000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"voila did not listen on port {port} within {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def voila(seeded: Seeded, tmp_path: Path) -> Iterator[str]:
+    """``voila notebooks/app.ipynb`` on the seeded stack as an administrator; yields its URL."""
+    require_chromium()
+    port = free_port()
+    log = tmp_path / "voila.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "voila", "notebooks/app.ipynb", "--no-browser", f"--port={port}",
+             "--Voila.ip=127.0.0.1", "--VoilaConfiguration.show_tracebacks=True"],
+            cwd=ROOT, env=seeded.env(ADMIN), stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port(port, proc, log)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, ARTIFACTS / "voila.log")
+
+
+@pytest.fixture
+def page(voila: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 2000})
+        page = context.new_page()
+        page.set_default_timeout(ACTION_TIMEOUT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(voila, timeout=PAGE_TIMEOUT_MS, wait_until="domcontentloaded")
+        try:
+            yield page
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            raise
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
+            context.close()
+            browser.close()
+        assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+@SQLITE_ONLY
+def test_rerun_a_failed_job_and_replay_a_dead_letter(page: Any, seeded: Seeded) -> None:
+    from playwright.sync_api import expect
+
+    failed = seeded.failed[0]
+    assert seeded.states()[failed] == "failed"
+    queue = page.locator(".sgen-queue")
+    expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    row = queue.locator(f".sgen-job-{failed}")
+    expect(row).to_be_visible()
+    # The row's cells follow its checkbox in the grid: task, then state.
+    state_cell = queue.locator(f".sgen-job-{failed} + div + div")
+    expect(state_cell).to_have_text("failed")
+
+    row.locator("input[type=checkbox]").check()
+    queue.locator("button.sgen-rerun").click()
+
+    expect(queue.locator(".sgen-status")).to_contain_text(f"Re-ran 1 job: {failed}.")
+    expect(state_cell).to_have_text("queued")
+    assert seeded.states()[failed] == "queued"
+    assert (ADMIN, "rerun", failed) in seeded.activity()
+    page.screenshot(path=str(ARTIFACTS / "queue-rerun.png"), full_page=True)
+
+    dead = min(seeded.dead_letters())
+    page.get_by_role("tab", name=re.compile("dead letter|triage", re.IGNORECASE)).click()
+    triage = page.locator(".sgen-triage")
+    expect(triage).to_be_visible()
+    triage.locator(f".sgen-job-{dead} input[type=checkbox]").check()
+    triage.locator("button.sgen-replay").click()
+
+    expect(triage.locator(".sgen-status").first).to_contain_text(f"Replayed 1 dead letter: {dead}.")
+    wait_for(lambda: seeded.states()[dead] == "queued", what=f"dead letter {dead} replayed in the ledger")
+    assert (ADMIN, "replay", dead) in seeded.activity()
+    expect(triage.locator(f".sgen-job-{dead}")).to_have_count(0)
+    page.screenshot(path=str(ARTIFACTS / "triage-replay.png"), full_page=True)

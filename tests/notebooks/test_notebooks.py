@@ -1,0 +1,145 @@
+"""The operator notebooks run top to bottom against a seeded stack, the way ``make demo HEADLESS=1`` and
+``pytest --nbval-lax`` run them, and show what an operator expects to see."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sgen_ops import notebooks_run, runbooks
+
+from ..conftest import ROOT
+from .conftest import ADMIN, SQLITE_ONLY, Seeded
+from .reading import errors_of, outputs, text_of
+
+NOTEBOOKS = ROOT / "notebooks"
+OPERATOR_NOTEBOOKS = ("01_queue", "02_dead_letter_triage", "03_schedules", "04_throughput", "app")
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PLOTLY = "application/vnd.plotly.v1+json"
+
+
+def test_notebooks_are_committed_clean() -> None:
+    """No outputs in git; each operator notebook starts from operator_session(); each runbook has one
+    cell tagged parameters; the Voila app is a single code cell."""
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == sorted(OPERATOR_NOTEBOOKS)
+    for path in [*NOTEBOOKS.glob("*.ipynb"), *NOTEBOOKS.glob("runbooks/*.ipynb")]:
+        nb = nbformat.read(str(path), as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.kernelspec.name == "python3", path.name
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name} has outputs"
+        tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+        if path.parent.name == "runbooks":
+            assert len(tagged) == 1, path.name
+        else:
+            first = next(c for c in code if c not in tagged)
+            assert "operator_session()" in first.source, f"{path.name} does not start from operator_session()"
+    app = nbformat.read(str(NOTEBOOKS / "app.ipynb"), as_version=4)
+    assert [c.cell_type for c in app.cells] == ["code"]
+
+
+def test_every_notebook_and_runbook_runs_headless(seeded: Seeded, tmp_path: Path) -> None:
+    """``execute_all`` (make demo HEADLESS=1): every notebook and every runbook as a dry run, into reports/."""
+    home = seeded.hub.home
+    before_states, before_log = seeded.states(), seeded.activity()
+
+    assert notebooks_run.execute_all(home, operator=ADMIN) == 0
+
+    reports = home / "reports"
+    for name in OPERATOR_NOTEBOOKS:
+        assert errors_of(reports / f"{name}.ipynb") == []
+    for name in runbooks.available():
+        assert errors_of(reports / "runbooks" / f"{name}.ipynb") == []
+    # Dry runs and views change nothing, and write nothing to the Activity Log.
+    assert seeded.states() == before_states
+    assert seeded.activity() == before_log
+
+    # 01: the queue view is displayed, and the counts per state are those of the ledger.
+    queue = reports / "01_queue.ipynb"
+    assert any(WIDGET_VIEW in o.get("data", {}) for o in outputs(queue))
+    assert re.search(rf"^failed\s+{len(seeded.failed)}$", text_of(queue), re.MULTILINE)
+
+    # 02: dead letters grouped by task and error code, matching the ledger.
+    dead = seeded.admin.list_jobs(state="dead-letter", per_page=1000).to_frame()
+    causes = dead.groupby(["task", "last_error_code"]).size()
+    triage = text_of(reports / "02_dead_letter_triage.ipynb")
+    assert f"{len(dead)} dead letter(s) in {len(causes)} cause(s)" in triage
+    for task, code in causes.index:
+        assert task in triage and code in triage
+
+    # 03: the schedules frame lists the demo schedules.
+    schedules = text_of(reports / "03_schedules.ipynb")
+    for task in ("report.weekly", "cache.warm", "email.digest"):
+        assert task in schedules
+
+    # 04: a CSV under exports/ with one row per task that had events, counts as throughput says.
+    exported = sorted((home / "exports").glob("throughput_24h_*.csv"))
+    assert len(exported) == 1
+    with exported[0].open() as fh:
+        rows = {r["task"]: r for r in csv.DictReader(fh)}
+    expected = seeded.admin.throughput("24h").set_index("task")
+    assert set(rows) == set(expected.index)
+    for task, counts in expected.iterrows():
+        assert int(float(rows[task]["succeeded"])) == counts["succeeded"]
+        assert int(float(rows[task]["dead_lettered"])) == counts["dead_lettered"]
+    charts = [o for o in outputs(reports / "04_throughput.ipynb") if PLOTLY in o.get("data", {})]
+    assert len(charts) == 2
+
+    # The throughput report runbook wrote its artifacts under reports/.
+    artifacts = sorted(p.suffix for p in (reports / "throughput_report").iterdir())
+    assert artifacts == [".csv", ".html", ".js"]
+    # The replay runbook's dry run counted every dead letter and said it changed nothing.
+    replay = text_of(reports / "runbooks" / "replay_dead_letters.ipynb")
+    assert f"DRY RUN: would replay {len(dead)} dead letter(s); nothing changed" in replay
+
+
+def test_a_failing_notebook_fails_the_headless_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell that raises: execute_all names the notebook and the exception, keeps the copy, returns 1."""
+    broken = tmp_path / "notebooks"
+    (broken / "runbooks").mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("raise RuntimeError('cell broke')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(broken / "broken.ipynb"))
+    monkeypatch.setattr(notebooks_run, "NOTEBOOKS", broken)
+    monkeypatch.setattr(runbooks, "RUNBOOKS", broken / "runbooks")
+
+    monkeypatch.setenv("SGEN_OPS_HOME", str(tmp_path / "home"))
+
+    assert notebooks_run.execute_all(tmp_path / "home", operator=ADMIN) == 1
+
+    out = capsys.readouterr().out
+    assert "FAILED  broken.ipynb" in out and "RuntimeError: cell broke" in out
+    assert "0 of 1 notebooks ran" in out
+    assert errors_of(tmp_path / "home" / "reports" / "broken.ipynb") == ["RuntimeError: cell broke"]
+
+
+@SQLITE_ONLY
+def test_nbval_lax_runs_every_notebook(seeded: Seeded, tmp_path: Path) -> None:
+    """``pytest --nbval-lax notebooks/*.ipynb``: every cell runs without error in a fresh kernel."""
+    paths = sorted(str(p.relative_to(ROOT)) for p in NOTEBOOKS.glob("*.ipynb"))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", *paths],
+        cwd=ROOT, env=seeded.env(), capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    # One test item per code cell, all passed.
+    assert re.search(r"\b\d+ passed\b", result.stdout) and "failed" not in result.stdout.splitlines()[-1]
+
+
+@SQLITE_ONLY
+def test_triage_notebook_works_for_a_viewer(seeded: Seeded, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A viewer runs the triage notebook: the grouping shows, and the replay cell says why it does nothing."""
+    monkeypatch.setenv("SGEN_OPS_OPERATOR", "ops-viewer")
+    out = runbooks.execute(NOTEBOOKS / "02_dead_letter_triage.ipynb", tmp_path / "triage-viewer.ipynb")
+    assert errors_of(out) == []
+    text = text_of(out)
+    assert "viewer may not replay dead letters" in text
+    assert f"{len(seeded.dead_letters())} dead letter(s)" in text
