@@ -89,7 +89,10 @@ def main(*, headless: bool = False) -> int:
     start_background(hub.home, "scheduler", ["scheduler"])
     print(f"worker and scheduler running for {hub.home} (stop them with `make down`)")
     env = dict(os.environ, SGEN_OPS_HOME=str(hub.home))
-    return subprocess.call([sys.executable, "-m", "jupyter", "lab", str(NOTEBOOKS)], env=env)
+    argv = [sys.executable, "-m", "jupyter", "lab", str(NOTEBOOKS)]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")  # containers and CI machines often run as root
+    return subprocess.call(argv, env=env)
 
 
 def down() -> None:
