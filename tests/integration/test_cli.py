@@ -1,0 +1,91 @@
+"""The sgen-ops command line, run as a real process against the test's stores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+import sgen_ops
+from sgen_ops.store import ActivityEntry, Ledger
+
+from ..conftest import ROOT, Stack
+
+
+def cli(stack: Stack, *args: str, **settings: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sgen_ops.cli", *args],
+        cwd=ROOT,
+        env=stack.env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_operators_add_and_the_admin_gate(stack: Stack, hub: sgen_ops.Hub) -> None:
+    out = cli(stack, "operators", "add", "dana", "--role", "administrator")
+    assert out.returncode == 0, out.stderr
+    assert "operator 'dana' (administrator, every account) registered" in out.stdout
+    out = cli(stack, "operators", "add", "ed", "--role", "editor", "--account", "acme")
+    assert "account acme" in out.stdout
+    assert hub.as_operator("ed").account == "acme"
+
+    again = cli(stack, "operators", "add", "dana", "--role", "viewer")
+    assert again.returncode == 2 and "operator 'dana' already exists" in again.stderr
+    bad = cli(stack, "operators", "add", "vic", "--role", "superuser")
+    assert bad.returncode == 2 and "invalid choice: 'superuser'" in bad.stderr
+    listed = cli(stack, "operators", "list").stdout.splitlines()
+    assert listed == ["dana\tadministrator\t*\tenabled", "ed\teditor\tacme\tenabled"]
+
+
+def test_jobs_list_filters_and_json(stack: Stack, hub: sgen_ops.Hub) -> None:
+    hub.add_operator("dana", "administrator")
+    hub.add_operator("acme-ed", "editor", account="acme")
+    failed = hub.enqueue("test.nodl", account="acme")
+    ok = hub.enqueue("test.ok", account="globex")
+    hub.work()
+    out = cli(stack, "jobs", "list", "--operator", "dana", "--json")
+    assert out.returncode == 0, out.stderr
+    assert {r["id"] for r in json.loads(out.stdout)} == {failed, ok}
+    out = cli(stack, "jobs", "list", "--operator", "dana", "--state", "failed", "--json")
+    assert [(r["id"], r["state"], r["last_error_code"]) for r in json.loads(out.stdout)] == [
+        (failed, "failed", "always")
+    ]
+    out = cli(stack, "jobs", "list", "--state", "succeeded", operator="acme-ed")
+    assert "no jobs match" in out.stdout  # the only succeeded job belongs to another account
+    table = cli(stack, "jobs", "list", "--operator", "dana", "--task", "test.nodl").stdout
+    assert "test.nodl" in table and "1 of 1 job(s)" in table
+
+    unknown = cli(stack, "jobs", "list", "--operator", "mallory")
+    assert unknown.returncode == 2 and "AccessDenied" in unknown.stderr and "operators add mallory" in unknown.stderr
+    bad = cli(stack, "jobs", "list", "--operator", "dana", "--state", "exploded")
+    assert bad.returncode == 2 and "ValidationError" in bad.stderr and "dead-letter" in bad.stderr
+
+
+def test_audit_verify_names_the_altered_entry(stack: Stack, hub: sgen_ops.Hub) -> None:
+    hub.add_operator("dana", "administrator")
+    ops = hub.as_operator("dana")
+    ids = [hub.enqueue("test.ok", delay=3600) for _ in range(3)]
+    for job_id in ids:
+        ops.cancel(job_id)
+    out = cli(stack, "audit", "verify")
+    assert out.returncode == 0, out.stdout + out.stderr
+    with hub.ledger.write() as session:
+        second = session.scalars(select(ActivityEntry.id).order_by(ActivityEntry.id)).all()[1]
+        session.execute(update(ActivityEntry).where(ActivityEntry.id == second).values(operator="mallory"))
+    out = cli(stack, "audit", "verify")
+    assert out.returncode == 1
+    assert str(second) in out.stdout
+
+
+def test_db_upgrade_creates_a_fresh_ledger(stack: Stack, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    out = cli(stack, "db", "upgrade", database_url=url)
+    assert out.returncode == 0, out.stderr
+    ledger = Ledger(url)
+    assert ledger.current_revision() == ledger.head_revision()
+    ledger.close()
