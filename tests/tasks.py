@@ -66,3 +66,8 @@ def slow(ctx: Any, payload: dict[str, Any]) -> str:
 @sgen_ops.task("test.secret", sensitive=["credentials.api_key", "rows.*.card", "headers.*"], max_attempts=1)
 def secret(ctx: Any, payload: dict[str, Any]) -> None:
     raise TaskError("auth_failed", f"provider rejected key {payload['credentials']['api_key']}")
+
+
+@sgen_ops.task("test.hang", max_attempts=1, timeout=1)
+def hang(ctx: Any, payload: Any) -> None:
+    time.sleep(5)

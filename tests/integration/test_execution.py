@@ -165,3 +165,23 @@ def test_bulk_enqueue_is_all_or_nothing(hub: sgen_ops.Hub, stack: Stack) -> None
     assert len(set(ids)) == 25
     hub.work()
     assert sorted(int(r.split(":")[0]) for r in stack.runs()) == sorted(ids)
+
+
+def test_a_task_over_its_timeout_fails_with_exit_timeout(hub: sgen_ops.Hub) -> None:
+    job_id = hub.enqueue("test.hang")
+    hub.work()
+    job = job_row(hub, job_id)
+    assert (job.state, job.last_error_code) == ("dead-letter", "timeout")
+    assert [a.exit for a in attempts_of(hub, job_id)] == ["timeout"]
+
+
+def test_no_pickle_crosses_redis(hub: sgen_ops.Hub) -> None:
+    import json
+    import zlib
+
+    job_id = hub.enqueue("test.ok", {"n": 1}, delay=3600)
+    rq_id = job_row(hub, job_id).rq_job_id
+    raw = hub.redis.hget(f"rq:job:{rq_id}", "data")
+    assert raw is not None
+    func, _instance, args, kwargs = json.loads(zlib.decompress(raw))
+    assert (func, args, kwargs) == ("sgen_ops.execution.perform", [job_id], {})
