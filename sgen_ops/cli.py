@@ -75,6 +75,13 @@ def cmd_operators_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operators_enable(args: argparse.Namespace) -> int:
+    enabled = args.ops_command == "enable"
+    _hub().set_operator_enabled(args.name, enabled)
+    print(f"operator {args.name!r} {'enabled' if enabled else 'disabled'}")
+    return 0
+
+
 def cmd_operators_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -198,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_operators_add)
     p = ops.add_parser("list", help="list operators")
     p.set_defaults(func=cmd_operators_list)
+    for verb in ("disable", "enable"):
+        p = ops.add_parser(verb, help=f"{verb} an operator (a disabled one is refused at the admin gate)")
+        p.add_argument("name")
+        p.set_defaults(func=cmd_operators_enable)
 
     jobs = sub.add_parser("jobs", help="the job queue").add_subparsers(dest="jobs_command", required=True)
     p = jobs.add_parser("list", help="list jobs with the same filters as list_jobs")

@@ -143,6 +143,14 @@ class Hub:
             session.flush()
             return op.id
 
+    def set_operator_enabled(self, name: str, enabled: bool) -> None:
+        """Disable an operator (the admin gate then refuses them) or enable them again."""
+        with self.ledger.write() as session:
+            op = session.scalar(select(Operator).where(Operator.name == name))
+            if op is None:
+                raise ValidationError(f"operator {name!r} is not registered")
+            op.enabled = enabled
+
     def as_operator(self, name: str | None) -> Operations:
         """The Jobs surface as operator ``name`` (the admin gate: unknown or disabled -> AccessDenied)."""
         from .surface import Operations

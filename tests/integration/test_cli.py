@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 
 import sgen_ops
@@ -40,6 +41,16 @@ def test_operators_add_and_the_admin_gate(stack: Stack, hub: sgen_ops.Hub) -> No
     assert bad.returncode == 2 and "invalid choice: 'superuser'" in bad.stderr
     listed = cli(stack, "operators", "list").stdout.splitlines()
     assert listed == ["dana\tadministrator\t*\tenabled", "ed\teditor\tacme\tenabled"]
+
+    assert cli(stack, "operators", "disable", "ed").returncode == 0
+    with pytest.raises(sgen_ops.AccessDenied, match="'ed' is not registered or is disabled"):
+        hub.as_operator("ed")
+    refused = cli(stack, "jobs", "list", "--operator", "ed")
+    assert refused.returncode == 2 and "disabled" in refused.stderr
+    assert cli(stack, "operators", "enable", "ed").returncode == 0
+    assert hub.as_operator("ed").role == "editor"
+    missing = cli(stack, "operators", "disable", "nobody")
+    assert missing.returncode == 2 and "'nobody' is not registered" in missing.stderr
 
 
 def test_jobs_list_filters_and_json(stack: Stack, hub: sgen_ops.Hub) -> None:
