@@ -1,42 +1,60 @@
-"""``python -m bench [NAME ...] [--record]``: run benchmarks by hand; --record writes bench/RESULTS.md."""
+"""``python -m bench [NAME ...] [--postgres URL] [--record]``: run benchmarks by hand.
+
+Names: throughput enqueue queries triage memory (default: all). ``--postgres`` (or
+``SGEN_OPS_BENCH_DATABASE_URL``) is a server URL: each benchmark makes its own databases there and drops
+them at the end. ``--record`` writes each benchmark's section of bench/RESULTS.md.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import time
 
 from .common import machine, private_redis, record
+
+ALL = ("throughput", "enqueue", "queries", "triage", "memory")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("names", nargs="*", default=["throughput"], help="throughput enqueue queries triage memory")
-    parser.add_argument("--n", type=int, default=5000, help="jobs for throughput")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("names", nargs="*", default=list(ALL), help=" ".join(ALL))
+    parser.add_argument("--n", type=int, default=5000, help="jobs for throughput and the worker's memory")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of throughput and enqueue")
+    parser.add_argument("--classes", default="simple,fork", help="worker classes for throughput")
     parser.add_argument(
         "--postgres",
         default=os.environ.get("SGEN_OPS_BENCH_DATABASE_URL"),
-        help="PostgreSQL URL to run the ledger benchmarks on as well",
+        help="PostgreSQL server URL to run the ledger benchmarks on as well (databases are made and dropped)",
     )
+    parser.add_argument("--enqueue-single", type=int, default=2000, help="single enqueue calls")
+    parser.add_argument("--enqueue-bulk", type=int, default=20_000, help="jobs in one bulk enqueue")
+    parser.add_argument("--ledger-jobs", type=int, default=1_000_000, help="jobs in the generated ledger")
+    parser.add_argument("--query-repeats", type=int, default=30, help="runs of each operator query")
+    parser.add_argument("--rq-registry-jobs", type=int, default=100_000, help="jobs in RQ's FailedJobRegistry")
+    parser.add_argument("--keep-postgres", action="store_true", help="keep the generated PostgreSQL databases")
     parser.add_argument("--record", action="store_true", help="write the results into bench/RESULTS.md")
     args = parser.parse_args()
-    print(machine())
+    unknown = sorted(set(args.names) - set(ALL))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(ALL)}")
+    print(machine(), flush=True)
+    from . import ledger
+
     with private_redis() as redis_url:
-        for name in args.names:
-            if name == "throughput":
-                from . import throughput
-
-                parts = [throughput.run(redis_url, n=args.n, repeats=args.repeats)]
-                if args.postgres:
-                    parts.append(throughput.run(redis_url, n=args.n, repeats=args.repeats, database_url=args.postgres))
-                out = "\n\n".join(parts)
-            else:
-                import importlib
-
+        try:
+            for name in args.names:
+                start = time.perf_counter()
                 out = importlib.import_module(f"bench.{name}").run(redis_url, args)
-            print(out)
-            if args.record:
-                record(name, f"Machine: {machine()}\n\n{out}")
+                took = time.perf_counter() - start
+                out = f"{out}\n\n_Run time of this benchmark: {took / 60:.1f} min._"
+                print(out, flush=True)
+                if args.record:
+                    record(name, f"Machine: {machine()}\n\n{out}")
+        finally:
+            if args.postgres and not args.keep_postgres:
+                ledger.cleanup(args.postgres)
 
 
 if __name__ == "__main__":

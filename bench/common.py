@@ -40,6 +40,13 @@ def private_redis() -> Iterator[str]:
             stop_process(pid)
 
 
+def sqlalchemy_url(url: str) -> str:
+    """A PostgreSQL URL for SQLAlchemy with the psycopg (3) driver, which is the one installed."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
 def flush(url: str) -> None:
     client = redis.Redis.from_url(url)
     client.flushdb()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ import sgen_ops
 from sgen_ops.store import Job
 
 from .common import check, flush, median, timed
+from .ledger import create_database, drop_database
 
 
 class _Counting:
@@ -91,7 +93,7 @@ def _truncate(hub: sgen_ops.Hub) -> None:
         conn.execute(text("TRUNCATE jobs, attempts, job_events RESTART IDENTITY CASCADE"))
 
 
-def run(
+def compare(
     redis_url: str,
     *,
     n: int = 5000,
@@ -99,20 +101,37 @@ def run(
     database_url: str | None = None,
     classes: tuple[str, ...] = ("simple", "fork"),
 ) -> str:
+    """sgen-ops against bare RQ, interleaved, per worker class; ``database_url`` None: a fresh SQLite file."""
     logging.getLogger("rq").setLevel(logging.WARNING)
     backend = "PostgreSQL" if database_url else "SQLite"
     lines = [
-        f"### Worker throughput: {n} no-op jobs, ledger on {backend}, median of {repeats}",
+        f"### Worker throughput: {n} no-op jobs, ledger on {backend}, median of {repeats} (interleaved)",
         "",
-        "| worker class | bare RQ jobs/s | sgen-ops jobs/s | ratio (target >= 0.9) |",
-        "|---|---|---|---|",
+        "| worker class | bare RQ jobs/s | sgen-ops jobs/s | ratio (target >= 0.9) | sgen-ops ms/job over RQ |",
+        "|---|---|---|---|---|",
     ]
     for cls in classes:
         rq_times, sgen_times = [], []
         for _ in range(repeats):
             rq_times.append(bare_rq(redis_url, n, cls))
             sgen_times.append(sgen(redis_url, database_url, n, cls))
-        rq_rate, sgen_rate = n / median(rq_times), n / median(sgen_times)
-        lines.append(f"| {cls} | {rq_rate:,.0f} | {sgen_rate:,.0f} | {sgen_rate / rq_rate:.2f}x |")
+        rq_s, sgen_s = median(rq_times), median(sgen_times)
+        rq_rate, sgen_rate = n / rq_s, n / sgen_s
+        lines.append(
+            f"| {cls} | {rq_rate:,.0f} | {sgen_rate:,.0f} | {sgen_rate / rq_rate:.2f}x | "
+            f"{(sgen_s - rq_s) / n * 1000:+.2f} |"
+        )
         print(lines[-1], flush=True)
     return "\n".join(lines)
+
+
+def run(redis_url: str, args: argparse.Namespace) -> str:
+    classes = tuple(c for c in args.classes.split(",") if c)
+    parts = [compare(redis_url, n=args.n, repeats=args.repeats, classes=classes)]
+    if args.postgres:
+        url = create_database(args.postgres, "sgen_bench_throughput")
+        try:
+            parts.append(compare(redis_url, n=args.n, repeats=args.repeats, database_url=url, classes=classes))
+        finally:
+            drop_database(args.postgres, "sgen_bench_throughput")
+    return "\n\n".join(parts)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -88,6 +89,29 @@ class Job(Base):
         Index("ix_jobs_account_created_at", "account", "created_at"),
         Index("ix_jobs_error_code_created_at", "last_error_code", "created_at"),
         Index("ix_jobs_state_scheduled_for", "state", "scheduled_for"),
+        # Migration 0002: the operator queries at a million jobs (see its docstring).
+        Index("ix_jobs_state_task_created_at", "state", "task", "created_at"),
+        Index(
+            "ix_jobs_kept_updated_at", "state", "updated_at", "task", "account", "retention_days",
+            sqlite_where=text("state = 'succeeded' AND retention_days IS NULL"),
+            postgresql_where=text("state = 'succeeded' AND retention_days IS NULL"),
+        ),
+        Index(
+            "ix_jobs_kept_expiry", "state", text("julianday(updated_at) + retention_days"), "task", "account",
+            "retention_days", "updated_at",
+            sqlite_where=text("state = 'succeeded' AND retention_days IS NOT NULL"),
+        ).ddl_if(dialect="sqlite"),
+        Index(
+            "ix_jobs_kept_expiry", "state", text("(updated_at + retention_days * interval '1 day')"), "task",
+            "account", "retention_days", "updated_at",
+            postgresql_where=text("state = 'succeeded' AND retention_days IS NOT NULL"),
+        ).ddl_if(dialect="postgresql"),
+        Index("ix_jobs_payload_trgm", text("(CAST(payload AS TEXT)) gin_trgm_ops"),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
+        Index("ix_jobs_last_error_detail_trgm", text("last_error_detail gin_trgm_ops"),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
+        Index("ix_jobs_search_masked_trgm", text("search_masked gin_trgm_ops"),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
