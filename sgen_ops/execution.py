@@ -343,12 +343,18 @@ def _record_stop_core(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any
 #
 # Other backends use the Core statements above. Both paths write the same rows and events.
 
-_W = WAITING_STATES = tuple(sorted(s.value for s in WAITING))
+WAITING_STATES = tuple(sorted(s.value for s in WAITING))
 _RUN, _OK, _CANCELLED = State.RUNNING.value, State.SUCCEEDED.value, State.CANCELLED.value
 _RETRYING, _QUEUED = State.RETRYING.value, State.QUEUED.value
-# The transitions the fixed SQL writes; checked against the state machine once, here.
-for _src, _dst in ((_RETRYING, _QUEUED), (_QUEUED, _RUN), (_RUN, _OK), (_RUN, _CANCELLED)):
-    transition(0, "", None, _src, _dst, utcnow())
+
+
+def _check_fixed_transitions() -> None:
+    """The transitions the fixed SQL writes, checked against the state machine once, at import."""
+    for src, dst in ((_RETRYING, _QUEUED), (_QUEUED, _RUN), (_RUN, _OK), (_RUN, _CANCELLED)):
+        transition(0, "", None, src, dst, utcnow())
+
+
+_check_fixed_transitions()
 
 _SQLITE_CLAIM_READ = (
     "SELECT state, task, payload, attempts, run, max_attempts, account, schedule_id, scheduled_for, rq_job_id, "
@@ -425,7 +431,8 @@ class HotPath:
     """
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        # Weakly: the registry below is keyed by the engine, which must stay collectable.
+        self._engine = weakref.ref(engine)
         self.dialect = engine.dialect
         self.postgres = self.dialect.name == "postgresql"
         self.returning = not self.postgres and sqlite3.sqlite_version_info >= (3, 35, 0)
@@ -444,7 +451,10 @@ class HotPath:
         if self._pid != os.getpid():
             self._forked()
         if self._fairy is None:
-            fairy = self.engine.raw_connection()
+            engine = self._engine()
+            if engine is None:
+                raise RuntimeError("the ledger's engine is gone")
+            fairy = engine.raw_connection()
             if self.postgres:
                 cast(Any, fairy.dbapi_connection).autocommit = True
             self._fairy = fairy
