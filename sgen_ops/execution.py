@@ -8,14 +8,16 @@ runs an attempt twice; the outcome is written only if the attempt still owns the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -27,6 +29,7 @@ from sqlalchemy import exc as sa_exc
 
 from .errors import JobCancelled, TaskError
 from .jobs import touch_lease, transition
+from .queue import PERFORM
 from .states import WAITING, State
 from .store import Attempt, Job, JobEvent, Ledger, utcnow
 from .store.types import UTCDateTime
@@ -63,32 +66,53 @@ def current_hub() -> Hub:
 
 
 class _Heartbeat:
-    """One daemon thread per process renewing the leases of the attempts it is running."""
+    """One daemon thread per process renewing the leases of the attempts it is running.
+
+    It beats every third of the shortest lease it holds; an attempt with a shorter lease than any
+    before it wakes the thread, so the first renewal is never a longer lease's interval away.
+    """
 
     def __init__(self) -> None:
         self._running: dict[int, tuple[Ledger, float]] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._interval = float("inf")
+
+    @staticmethod
+    def interval(lease_seconds: float) -> float:
+        return max(0.2, lease_seconds / 3)
 
     def add(self, job_id: int, ledger: Ledger, lease_seconds: float) -> None:
         with self._lock:
             self._running[job_id] = (ledger, lease_seconds)
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
                 self._pid = os.getpid()
+                self._wake = threading.Event()
+                self._interval = self.interval(lease_seconds)
                 self._thread = threading.Thread(target=self._loop, name="sgen-ops-heartbeat", daemon=True)
                 self._thread.start()
+            elif self.interval(lease_seconds) < self._interval:
+                self._wake.set()
 
     def discard(self, job_id: int) -> None:
         with self._lock:
             self._running.pop(job_id, None)
 
     def _loop(self) -> None:
+        last = time.monotonic()
         while True:
             with self._lock:
-                running = dict(self._running)
-            lease = min((s for _, s in running.values()), default=30.0)
-            time.sleep(max(0.2, lease / 3))
+                lease = min((s for _, s in self._running.values()), default=30.0)
+                self._interval = self.interval(lease)
+                wake = self._wake
+            remaining = last + self._interval - time.monotonic()
+            if remaining > 0:
+                wake.wait(remaining)
+                wake.clear()
+                continue
+            last = time.monotonic()
             by_ledger: dict[int, tuple[Ledger, list[int], float]] = {}
             with self._lock:
                 for job_id, (ledger, seconds) in self._running.items():
@@ -126,9 +150,17 @@ class TaskContext:
 
 
 def perform(job_id: int) -> dict[str, Any]:
-    """RQ's entry point: run the next attempt of ledger job ``job_id`` if this delivery owns it."""
+    """RQ's entry point: run the next attempt of ledger job ``job_id`` if this delivery owns it.
+
+    In a forking worker's work horse the worker has already claimed the attempt (see ``Handover``):
+    the horse only runs the handler and hands the outcome back.
+    """
     rq_job = get_current_job()
-    return run_attempt(current_hub(), int(job_id), rq_job.id if rq_job else None)
+    rq_job_id = rq_job.id if rq_job else None
+    handed = _handover
+    if handed is not None and handed.rq_job_id == rq_job_id and handed.worker_pid != os.getpid():
+        return handed.run_in_horse(int(job_id))
+    return run_attempt(current_hub(), int(job_id), rq_job_id)
 
 
 JOBS = cast(Table, Job.__table__)
@@ -251,30 +283,135 @@ def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | N
     )
 
 
+def ledger_job_id(rq_job: Any) -> int | None:
+    """The ledger job id an RQ delivery carries, or None if it is not a delivery of ``perform``."""
+    if rq_job.func_name != PERFORM or len(rq_job.args) != 1:
+        return None
+    try:
+        return int(rq_job.args[0])
+    except (TypeError, ValueError):
+        return None
+
+
 def run_attempt(hub: Hub, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
     ctx = claim(hub, job_id, rq_job_id)
     if ctx is None:
         return {"job_id": job_id, "outcome": "skipped"}
-    ledger = hub.ledger
-    outcome, code, detail, log_text = "succeeded", "", "", None
+    _heartbeat.add(job_id, hub.ledger, hub.settings.worker_lost_after)
+    try:
+        outcome = run_handler(ctx)
+    finally:
+        _heartbeat.discard(job_id)
+    return record_outcome(hub, ctx, *outcome)
+
+
+Outcome = tuple[str, str, str, str | None]
+
+
+def run_handler(ctx: TaskContext) -> Outcome:
+    """Run the task's handler for a claimed attempt: (outcome, error code, detail, traceback)."""
     spec = find_task(ctx.task)
-    _heartbeat.add(job_id, ledger, hub.settings.worker_lost_after)
     try:
         if spec is None:
             raise TaskError("unknown_task", f"no handler is registered for task {ctx.task!r} in this worker")
         spec.handler(ctx, ctx.payload)
     except JobCancelled:
-        outcome = "cancelled"
+        return "cancelled", "", "", None
     except TaskError as exc:
-        outcome, code, detail, log_text = "failed", exc.code, exc.detail or exc.code, traceback.format_exc()
+        return "failed", exc.code, exc.detail or exc.code, traceback.format_exc()
     except JobTimeoutException as exc:
-        outcome, code, detail, log_text = "timeout", "timeout", str(exc), traceback.format_exc()
+        return "timeout", "timeout", str(exc), traceback.format_exc()
     except Exception as exc:  # noqa: BLE001 - any handler error fails the attempt, never the worker
-        outcome, code = "failed", type(exc).__name__
-        detail, log_text = str(exc) or type(exc).__name__, traceback.format_exc()
+        return "failed", type(exc).__name__, str(exc) or type(exc).__name__, traceback.format_exc()
+    return "succeeded", "", "", None
+
+
+# -- a forking worker: the worker claims and records, its work horse runs the handler ----------------
+class Handover:
+    """One attempt handed from a forking worker to its work horse.
+
+    The worker claims the attempt and renews its lease on its own warm ledger connection; the horse,
+    forked with this object in memory, runs only the handler and writes the outcome to a file the two
+    share (a file, not a pipe, so a long traceback never blocks the horse); the worker then records it.
+    A horse that ends without writing an outcome (killed, out of memory, crashed interpreter) is
+    recorded as worker-lost at once instead of after the lease runs out.
+    """
+
+    def __init__(self, rq_job_id: str, ctx: TaskContext | None) -> None:
+        self.rq_job_id = rq_job_id
+        self.ctx = ctx
+        self.worker_pid = os.getpid()
+        self.fd = _outcome_file()
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+
+    def run_in_horse(self, job_id: int) -> dict[str, Any]:
+        ctx = self.ctx
+        if ctx is None or ctx.job_id != job_id:
+            return {"job_id": job_id, "outcome": "skipped"}
+        outcome = run_handler(ctx)
+        data = json.dumps(outcome).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        return {"job_id": job_id, "outcome": outcome[0]}
+
+    def outcome(self) -> Outcome | None:
+        """What the horse wrote, or None if it wrote nothing whole."""
+        size = os.fstat(self.fd).st_size
+        if not size:
+            return None
+        try:
+            outcome, code, detail, log_text = json.loads(os.pread(self.fd, size, 0))
+        except ValueError:
+            return None
+        return str(outcome), str(code), str(detail), log_text
+
+
+_handover: Handover | None = None
+_outcome_fd: tuple[int, int] | None = None  # (pid, fd)
+
+
+def _outcome_file() -> int:
+    """This process's outcome file (anonymous, in memory where the platform allows), made once."""
+    global _outcome_fd
+    if _outcome_fd is None or _outcome_fd[0] != os.getpid():
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("sgen-ops-outcome", os.MFD_CLOEXEC)
+        else:  # pragma: no cover - platforms without memfd
+            with tempfile.TemporaryFile() as file:
+                fd = os.dup(file.fileno())
+        _outcome_fd = (os.getpid(), fd)
+    return _outcome_fd[1]
+
+
+@contextlib.contextmanager
+def handed_over(hub: Hub, rq_job_id: str, ctx: TaskContext | None) -> Iterator[Handover]:
+    """Make ``ctx`` the attempt the next forked horse runs, with its lease renewed from this process."""
+    global _handover
+    handover = Handover(rq_job_id, ctx)
+    if ctx is not None:
+        _heartbeat.add(ctx.job_id, hub.ledger, hub.settings.worker_lost_after)
+    _handover = handover
+    try:
+        yield handover
     finally:
-        _heartbeat.discard(job_id)
-    return record_outcome(hub, ctx, outcome, code, detail, log_text)
+        _handover = None
+        if ctx is not None:
+            _heartbeat.discard(ctx.job_id)
+
+
+def record_handed(hub: Hub, handover: Handover, horse_exit: str) -> dict[str, Any] | None:
+    """Record what the horse reported; a horse that reported nothing lost its attempt."""
+    ctx = handover.ctx
+    if ctx is None:
+        return None
+    outcome = handover.outcome()
+    if outcome is None:
+        detail = f"the work horse of worker {worker_name} ended without an outcome ({horse_exit})"
+        lost = hub.book.record_lost(ctx.job_id, ctx.run, ctx.attempt, detail)
+        return {"job_id": ctx.job_id, "outcome": "worker-lost" if lost else "superseded"}
+    return record_outcome(hub, ctx, *outcome)
 
 
 def record_outcome(

@@ -245,25 +245,39 @@ class JobBook:
                 job = session.get(Job, job_id)
                 if job is None or job.state != State.RUNNING.value or job.lease_until is None or job.lease_until >= now:
                     continue
-                attempt = session.scalars(
-                    select(Attempt).where(
-                        Attempt.job_id == job.id, Attempt.run == job.run, Attempt.number == job.attempts
-                    )
-                ).first()
                 detail = (
                     f"worker {job.worker or '?'} stopped renewing its lease "
                     f"(worker_lost_after={self.settings.worker_lost_after}s)"
                 )
-                if attempt is not None:
-                    attempt.finished_at = now
-                    attempt.exit = "worker-lost"
-                    attempt.error_code = "worker-lost"
-                    attempt.error = detail
-                delivery = self.after_failed_attempt(session, job, now, "worker-lost", detail, detail)
+                delivery = self._lose_attempt(session, job, now, detail)
                 recovered += 1
             if delivery:
                 self.send([delivery])
         return recovered
+
+    def record_lost(self, job_id: int, run: int, attempt: int, detail: str) -> bool:
+        """Record attempt (``run``, ``attempt``) of a job as worker-lost now, if it still holds the job
+        (its worker saw it die); False when it no longer does."""
+        now = utcnow()
+        with self.ledger.write() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.state != State.RUNNING.value or job.run != run or job.attempts != attempt:
+                return False
+            delivery = self._lose_attempt(session, job, now, detail)
+        if delivery:
+            self.send([delivery])
+        return True
+
+    def _lose_attempt(self, session: Session, job: Job, now: datetime, detail: str) -> Delivery | None:
+        attempt = session.scalars(
+            select(Attempt).where(Attempt.job_id == job.id, Attempt.run == job.run, Attempt.number == job.attempts)
+        ).first()
+        if attempt is not None:
+            attempt.finished_at = now
+            attempt.exit = "worker-lost"
+            attempt.error_code = "worker-lost"
+            attempt.error = detail
+        return self.after_failed_attempt(session, job, now, "worker-lost", detail, detail)
 
     def reconcile(self, batch: int = 2000) -> int:
         """Re-send every queued or retrying job whose delivery Redis no longer holds; returns how many."""

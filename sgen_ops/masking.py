@@ -87,8 +87,11 @@ class MaskingRule:
         if keys:
             alternatives = "|".join(re.escape(k) for k in sorted(set(keys), key=len, reverse=True))
             schemes = "|".join(_AUTH_SCHEMES)
+            # A key is a whole run of [\w.-] that contains a global key, found from the run's start only
+            # (the look-behind) and taken possessively: linear in the text, where a plain [\w.-]* on each
+            # side of the key backtracks quadratically through a long run of word characters.
             self._text_re = re.compile(
-                r"(?P<head>(?P<q>[\"']?)[\w.-]*(?:" + alternatives + r")[\w.-]*(?P=q)\s*[:=]\s*"
+                r"(?P<head>(?P<q>[\"']?)(?<![\w.-])(?=[\w.-]*?(?:" + alternatives + r"))[\w.-]++(?P=q)\s*[:=]\s*"
                 r"(?:(?:" + schemes + r")\s+)?)"
                 r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s,;&)\]}\"']+)",
                 re.IGNORECASE,

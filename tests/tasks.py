@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from typing import Any
 
@@ -71,3 +73,20 @@ def secret(ctx: Any, payload: dict[str, Any]) -> None:
 @sgen_ops.task("test.hang", max_attempts=1, timeout=1)
 def hang(ctx: Any, payload: Any) -> None:
     time.sleep(5)
+
+
+@sgen_ops.task("test.die", max_attempts=2, backoff=0)
+def die(ctx: Any, payload: dict[str, Any]) -> str:
+    """Its first attempt kills the process running it: a forking worker's horse, never the test itself."""
+    record_run(ctx)
+    if ctx.attempt == 1:
+        if os.getpid() == payload["test_pid"]:
+            raise TaskError("not_forked", "test.die runs only in a work horse")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "survived"
+
+
+@sgen_ops.task("test.verbose", max_attempts=1)
+def verbose(ctx: Any, payload: dict[str, Any]) -> None:
+    """Fails with a detail of ``size`` characters (bigger than a pipe's buffer)."""
+    raise TaskError("verbose", "x" * payload["size"] + "END")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,21 +52,30 @@ class Ledger:
         self._write_engine = write_engine
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(write_engine, expire_on_commit=False)
+        self._pid = os.getpid()
+
+    def _own_process(self) -> None:
+        # A forked child (a work horse running a checkpoint, say) must never use its parent's connections.
+        if self._pid != os.getpid():
+            self.after_fork()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
+        self._own_process()
         with self._read() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any error."""
+        self._own_process()
         with self._write() as session, session.begin():
             yield session
 
     @contextmanager
     def write_conn(self) -> Iterator[Connection]:
         """A Core connection in a write transaction: the worker's hot path, without ORM bookkeeping."""
+        self._own_process()
         with self._write_engine.begin() as conn:
             yield conn
 
@@ -73,6 +83,7 @@ class Ledger:
         """Bring the schema up to ``revision`` through the Alembic migrations."""
         from alembic import command
 
+        self._own_process()
         with self.engine.begin() as conn:
             config = alembic_config(conn)
             command.upgrade(config, revision)
@@ -80,6 +91,7 @@ class Ledger:
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
+        self._own_process()
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
@@ -90,7 +102,9 @@ class Ledger:
 
     def after_fork(self) -> None:
         """Drop pooled connections inherited from a parent process without closing the parent's."""
-        self.engine.dispose(close=False)
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self.engine.dispose(close=False)
 
     def close(self) -> None:
         self.engine.dispose()

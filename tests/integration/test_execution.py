@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -14,11 +15,19 @@ from sgen_ops.store import JobEvent, utcnow
 from ..conftest import Stack
 from ..helpers import attempts_of, job_count, job_row
 
+Work = Callable[[], None]
 
-def test_a_job_succeeds_with_one_attempt_in_history(hub: sgen_ops.Hub, stack: Stack) -> None:
+
+@pytest.fixture(params=["simple", "fork"])
+def work(request: pytest.FixtureRequest, hub: sgen_ops.Hub) -> Work:
+    """A burst of RQ's SimpleWorker, or of the forking Worker whose horses only run handlers."""
+    return lambda: hub.work(worker_class=request.param)
+
+
+def test_a_job_succeeds_with_one_attempt_in_history(hub: sgen_ops.Hub, work: Work, stack: Stack) -> None:
     job_id = hub.enqueue("test.ok", {"n": 1})
     assert job_row(hub, job_id).state == "queued"
-    hub.work()
+    work()
     job = job_row(hub, job_id)
     assert (job.state, job.attempts, job.max_attempts) == ("succeeded", 1, 3)
     [attempt] = attempts_of(hub, job_id)
@@ -27,9 +36,9 @@ def test_a_job_succeeds_with_one_attempt_in_history(hub: sgen_ops.Hub, stack: St
     assert stack.runs() == [f"{job_id}:1:1"]
 
 
-def test_fails_twice_then_succeeds_with_three_attempts(hub: sgen_ops.Hub) -> None:
+def test_fails_twice_then_succeeds_with_three_attempts(hub: sgen_ops.Hub, work: Work) -> None:
     job_id = hub.enqueue("test.flaky", {"succeed_on": 3})
-    hub.work()
+    work()
     job = job_row(hub, job_id)
     assert job.state == "succeeded" and job.attempts == 3
     assert [a.exit for a in attempts_of(hub, job_id)] == ["failed", "failed", "succeeded"]
@@ -54,9 +63,9 @@ def test_fails_twice_then_succeeds_with_three_attempts(hub: sgen_ops.Hub) -> Non
     ]
 
 
-def test_exhausted_budget_goes_to_dead_letter_with_error(hub: sgen_ops.Hub) -> None:
+def test_exhausted_budget_goes_to_dead_letter_with_error(hub: sgen_ops.Hub, work: Work) -> None:
     job_id = hub.enqueue("test.flaky", {"succeed_on": 99})
-    hub.work()
+    work()
     job = job_row(hub, job_id)
     assert job.state == "dead-letter"
     assert job.attempts == 3
@@ -66,15 +75,15 @@ def test_exhausted_budget_goes_to_dead_letter_with_error(hub: sgen_ops.Hub) -> N
     assert job.lease_until is None
 
 
-def test_max_attempts_given_at_enqueue_overrides_the_task_default(hub: sgen_ops.Hub) -> None:
+def test_max_attempts_given_at_enqueue_overrides_the_task_default(hub: sgen_ops.Hub, work: Work) -> None:
     job_id = hub.enqueue("test.flaky", {"succeed_on": 99}, max_attempts=1)
-    hub.work()
+    work()
     assert (job_row(hub, job_id).state, job_row(hub, job_id).attempts) == ("dead-letter", 1)
 
 
-def test_other_exceptions_use_their_class_name_as_code(hub: sgen_ops.Hub) -> None:
+def test_other_exceptions_use_their_class_name_as_code(hub: sgen_ops.Hub, work: Work) -> None:
     job_id = hub.enqueue("test.boom")
-    hub.work()
+    work()
     job = job_row(hub, job_id)
     assert job.state == "dead-letter"
     assert job.last_error_code == "ValueError"
@@ -82,56 +91,56 @@ def test_other_exceptions_use_their_class_name_as_code(hub: sgen_ops.Hub) -> Non
     assert job.error_log is not None and "Traceback" in job.error_log and "ValueError: kaboom" in job.error_log
 
 
-def test_a_task_may_opt_out_of_dead_lettering(hub: sgen_ops.Hub) -> None:
+def test_a_task_may_opt_out_of_dead_lettering(hub: sgen_ops.Hub, work: Work) -> None:
     job_id = hub.enqueue("test.nodl")
-    hub.work()
+    work()
     assert job_row(hub, job_id).state == "failed"
 
 
-def test_backoff_schedules_the_retry_in_the_future(hub: sgen_ops.Hub) -> None:
+def test_backoff_schedules_the_retry_in_the_future(hub: sgen_ops.Hub, work: Work) -> None:
     before = utcnow()
     job_id = hub.enqueue("test.backoff")
-    hub.work()
+    work()
     job = job_row(hub, job_id)
     assert job.state == "retrying" and job.attempts == 1
     assert job.scheduled_for >= before + timedelta(seconds=3600)
     assert hub.transport.scheduled() == 1 and hub.transport.waiting() == 0
 
 
-def test_delay_is_not_run_early(hub: sgen_ops.Hub, stack: Stack) -> None:
+def test_delay_is_not_run_early(hub: sgen_ops.Hub, work: Work, stack: Stack) -> None:
     job_id = hub.enqueue("test.ok", delay=timedelta(hours=1))
-    hub.work()
+    work()
     job = job_row(hub, job_id)
     assert (job.state, job.attempts) == ("queued", 0)
     assert stack.runs() == []
     assert hub.transport.scheduled() == 1
 
 
-def test_a_due_delay_runs(hub: sgen_ops.Hub, stack: Stack) -> None:
+def test_a_due_delay_runs(hub: sgen_ops.Hub, work: Work, stack: Stack) -> None:
     job_id = hub.enqueue("test.ok", delay=0.01)
-    hub.work()
+    work()
     assert job_row(hub, job_id).state == "succeeded"
 
 
-def test_priority_order_high_normal_low(hub: sgen_ops.Hub, stack: Stack) -> None:
+def test_priority_order_high_normal_low(hub: sgen_ops.Hub, work: Work, stack: Stack) -> None:
     low = hub.enqueue("test.ok", priority="low")
     normal = hub.enqueue("test.ok", priority="normal")
     high = hub.enqueue("test.ok", priority="high")
     low2 = hub.enqueue("test.ok", priority="low")
     high2 = hub.enqueue("test.ok", priority="high")
-    hub.work()
+    work()
     order = [int(r.split(":")[0]) for r in stack.runs()]
     assert order == [high, high2, normal, low, low2]
 
 
-def test_duplicate_and_stale_deliveries_run_once(hub: sgen_ops.Hub, stack: Stack) -> None:
+def test_duplicate_and_stale_deliveries_run_once(hub: sgen_ops.Hub, work: Work, stack: Stack) -> None:
     job_id = hub.enqueue("test.ok")
     current = job_row(hub, job_id).rq_job_id
     assert current is not None
     # The same delivery twice on the queue, plus one with an id the ledger never issued.
     hub.transport.send(Delivery(job_id, current, "normal"))
     hub.transport.send(Delivery(job_id, f"{stack.prefix}-{job_id}-999", "high"))
-    hub.work()
+    work()
     assert stack.runs() == [f"{job_id}:1:1"]
     assert job_row(hub, job_id).attempts == 1
 
@@ -157,19 +166,19 @@ def test_bad_input_is_refused_and_records_nothing(hub: sgen_ops.Hub, kwargs: dic
     assert hub.transport.waiting() == 0 and hub.transport.scheduled() == 0
 
 
-def test_bulk_enqueue_is_all_or_nothing(hub: sgen_ops.Hub, stack: Stack) -> None:
+def test_bulk_enqueue_is_all_or_nothing(hub: sgen_ops.Hub, work: Work, stack: Stack) -> None:
     with pytest.raises(sgen_ops.ValidationError):
         hub.enqueue_many("test.ok", [{"i": 1}, {"i": object()}])
     assert job_count(hub) == 0
     ids = hub.enqueue_many("test.ok", [{"i": i} for i in range(25)])
     assert len(set(ids)) == 25
-    hub.work()
+    work()
     assert sorted(int(r.split(":")[0]) for r in stack.runs()) == sorted(ids)
 
 
-def test_a_task_over_its_timeout_fails_with_exit_timeout(hub: sgen_ops.Hub) -> None:
+def test_a_task_over_its_timeout_fails_with_exit_timeout(hub: sgen_ops.Hub, work: Work) -> None:
     job_id = hub.enqueue("test.hang")
-    hub.work()
+    work()
     job = job_row(hub, job_id)
     assert (job.state, job.last_error_code) == ("dead-letter", "timeout")
     assert [a.exit for a in attempts_of(hub, job_id)] == ["timeout"]

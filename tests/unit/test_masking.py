@@ -113,6 +113,21 @@ def test_mask_text_scrubs_global_key_fragments() -> None:
     assert f"'client_secret': '{MASK}'" in out
 
 
+@pytest.mark.timeout(60)
+def test_mask_text_on_a_huge_error_stays_linear_and_right() -> None:
+    """A handler's error of megabytes (a run of word characters, keys glued together, keys without
+    values) is scrubbed in one pass: a key pattern that backtracks through long words never returns."""
+    rule = MaskingRule(global_keys=GLOBAL)
+    run = "x" * 1_000_000
+    assert rule.mask_text(run + " password=hunter2") == run + f" password={MASK}"
+    glued = "passwordtoken" * 80_000
+    assert rule.mask_text(glued + "=s3cr3t") == glued + f"={MASK}"
+    spaced = "secret " * 150_000
+    assert rule.mask_text(spaced) == spaced
+    expected = f"db_password_hash: {MASK}\nmy-api_key.v2={MASK}"
+    assert rule.mask_text("db_password_hash: abc\nmy-api_key.v2=k9") == expected
+
+
 def test_mask_text_keeps_none_and_innocent_text() -> None:
     rule = MaskingRule(["a"], GLOBAL)
     assert rule.mask_text(None, {"a": "secret"}) is None
