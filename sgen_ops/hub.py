@@ -62,10 +62,10 @@ class Hub:
         max_attempts: int | None = None,
     ) -> int:
         """Record a job in the ledger and queue it; returns its id. Bad input raises and records nothing."""
-        job = self.book.prepare(
-            task, payload, account=account, priority=priority, delay=delay, max_attempts=max_attempts
+        rows = self.book.prepare_rows(
+            task, [payload], account=account, priority=priority, delay=delay, max_attempts=max_attempts
         )
-        return self.book.create([job])[0]
+        return self.book.create_rows(rows)[0]
 
     def enqueue_many(
         self,
@@ -78,14 +78,10 @@ class Hub:
         max_attempts: int | None = None,
     ) -> list[int]:
         """Bulk enqueue: one transaction and one Redis pipeline for all; all or nothing on bad input."""
-        now = utcnow()
-        jobs = [
-            self.book.prepare(
-                task, p, account=account, priority=priority, delay=delay, max_attempts=max_attempts, now=now
-            )
-            for p in payloads
-        ]
-        return self.book.create(jobs)
+        rows = self.book.prepare_rows(
+            task, payloads, account=account, priority=priority, delay=delay, max_attempts=max_attempts
+        )
+        return self.book.create_rows(rows)
 
     def work(
         self,
