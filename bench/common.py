@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+import sgen_ops
 from sgen_ops.embedded import start_redis_server, stop_process
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -45,6 +46,18 @@ def sqlalchemy_url(url: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+def bench_hub(redis_url: str, database_url: str, home: str | Path) -> sgen_ops.Hub:
+    """A hub for the bench.tasks no-op on the given ledger, schema brought to head."""
+    return sgen_ops.connect(
+        database_url=database_url,
+        redis_url=redis_url,
+        home=home,
+        task_modules="bench.tasks",
+        auto_upgrade=True,
+        queue_prefix="bench",
+    )
 
 
 def flush(url: str) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 import sgen_ops
 from sgen_ops.store import Job, JobEvent
 
-from .common import check, flush, median, sqlalchemy_url, timed
+from .common import bench_hub, check, flush, median, sqlalchemy_url, timed
 from .ledger import create_database, drop_database
 
 SINGLE_TARGET = 0.5
@@ -69,14 +69,7 @@ class SgenRun:
 
     def __enter__(self) -> sgen_ops.Hub:
         flush(self.redis_url)
-        self.hub = sgen_ops.connect(
-            database_url=self.url,
-            redis_url=self.redis_url,
-            home=self.tmp.name,
-            task_modules="bench.tasks",
-            auto_upgrade=True,
-            queue_prefix="bench",
-        )
+        self.hub = bench_hub(self.redis_url, self.url, self.tmp.name)
         return self.hub
 
     def check(self, n: int) -> None:

@@ -598,7 +598,7 @@ def _write_sqlite(path: Path, maker: _Maker, say: Any) -> None:
     jobs_sql = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' * len(JOB_COLUMNS))})"
     att_sql = f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
     ev_sql = f"INSERT INTO job_events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
-    _seed_fixtures_sqlite(conn, maker)
+    _seed_fixtures(conn.execute, _sqlite_time(maker.start), "?", "1")
     done = 0
     for jobs, attempts, events in maker.chunks():
         conn.executemany(jobs_sql, _convert("jobs", JOB_COLUMNS, jobs, _sqlite_time, False))
@@ -615,32 +615,33 @@ def _write_sqlite(path: Path, maker: _Maker, say: Any) -> None:
     conn.close()
 
 
-def _seed_fixtures_sqlite(conn: sqlite3.Connection, maker: _Maker) -> None:
-    now = _sqlite_time(maker.start)
-    for k, (name, role) in enumerate(
-        (
-            ("bench-admin", "administrator"),
-            ("bench-editor", "editor"),
-            ("bench-viewer", "viewer"),
-            ("ops-oncall", "administrator"),
-        ),
-        start=1,
-    ):
-        conn.execute(
-            "INSERT INTO operators (id, name, role, account, enabled, created_at) VALUES (?,?,?,?,1,?)",
-            (k, name, role, None, now),
-        )
-    for sid, task, cron, every, retention in (
-        (1, "report.weekly", "0 6 * * 1", None, None),
-        (2, "cache.warm", None, 300.0, 1.0),
-        (3, "email.digest", "0 7 * * *", None, None),
-    ):
-        conn.execute(
-            "INSERT INTO schedules (id, task, cron, timezone, every_seconds, payload_template, max_attempts, "
-            "retention_days, priority, account, enabled, anchor_at, next_run, last_run, created_by, created_at, "
-            "updated_at) VALUES (?,?,?,'UTC',?,NULL,NULL,?,'normal',NULL,1,?,NULL,NULL,1,?,?)",
-            (sid, task, cron, every, retention, now, now, now),
-        )
+OPERATORS = (
+    ("bench-admin", "administrator"),
+    ("bench-editor", "editor"),
+    ("bench-viewer", "viewer"),
+    ("ops-oncall", "administrator"),
+)
+SCHEDULES = (
+    (1, "report.weekly", "0 6 * * 1", None, None),
+    (2, "cache.warm", None, 300.0, 1.0),
+    (3, "email.digest", "0 7 * * *", None, None),
+)
+_OPERATOR_SQL = (
+    "INSERT INTO operators (id, name, role, account, enabled, created_at) VALUES ({p},{p},{p},NULL,{true},{p})"
+)
+_SCHEDULE_SQL = (
+    "INSERT INTO schedules (id, task, cron, timezone, every_seconds, payload_template, max_attempts, "
+    "retention_days, priority, account, enabled, anchor_at, next_run, last_run, created_by, created_at, "
+    "updated_at) VALUES ({p},{p},{p},'UTC',{p},NULL,NULL,{p},'normal',NULL,{true},{p},NULL,NULL,1,{p},{p})"
+)
+
+
+def _seed_fixtures(execute: Any, now: Any, mark: str, true: str) -> None:
+    """The operators and schedules every generated ledger has, through a driver's ``execute``."""
+    for k, (name, role) in enumerate(OPERATORS, start=1):
+        execute(_OPERATOR_SQL.format(p=mark, true=true), (k, name, role, now))
+    for sid, task, cron, every, retention in SCHEDULES:
+        execute(_SCHEDULE_SQL.format(p=mark, true=true), (sid, task, cron, every, retention, now, now, now))
 
 
 def _write_postgres(url: str, maker: _Maker, say: Any) -> None:
@@ -656,31 +657,7 @@ def _write_postgres(url: str, maker: _Maker, say: Any) -> None:
         indexes = cur.fetchall()
         for name, _sql in indexes:
             cur.execute(f'DROP INDEX "{name}"')
-        now = _pg_time(maker.start)
-        for k, (name, role) in enumerate(
-            (
-                ("bench-admin", "administrator"),
-                ("bench-editor", "editor"),
-                ("bench-viewer", "viewer"),
-                ("ops-oncall", "administrator"),
-            ),
-            start=1,
-        ):
-            cur.execute(
-                "INSERT INTO operators (id, name, role, account, enabled, created_at) VALUES (%s,%s,%s,NULL,true,%s)",
-                (k, name, role, now),
-            )
-        for sid, task, cron, every, retention in (
-            (1, "report.weekly", "0 6 * * 1", None, None),
-            (2, "cache.warm", None, 300.0, 1.0),
-            (3, "email.digest", "0 7 * * *", None, None),
-        ):
-            cur.execute(
-                "INSERT INTO schedules (id, task, cron, timezone, every_seconds, payload_template, max_attempts, "
-                "retention_days, priority, account, enabled, anchor_at, next_run, last_run, created_by, created_at, "
-                "updated_at) VALUES (%s,%s,%s,'UTC',%s,NULL,NULL,%s,'normal',NULL,true,%s,NULL,NULL,1,%s,%s)",
-                (sid, task, cron, every, retention, now, now, now),
-            )
+        _seed_fixtures(cur.execute, _pg_time(maker.start), "%s", "true")
         done = 0
         for jobs, attempts, events in maker.chunks():
             for table, columns, rows in (

@@ -20,10 +20,8 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-import sgen_ops
-
 from . import ledger
-from .common import check, flush
+from .common import bench_hub, check, flush
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,14 +54,7 @@ def workers(redis_url: str, n: int) -> list[str]:
         flush(redis_url)
         with tempfile.TemporaryDirectory(prefix="sgen-bench-m-") as tmp:
             url = f"sqlite:///{Path(tmp) / 'ledger.db'}"
-            hub = sgen_ops.connect(
-                database_url=url,
-                redis_url=redis_url,
-                home=tmp,
-                task_modules="bench.tasks",
-                auto_upgrade=True,
-                queue_prefix="bench",
-            )
+            hub = bench_hub(redis_url, url, tmp)
             hub.enqueue_many("bench.noop", [{"i": i} for i in range(n)])
             r = child("sgen-worker", url, redis_url, str(n), cls)
             check(r["left"] == 0, f"sgen-ops left {r['left']} deliveries")

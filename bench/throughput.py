@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 import sgen_ops
 from sgen_ops.store import Job
 
-from .common import check, flush, median, timed
+from .common import bench_hub, check, flush, median, timed
 from .ledger import create_database, drop_database
 
 
@@ -67,14 +67,7 @@ def sgen(redis_url: str, database_url: str | None, n: int, worker_class: str) ->
     flush(redis_url)
     with tempfile.TemporaryDirectory(prefix="sgen-bench-") as tmp:
         url = database_url or f"sqlite:///{Path(tmp) / 'ledger.db'}"
-        hub = sgen_ops.connect(
-            database_url=url,
-            redis_url=redis_url,
-            home=tmp,
-            task_modules="bench.tasks",
-            auto_upgrade=True,
-            queue_prefix="bench",
-        )
+        hub = bench_hub(redis_url, url, tmp)
         if database_url:
             _truncate(hub)
         hub.enqueue_many("bench.noop", [{"i": i} for i in range(n)])

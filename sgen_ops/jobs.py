@@ -156,33 +156,10 @@ class JobBook:
         return text
 
     # -- create -------------------------------------------------------------------------------
-    def prepare(
-        self,
-        task: str,
-        payload: Any = None,
-        *,
-        account: str | None = None,
-        priority: str | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        schedule_id: int | None = None,
-        originating_user_id: int | None = None,
-        retention_days: float | None = None,
-        now: datetime | None = None,
-    ) -> Job:
-        """Validate everything and build the record, touching nothing: bad input loses nothing."""
-        [row] = self.prepare_rows(
-            task,
-            [payload],
-            account=account,
-            priority=priority,
-            delay=delay,
-            max_attempts=max_attempts,
-            schedule_id=schedule_id,
-            originating_user_id=originating_user_id,
-            retention_days=retention_days,
-            now=now,
-        )
+    def prepare(self, task: str, payload: Any = None, **options: Any) -> Job:
+        """Validate everything and build the record, touching nothing: bad input loses nothing.
+        ``options`` are those of ``prepare_rows``."""
+        [row] = self.prepare_rows(task, [payload], **options)
         return Job(**row)
 
     def prepare_rows(
@@ -295,9 +272,8 @@ class JobBook:
         """Give the job a fresh RQ job id; only that delivery may claim its next attempt."""
         job.enqueue_seq = (job.enqueue_seq or 0) + 1
         job.rq_job_id = self.transport.rq_job_id(job.id, job.enqueue_seq)
-        spec = find_task(job.task)
         when = at if at is not None else job.scheduled_for
-        return Delivery(job.id, job.rq_job_id, job.priority, when, spec.timeout if spec else None)
+        return Delivery(job.id, job.rq_job_id, job.priority, when, _timeout_of(job.task))
 
     def send(self, deliveries: Sequence[Delivery]) -> None:
         """Hand deliveries to RQ; if Redis is down the ledger keeps them and reconcile sends them later."""
