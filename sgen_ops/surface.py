@@ -13,7 +13,7 @@ compose the rest. Schedule operations declare ``target_type="schedule"`` and use
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -84,6 +84,10 @@ class Write:
         self.entries: list[audit.Entry] = []
         self.deliveries: list[Delivery] = []
         self.withdrawn: list[str | None] = []
+        # Jobs purged in this write, deleted together (with their attempts) before it commits.
+        self.purged: list[Job] = []
+        # Attempt histories read for a batch at once (job id -> attempts), for the purge snapshots.
+        self.histories: dict[int, list[Attempt]] | None = None
 
     def move(self, job: Job, state: State) -> None:
         self.book.move(self.session, job, state, self.now)
@@ -105,6 +109,41 @@ class Write:
     def insert(self, job: Job) -> None:
         self.deliveries.extend(self.book.insert(self.session, [job]))
 
+    def purge(self, job: Job) -> None:
+        """Delete the job and its attempts with the rest of this write's purges."""
+        self.withdraw(job)
+        self.purged.append(job)
+
+    def read_histories(self, job_ids: Sequence[int]) -> None:
+        """Read the attempts of many jobs in one query, for ``history``."""
+        found: dict[int, list[Attempt]] = {job_id: [] for job_id in job_ids}
+        for chunk in _chunks(job_ids):
+            for a in self.session.scalars(
+                select(Attempt).where(Attempt.job_id.in_(chunk)).order_by(Attempt.job_id, Attempt.run, Attempt.number)
+            ):
+                found[a.job_id].append(a)
+        self.histories = found
+
+    def history(self, job: Job) -> Sequence[Attempt]:
+        """The job's attempts, oldest first."""
+        if self.histories is not None and job.id in self.histories:
+            return self.histories[job.id]
+        return self.session.scalars(
+            select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number)
+        ).all()
+
+    def finish(self) -> None:
+        """Apply the purges: one DELETE of attempts and one of jobs per chunk of ids."""
+        if not self.purged:
+            return
+        self.session.flush()
+        for chunk in _chunks([job.id for job in self.purged]):
+            self.session.execute(delete(Attempt).where(Attempt.job_id.in_(chunk)))
+            self.session.execute(delete(Job).where(Job.id.in_(chunk)), execution_options={"synchronize_session": False})
+        for job in self.purged:
+            self.session.expunge(job)
+        self.purged.clear()
+
     def record(
         self,
         action: str,
@@ -120,21 +159,24 @@ class Write:
 
 
 def snapshot(target: Any, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: audit.jsonable(getattr(target, name)) for name in names}
+    """The named fields' values as they are now (``audit.append`` makes them JSON, once)."""
+    return {name: getattr(target, name) for name in names}
 
 
-def full_snapshot(session: Session, job: Job) -> dict[str, Any]:
+_SNAPSHOTTED = tuple(c.key for c in Job.__mapper__.column_attrs if c.key not in _NOT_SNAPSHOTTED)
+_ATTEMPT_FIELDS = ("run", "number", "started_at", "finished_at", "exit", "error_code", "error", "worker")
+
+
+def full_snapshot(job: Job, attempts: Iterable[Attempt]) -> dict[str, Any]:
     """The whole job record with its attempt history: what a purge leaves in the Activity Log."""
-    record = {
-        c.key: audit.jsonable(getattr(job, c.key)) for c in Job.__mapper__.column_attrs if c.key not in _NOT_SNAPSHOTTED
-    }
-    attempts = session.scalars(select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number))
-    record["attempt_history"] = [
-        {k: audit.jsonable(getattr(a, k)) for k in ("run", "number", "started_at", "finished_at", "exit", "error_code",
-                                                     "error", "worker")}
-        for a in attempts
-    ]
+    record = snapshot(job, _SNAPSHOTTED)
+    record["attempt_history"] = [snapshot(a, _ATTEMPT_FIELDS) for a in attempts]
     return record
+
+
+def _chunks(ids: Sequence[int], size: int = 500) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 def _changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -198,9 +240,7 @@ def _edit_and_replay(w: Write, job: Job, payload: Any) -> int:
 
 
 def _purge(w: Write, job: Job) -> None:
-    w.withdraw(job)
-    w.session.execute(delete(Attempt).where(Attempt.job_id == job.id))
-    w.session.delete(job)
+    w.purge(job)
 
 
 def _resolve(w: Write, job: Job, note: str) -> None:
@@ -397,6 +437,7 @@ class Operations:
             audit.lock_chain(session)
             w = Write(self, session, utcnow())
             yield w
+            w.finish()
             audit.append(session, w.entries, at=w.now)
         self.hub.book.withdraw(w.withdrawn)
         self.hub.book.send(w.deliveries)
@@ -428,7 +469,7 @@ class Operations:
             # A schedule is logged in the shape operators create and edit it in.
             return schedules.record(target) if op.target_type == "schedule" else snapshot(target, fields)
 
-        before = full_snapshot(w.session, target) if op.purges else view()
+        before = full_snapshot(target, w.history(target)) if op.purges else view()
         result = op.apply(w, target, **args)
         after: dict[str, Any] | None = None
         if not op.purges:
@@ -491,6 +532,8 @@ class Operations:
                     jobs = w.session.scalars(
                         select(Job).where(Job.id.in_(ids), *conds).order_by(Job.id).with_for_update()
                     ).all()
+                    if op.purges:
+                        w.read_histories([job.id for job in jobs])
                     for job in jobs:
                         if op.accepts is None or job.state in op.accepts:
                             self._apply(w, op, job, {})

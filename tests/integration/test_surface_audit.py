@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 import sgen_ops
 from sgen_ops import audit
-from sgen_ops.store import ActivityEntry
+from sgen_ops.store import ActivityEntry, Attempt, Job
 from sgen_ops.surface import Operations
 from tests.integration.test_surface_fixtures import Jobs, add_operators, log_entries, running_job
 
@@ -226,3 +226,29 @@ def test_concurrent_appends_never_fork_the_chain(
     assert [e.id for e in entries] == list(range(1, 51))
     assert len({e.prev_hash for e in entries}) == 50
     assert audit.verify(hub.ledger).ok
+
+
+def test_bulk_purge_snapshots_each_job_with_its_own_history(hub: sgen_ops.Hub, ops: Any) -> None:
+    # Batches of two over five dead letters: the attempt histories are read for a batch at once, and the jobs
+    # and their attempts deleted together, so a history filed under the wrong job would show here.
+    admin = ops["administrator"]
+    dead = [hub.enqueue("test.boom", {"n": n}) for n in range(5)]
+    kept = hub.enqueue("test.ok", {"n": "kept"})
+    hub.work()
+    admin.replay(dead[2])
+    hub.work()  # dead[2] dies again: four attempts over two runs
+    since = last_id(hub)
+    assert admin.dismiss_dead_letters(task="test.boom", batch_size=2) == 5
+    entries = {e.target_id: e for e in log_entries(hub) if e.id > since}
+    assert sorted(entries) == sorted(dead)
+    for n, job_id in enumerate(dead):
+        record = entries[job_id].change["before"]
+        assert (record["id"], record["payload"]) == (job_id, {"n": n})
+        runs = [(a["run"], a["number"]) for a in record["attempt_history"]]
+        assert runs == ([(1, 1), (1, 2), (2, 1), (2, 2)] if n == 2 else [(1, 1), (1, 2)])
+    with hub.ledger.read() as session:
+        left = session.execute(select(Attempt.job_id)).scalars().all()
+        jobs_left = session.execute(select(Job.id).where(Job.id.in_([*dead, kept]))).scalars().all()
+    assert set(left).isdisjoint(dead) and kept in left
+    assert jobs_left == [kept]
+    assert admin.verify_audit().ok

@@ -27,9 +27,12 @@ def entry(n: int, **extra: object) -> audit.Entry:
 
 
 def append(ledger: Ledger, *entries: audit.Entry) -> list[ActivityEntry]:
+    """Append, then read the entries back as stored."""
     with ledger.write() as session:
         audit.lock_chain(session)
-        return audit.append(session, entries)
+        ids = [row["id"] for row in audit.append(session, entries)]
+    with ledger.read() as session:
+        return list(session.scalars(select(ActivityEntry).where(ActivityEntry.id.in_(ids)).order_by(ActivityEntry.id)))
 
 
 def test_entries_chain_from_genesis(ledger: Ledger) -> None:
