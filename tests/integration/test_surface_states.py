@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import sgen_ops
-from sgen_ops import InvalidTransition, NotFound, ValidationError
+from sgen_ops import InvalidTransition, NotFound, ValidationError, surface
 from sgen_ops.states import ALL_STATES
 from sgen_ops.surface import Operations
 from tests.integration.test_surface_fixtures import (
@@ -288,7 +288,12 @@ def test_delete_jobs_bad_filters(hub: sgen_ops.Hub, jobs: Jobs, ops: Any, filter
     assert ledger_state(hub) == before
 
 
-def test_bulk_triage_by_task_and_error_code(hub: sgen_ops.Hub, stack: Any, ops: Any) -> None:
+@pytest.mark.parametrize("id_page", [20_000, 4], ids=["one-page", "pages-of-4"])
+def test_bulk_triage_by_task_and_error_code(
+    hub: sgen_ops.Hub, stack: Any, ops: Any, id_page: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ids are read ahead in pages (of at least a batch), then changed a batch at a time.
+    monkeypatch.setattr(surface, "_ID_PAGE", id_page)
     admin = ops["administrator"]
     boom = [hub.enqueue("test.boom") for _ in range(5)]
     secret = hub.enqueue("test.secret", {"credentials": {"api_key": "k-123"}})
