@@ -187,6 +187,11 @@ _NOT_SUCCEEDED = tuple(s for s in ALL_STATES if s != State.SUCCEEDED.value)
 # Migration 0003's FTS5 table on SQLite: a trigram index of payload, last_error_detail and search_masked
 # (columns of those names), whose rowid is the job id.
 _FTS = sql_table("jobs_fts", sql_column("rowid"))
+# Migration 0004's table on PostgreSQL: the searched texts of each job, with their pg_trgm indexes.
+_JOB_TEXTS = sql_table(
+    "job_texts", sql_column("job_id"), sql_column("payload", Text), sql_column("last_error_detail", Text),
+    sql_column("search_masked", Text),
+)
 # The trigram tokenizer finds substrings of three characters or more; shorter ones match no row.
 TRIGRAM_MIN_CHARS = 3
 
@@ -216,6 +221,8 @@ def text_condition(text: str, *, unmasked: bool, dialect: str) -> ColumnElement[
     characters escaped, ``"caf\\u00e9"``: there a payload is found by its non-ASCII text only as written
     so, while PostgreSQL's JSONB text holds the characters themselves.)
     """
+    if dialect == "postgresql":
+        return _job_texts_contain(text, ("payload", "last_error_detail") if unmasked else ("search_masked",))
     if dialect == "sqlite" and sqlite_trigram():
         if len(text) >= TRIGRAM_MIN_CHARS:
             indexed = _indexed_contains(("payload", "last_error_detail") if unmasked else ("search_masked",), text)
@@ -228,6 +235,14 @@ def text_condition(text: str, *, unmasked: bool, dialect: str) -> ColumnElement[
     found = or_(*(_contains(c, t, dialect) for c in columns for t in terms))
     setattr(found, _SCANS, True)
     return found
+
+
+def _job_texts_contain(text: str, columns: Sequence[str]) -> ColumnElement[bool]:
+    """PostgreSQL: the jobs whose texts in migration 0004's ``job_texts`` contain ``text`` (ILIKE, which its
+    pg_trgm indexes serve; the texts live apart from ``jobs`` so that a job's state changes leave them be)."""
+    return Job.id.in_(
+        select(_JOB_TEXTS.c.job_id).where(or_(*(_contains(_JOB_TEXTS.c[name], text, "postgresql") for name in columns)))
+    )
 
 
 def _indexed_contains(columns: Sequence[str], text: str) -> ColumnElement[bool]:
@@ -244,8 +259,8 @@ def _indexed_contains(columns: Sequence[str], text: str) -> ColumnElement[bool]:
 
 
 def _contains(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
-    """Case-insensitive substring match: ILIKE on PostgreSQL (which migration 0002's pg_trgm indexes on
-    these very expressions serve). SQLite's LIKE already ignores (ASCII) case, as its lower() only folds
+    """Case-insensitive substring match: ILIKE on PostgreSQL (which the pg_trgm indexes of ``job_texts``
+    serve). SQLite's LIKE already ignores (ASCII) case, as its lower() only folds
     ASCII, so the lower() calls, which cost a copy of every value read, are left out there."""
     if dialect == "sqlite":
         return column.contains(text, autoescape=True)  # type: ignore[no-any-return]

@@ -118,10 +118,18 @@ def is_sqlite(hub: sgen_ops.Hub) -> bool:
 
 
 def assert_index_consistent(hub: sgen_ops.Hub) -> None:
-    """FTS5's own check of the index against the jobs table (SQLite; nothing to check elsewhere)."""
-    if is_sqlite(hub) and query.sqlite_trigram():
-        with hub.ledger.write() as session:
-            session.execute(text("INSERT INTO jobs_fts (jobs_fts, rank) VALUES ('integrity-check', 1)"))
+    """SQLite: FTS5's own check of the index against the jobs table. PostgreSQL: migration 0004's
+    ``job_texts`` holds exactly each job's searched texts, one row per job."""
+    if is_sqlite(hub):
+        if query.sqlite_trigram():
+            with hub.ledger.write() as session:
+                session.execute(text("INSERT INTO jobs_fts (jobs_fts, rank) VALUES ('integrity-check', 1)"))
+        return
+    with hub.ledger.read() as session:
+        copied = session.execute(
+            text("SELECT job_id, payload, last_error_detail, search_masked FROM job_texts ORDER BY job_id")
+        ).all()
+    assert [tuple(r) for r in copied] == texts(hub)
 
 
 def plan(hub: sgen_ops.Hub, conds: list[Any]) -> list[str]:
@@ -246,6 +254,33 @@ def test_worker_state_changes_leave_the_index_alone(hub: sgen_ops.Hub) -> None:
     assert_index_consistent(hub)
 
 
+def test_worker_state_changes_leave_job_texts_alone(hub: sgen_ops.Hub, ops: dict[str, Operations]) -> None:
+    # PostgreSQL keeps the searched texts and their trigram indexes apart from jobs (migration 0004): a
+    # state change writes no new version of a job's texts row, so none of its trigrams are indexed again.
+    if is_sqlite(hub):
+        pytest.skip("job_texts is PostgreSQL's")
+
+    def versions() -> dict[int, str]:
+        with hub.ledger.read() as session:
+            return {r.job_id: r.xmin for r in session.execute(text("SELECT job_id, xmin::text AS xmin FROM job_texts"))}
+
+    ok = hub.enqueue_many("test.ok", [{"n": i} for i in range(20)])
+    flaky = hub.enqueue("test.flaky", {"succeed_on": 2})
+    dead = hub.enqueue("test.boom")
+    before = versions()
+    assert set(ok) | {flaky, dead} <= set(before)
+    hub.work()  # claims, runs, records; the flaky job fails once, the boom job twice
+    after = versions()
+    assert {i: after[i] for i in ok} == {i: before[i] for i in ok}
+    assert after[flaky] != before[flaky] and after[dead] != before[dead]  # their error details were written
+    ops["administrator"].replay_dead_letters(task="test.boom")  # a state change by an operator
+    assert versions()[dead] == after[dead]
+    assert_index_consistent(hub)
+    ops["administrator"].delete_jobs(task="test.ok")
+    assert not set(ok) & set(versions())
+    assert_index_consistent(hub)
+
+
 # -- the migration -------------------------------------------------------------------------------------
 def _migrate(hub: sgen_ops.Hub, step: str, revision: str) -> None:
     with hub.ledger.engine.begin() as conn:
@@ -281,7 +316,7 @@ def test_migration_indexes_existing_rows_and_downgrades(hub: sgen_ops.Hub, ops: 
             indexed = session.scalar(text("SELECT count(*) FROM jobs_fts_docsize"))
             assert indexed == session.scalar(select(func.count()).select_from(Job))
     else:
-        assert _fts_objects(hub) == set()  # PostgreSQL: migration 0003 does nothing
+        assert _fts_objects(hub) == set()  # PostgreSQL: migration 0003 does nothing; 0004 copies the texts
     assert_index_consistent(hub)
     assert found(admin, "heron-") == {*early, *late}
     assert found(admin, "heron-late") == set(late)
