@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import ColumnElement, Row, Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from . import audit, query, schedules, stats
@@ -87,7 +87,7 @@ class Write:
         # Jobs purged in this write, deleted together (with their attempts) before it commits.
         self.purged: list[Job] = []
         # Attempt histories read for a batch at once (job id -> attempts), for the purge snapshots.
-        self.histories: dict[int, list[Attempt]] | None = None
+        self.histories: dict[int, list[Row[Any]]] | None = None
 
     def move(self, job: Job, state: State) -> None:
         self.book.move(self.session, job, state, self.now)
@@ -115,22 +115,18 @@ class Write:
         self.purged.append(job)
 
     def read_histories(self, job_ids: Sequence[int]) -> None:
-        """Read the attempts of many jobs in one query, for ``history``."""
-        found: dict[int, list[Attempt]] = {job_id: [] for job_id in job_ids}
+        """Read the attempts of many jobs in one query (plain rows, no ORM objects), for ``history``."""
+        found: dict[int, list[Row[Any]]] = {job_id: [] for job_id in job_ids}
         for chunk in _chunks(job_ids):
-            for a in self.session.scalars(
-                select(Attempt).where(Attempt.job_id.in_(chunk)).order_by(Attempt.job_id, Attempt.run, Attempt.number)
-            ):
+            for a in self.session.execute(_history_of(Attempt.job_id.in_(chunk))):
                 found[a.job_id].append(a)
         self.histories = found
 
-    def history(self, job: Job) -> Sequence[Attempt]:
+    def history(self, job: Job) -> Sequence[Row[Any]]:
         """The job's attempts, oldest first."""
         if self.histories is not None and job.id in self.histories:
             return self.histories[job.id]
-        return self.session.scalars(
-            select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number)
-        ).all()
+        return self.session.execute(_history_of(Attempt.job_id == job.id)).all()
 
     def finish(self) -> None:
         """Apply the purges: one DELETE of attempts and one of jobs per chunk of ids."""
@@ -167,7 +163,13 @@ _SNAPSHOTTED = tuple(c.key for c in Job.__mapper__.column_attrs if c.key not in 
 _ATTEMPT_FIELDS = ("run", "number", "started_at", "finished_at", "exit", "error_code", "error", "worker")
 
 
-def full_snapshot(job: Job, attempts: Iterable[Attempt]) -> dict[str, Any]:
+def _history_of(where: ColumnElement[bool]) -> Select[Any]:
+    """The attempt fields a purge snapshot keeps, oldest first (with the job id, to file them by)."""
+    fields = (getattr(Attempt, name) for name in _ATTEMPT_FIELDS)
+    return select(Attempt.job_id, *fields).where(where).order_by(Attempt.job_id, Attempt.run, Attempt.number)
+
+
+def full_snapshot(job: Job, attempts: Iterable[Any]) -> dict[str, Any]:
     """The whole job record with its attempt history: what a purge leaves in the Activity Log."""
     record = snapshot(job, _SNAPSHOTTED)
     record["attempt_history"] = [snapshot(a, _ATTEMPT_FIELDS) for a in attempts]
