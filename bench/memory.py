@@ -2,7 +2,7 @@
 an administrator's queue view over the million-job ledger.
 
 Each measured process is a fresh interpreter (``bench.memory_child``) so that nothing of the benchmark
-itself is counted; peak RSS is the kernel's ru_maxrss of that process.
+itself is counted; peak RSS is the kernel's high-water mark of that process's memory (VmHWM).
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ def child(*args: str) -> dict[str, Any]:
         env=env,
         cwd=ROOT,
     )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    readings = [v for k, v in result.items() if k in ("start", "end", "connected", "opened", "paged", "detail")]
+    # A peak below a reading taken on the way means the peak was not this process's own.
+    check(result["peak"] >= max(readings) - 0.5, f"peak RSS {result['peak']:.1f} MiB is below a reading: {result}")
+    return result
 
 
 def workers(redis_url: str, n: int) -> list[str]:
