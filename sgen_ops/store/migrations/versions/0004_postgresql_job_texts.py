@@ -15,8 +15,9 @@ Now the searched texts live in ``job_texts`` (one row per job, keyed by its id),
 * ``payload`` (the payload's JSON text, as ``CAST(payload AS TEXT)`` gives it), ``last_error_detail``
   and ``search_masked`` (the masked copy non-administrators search), copied from ``jobs``;
 * kept in step by triggers on ``jobs``: a statement-level trigger after INSERT and after DELETE (one
-  INSERT ... SELECT or DELETE per statement, from its transition table), and a row-level trigger after
-  an UPDATE OF those three columns only, when one of them really changed, so state changes cost nothing;
+  INSERT ... SELECT or DELETE per statement, from its transition table), a row-level trigger after
+  an UPDATE OF those three columns only, when one of them really changed, so state changes cost nothing,
+  and one after TRUNCATE (which fires no delete triggers);
 * no foreign key: it would be checked on every enqueue and cascade row by row on every purge.
 
 ``query.text_condition`` searches ``jobs.id IN (SELECT job_id FROM job_texts WHERE ... ILIKE ...)``.
@@ -50,8 +51,8 @@ OLD_INDEXES = {
     "ix_jobs_last_error_detail_trgm": "last_error_detail",
     "ix_jobs_search_masked_trgm": "search_masked",
 }
-FUNCTIONS = ("sgen_job_texts_insert", "sgen_job_texts_delete", "sgen_job_texts_update")
-TRIGGERS = ("job_texts_after_insert", "job_texts_after_delete", "job_texts_after_update")
+FUNCTIONS = ("sgen_job_texts_insert", "sgen_job_texts_delete", "sgen_job_texts_update", "sgen_job_texts_truncate")
+TRIGGERS = ("job_texts_after_insert", "job_texts_after_delete", "job_texts_after_update", "job_texts_after_truncate")
 
 
 def _select(row: str) -> str:
@@ -103,12 +104,19 @@ def upgrade() -> None:
             UPDATE {TABLE} SET {copied_new} WHERE job_id = new.id;
             RETURN NULL;
         END $$""")
+    op.execute(f"""
+        CREATE FUNCTION {FUNCTIONS[3]}() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            TRUNCATE {TABLE};
+            RETURN NULL;
+        END $$""")
     op.execute(f"CREATE TRIGGER {TRIGGERS[0]} AFTER INSERT ON jobs REFERENCING NEW TABLE AS new_rows "
                f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTIONS[0]}()")
     op.execute(f"CREATE TRIGGER {TRIGGERS[1]} AFTER DELETE ON jobs REFERENCING OLD TABLE AS old_rows "
                f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTIONS[1]}()")
     op.execute(f"CREATE TRIGGER {TRIGGERS[2]} AFTER UPDATE OF {columns} ON jobs FOR EACH ROW "
                f"WHEN ({changed}) EXECUTE FUNCTION {FUNCTIONS[2]}()")
+    op.execute(f"CREATE TRIGGER {TRIGGERS[3]} AFTER TRUNCATE ON jobs FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTIONS[3]}()")
     op.execute(f"ANALYZE {TABLE}")
 
 
