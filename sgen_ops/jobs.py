@@ -12,10 +12,11 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import redis
-from sqlalchemy import Connection, Table, func, select, text, update
+from sqlalchemy import Connection, Dialect, Table, select, text, update
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from .config import Settings
@@ -86,46 +87,116 @@ JOBS = cast(Table, Job.__table__)
 EVENTS = cast(Table, JobEvent.__table__)
 # Per row only these differ; every other column is the same for a batch from prepare_rows.
 _OWN = ("id", "payload", "rq_job_id", "search_masked")
-_SHARED = tuple(c.name for c in JOBS.columns if c.name not in _OWN and c.name != "enqueue_seq")
+_SHARED = (*(c.name for c in JOBS.columns if c.name not in _OWN and c.name != "enqueue_seq"), "enqueue_seq")
+_JOB_COLUMNS = (*_OWN, *_SHARED)
 _EVENT_SHARED = ("task", "account", "from_state", "to_state", "at")
+_EVENT_COLUMNS = ("job_id", *_EVENT_SHARED)
 
 
-def _insert_rows(conn: Connection, ids: Sequence[int], rq_ids: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows of one ``prepare_rows`` batch, and their first events, one executemany each.
+def _pg_enqueue_one(synchronous_commit: bool) -> str:
+    """One job and its first event in one statement (PostgreSQL): the id from the sequence, the RQ job
+    id made from it, both rows, the id returned. Run outside a transaction block it is its own
+    transaction, so an enqueue costs one round trip. Parameters: payload, the RQ job id's text before
+    and after the ledger id, search_masked, the shared columns, then the event's shared columns.
 
-    Every column is bound through its SQLAlchemy type's own processor, as Core would; what is the same
-    for the whole batch is processed once (that, more than the database, was the cost of a bulk insert).
+    ``synchronous_commit`` False lets this one transaction commit without waiting for its WAL flush
+    (``set_config(..., true)`` is transaction-local; see ``Settings.enqueue_synchronous_commit``).
     """
-    dialect = conn.dialect
-
-    def processor(table: Table, name: str) -> Callable[[Any], Any]:
-        bind = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
-        return bind if bind is not None else (lambda v: v)
-
-    first = rows[0]
-    shared: dict[str, Any] = {c: first.get(c) for c in _SHARED}
-    shared["enqueue_seq"] = 1
-    for row in rows:
-        if any(row.get(c) != shared[c] for c in _SHARED):
-            raise ValueError("rows of one batch must share every column but payload and search_masked")
-    shared_values = tuple(processor(JOBS, c)(v) for c, v in shared.items())
-    payload, text_of = processor(JOBS, "payload"), processor(JOBS, "search_masked")
-    columns = (*_OWN, *shared)
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(
-        f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})",
-        [
-            (job_id, payload(row["payload"]), rq_id, text_of(row["search_masked"]), *shared_values)
-            for job_id, rq_id, row in zip(ids, rq_ids, rows, strict=True)
-        ],
+    relax = ", set_config('synchronous_commit', 'off', true)" if not synchronous_commit else ""
+    shared = ", ".join(["%s"] * len(_SHARED))
+    return (
+        f"WITH n AS (SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id{relax}), "
+        f"job AS (INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ((SELECT id FROM n), %s, "
+        f"CAST(%s AS TEXT) || (SELECT id FROM n) || CAST(%s AS TEXT), %s, {shared})), "
+        f"event AS (INSERT INTO job_events ({', '.join(_EVENT_COLUMNS)}) "
+        f"VALUES ((SELECT id FROM n), {', '.join(['%s'] * len(_EVENT_SHARED))})) "
+        "SELECT id FROM n"
     )
-    event = {"task": first["task"], "account": first["account"], "from_state": None, "to_state": first["state"],
-             "at": first["created_at"]}
-    event_values = tuple(processor(EVENTS, c)(event[c]) for c in _EVENT_SHARED)
-    conn.exec_driver_sql(
-        f"INSERT INTO job_events (job_id, {', '.join(_EVENT_SHARED)}) VALUES ({', '.join([mark] * 6)})",
-        [(job_id, *event_values) for job_id in ids],
-    )
+
+
+_PG_ENQUEUE_ONE = {durable: _pg_enqueue_one(durable) for durable in (True, False)}
+_PG_ONE_DRIVERS = ("psycopg", "psycopg2")  # "%s" parameters; others take the batch path
+
+
+class _Bound(NamedTuple):
+    """A ``prepare_rows`` batch as the driver takes it."""
+
+    own: list[tuple[Any, Any]]  # (payload, search_masked) per row
+    shared: tuple[Any, ...]  # the values of _SHARED
+    event: tuple[Any, ...]  # the values of _EVENT_SHARED
+
+
+class _Binder:
+    """The enqueue path's columns bound through their SQLAlchemy types' own processors, as Core would;
+    the processors are looked up once per dialect, and what a batch shares is processed once (that,
+    more than the database, was the cost of a bulk insert)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        def processor(table: Table, name: str) -> Callable[[Any], Any]:
+            bind = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            return bind if bind is not None else _same
+
+        self.shared = tuple(processor(JOBS, c) for c in _SHARED)
+        self.payload = processor(JOBS, "payload")
+        self.search_masked = processor(JOBS, "search_masked")
+        self.event = tuple(processor(EVENTS, c) for c in _EVENT_SHARED)
+        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+
+    def bind(self, rows: Sequence[dict[str, Any]]) -> _Bound:
+        first = rows[0]
+        same = _SHARED[:-1]  # and enqueue_seq, 1 for every first delivery
+        shared = tuple(map(first.get, same))
+        for row in rows:
+            if tuple(map(row.get, same)) != shared:
+                raise ValueError("rows of one batch must share every column but payload and search_masked")
+        event = (first["task"], first["account"], None, first["state"], first["created_at"])
+        payload, search_masked = self.payload, self.search_masked
+        return _Bound(
+            own=[(payload(row["payload"]), search_masked(row["search_masked"])) for row in rows],
+            shared=tuple(p(v) for p, v in zip(self.shared, (*shared, 1), strict=True)),
+            event=tuple(p(v) for p, v in zip(self.event, event, strict=True)),
+        )
+
+    def insert(self, conn: Connection, ids: Sequence[int], rq_ids: Sequence[str], bound: _Bound) -> None:
+        """Insert a bound batch under ids already taken, and their first events: one executemany each."""
+        mark = self.mark
+        conn.exec_driver_sql(
+            f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join([mark] * len(_JOB_COLUMNS))})",
+            [
+                (job_id, payload, rq_id, search_masked, *bound.shared)
+                for job_id, rq_id, (payload, search_masked) in zip(ids, rq_ids, bound.own, strict=True)
+            ],
+        )
+        conn.exec_driver_sql(
+            f"INSERT INTO job_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})",
+            [(job_id, *bound.event) for job_id in ids],
+        )
+
+    def copy(self, conn: Connection, ids: Sequence[int], rq_ids: Sequence[str], bound: _Bound) -> None:
+        """``insert`` through COPY (psycopg 3 on PostgreSQL): one statement for the jobs and one for their
+        events instead of a statement per row, so that the ledger's statement-level triggers run once.
+        The values are the ones ``insert`` binds, dumped by the same psycopg adapters."""
+        dbapi: Any = conn.connection.driver_connection
+        shared, event = bound.shared, bound.event
+        try:
+            with dbapi.cursor() as cur:
+                with cur.copy(f"COPY jobs ({', '.join(_JOB_COLUMNS)}) FROM STDIN") as copy:
+                    write = copy.write_row
+                    for job_id, rq_id, (payload, search_masked) in zip(ids, rq_ids, bound.own, strict=True):
+                        write((job_id, payload, rq_id, search_masked, *shared))
+                with cur.copy(f"COPY job_events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN") as copy:
+                    write = copy.write_row
+                    for job_id in ids:
+                        write((job_id, *event))
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy reports a failed statement (the transaction is rolled back by the caller).
+            raise sa_exc.DBAPIError.instance(
+                "COPY", None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from exc
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _timeout_of(task: str) -> int | None:
@@ -141,6 +212,13 @@ class JobBook:
         self.ledger = ledger
         self.transport = transport
         self.masking_rule = lru_cache(maxsize=256)(self._masking_rule)
+        self._binder: _Binder | None = None
+
+    @property
+    def binder(self) -> _Binder:
+        if self._binder is None:
+            self._binder = _Binder(self.ledger.engine.dialect)
+        return self._binder
 
     # -- masking ------------------------------------------------------------------------------
     def _masking_rule(self, task: str) -> MaskingRule:
@@ -234,31 +312,53 @@ class JobBook:
     def create_rows(self, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Record rows from ``prepare_rows`` and send their deliveries: the enqueue path.
 
-        Ids are taken before the insert (a sequence range on PostgreSQL; past the largest id under
-        SQLite's write lock) so that each row goes in once, with its delivery id, in one executemany.
+        On PostgreSQL one row is one statement outside a transaction block (``_pg_enqueue_one``): one
+        round trip. A batch takes its ids before the insert (a sequence range on PostgreSQL; past the
+        largest id under SQLite's write lock) so that each row goes in once, with its delivery id: by
+        COPY on PostgreSQL through psycopg 3, otherwise one executemany. Deliveries go to Redis only
+        after the ledger has committed.
         """
         if not rows:
             return []
-        dialect = self.ledger.engine.dialect.name
-        if dialect not in ("sqlite", "postgresql"):
+        dialect = self.ledger.engine.dialect
+        if dialect.name not in ("sqlite", "postgresql"):
             return self.create([Job(**row) for row in rows])
-        n = len(rows)
+        bound = self.binder.bind(rows)
+        if len(rows) == 1 and dialect.name == "postgresql" and dialect.driver in _PG_ONE_DRIVERS:
+            ids = [self._insert_one_pg(bound)]
+            rq_ids = [self.transport.rq_job_id(ids[0], 1)]
+        else:
+            ids, rq_ids = self._insert_batch(bound, len(rows))
+        timeout = _timeout_of(rows[0]["task"])
+        priority, at = rows[0]["priority"], rows[0]["scheduled_for"]  # shared by the batch
+        self.send([Delivery(job_id, rq_id, priority, at, timeout) for job_id, rq_id in zip(ids, rq_ids, strict=True)])
+        return ids
+
+    def _insert_one_pg(self, bound: _Bound) -> int:
+        head, tail = self.transport.rq_job_id_around(1)
+        [(payload, search_masked)] = bound.own
+        sql = _PG_ENQUEUE_ONE[self.settings.enqueue_synchronous_commit]
+        with self.ledger.autocommit_dbapi() as dbapi, dbapi.cursor() as cur:
+            cur.execute(sql, (payload, head, tail, search_masked, *bound.shared, *bound.event))
+            [job_id] = cur.fetchone()
+        return int(job_id)
+
+    def _insert_batch(self, bound: _Bound, n: int) -> tuple[list[int], list[str]]:
+        dialect = self.ledger.engine.dialect
         with self.ledger.write_conn() as conn:
-            if dialect == "postgresql":
+            if dialect.name == "postgresql":
+                if not self.settings.enqueue_synchronous_commit:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 ids = [int(i) for i in conn.scalars(_PG_NEXT_IDS, {"n": n})]
             else:
-                start = int(conn.scalar(select(func.max(JOBS.c.id))) or 0) + 1
+                start = int(conn.exec_driver_sql("SELECT max(id) FROM jobs").scalar() or 0) + 1
                 ids = list(range(start, start + n))
             rq_ids = [self.transport.rq_job_id(job_id, 1) for job_id in ids]
-            _insert_rows(conn, ids, rq_ids, rows)
-        timeout = _timeout_of(rows[0]["task"])
-        self.send(
-            [
-                Delivery(job_id, rq_id, row["priority"], row["scheduled_for"], timeout)
-                for job_id, rq_id, row in zip(ids, rq_ids, rows, strict=True)
-            ]
-        )
-        return ids
+            if dialect.name == "postgresql" and dialect.driver == "psycopg":
+                self.binder.copy(conn, ids, rq_ids, bound)
+            else:
+                self.binder.insert(conn, ids, rq_ids, bound)
+        return ids, rq_ids
 
     # -- state and delivery ---------------------------------------------------------------------
     @staticmethod

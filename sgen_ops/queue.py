@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 from rq import Queue
@@ -19,6 +19,8 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import now as rq_now
+from rq.utils import utcformat
 
 from .store.types import as_utc, utcnow
 from .tasks import PRIORITIES
@@ -27,17 +29,17 @@ PERFORM = "sgen_ops.execution.perform"
 # RQ keeps nothing of a finished delivery: the ledger holds results and history.
 RESULT_TTL = 0
 FAILURE_TTL = 7 * 86400
-# Due deliveries from this many on are written by one script call per BATCH instead of RQ's enqueue.
-BATCH_MIN = 2
+# Due deliveries are written by one script call per BATCH (RQ's own enqueue does the scheduled ones).
 BATCH = 1000
+# The fields of RQ's job hash that hold the time it was made: filled in afresh for every send.
+_TIMESTAMPS = ("created_at", "enqueued_at")
 
-# KEYS: the queue, then each job's hash. ARGV: the count of shared fields, those field/value pairs,
-# then (job id, data, description) per job.
+# The fields RQ's job hash shares across deliveries of one (priority, timeout) are written into the
+# script itself (``_push_script``), so a call carries only what differs. KEYS: the queue, then each job's
+# hash. ARGV: the time, then (job id, data, description) per job.
 _PUSH_LUA = """
-local shared = tonumber(ARGV[1])
-local fields = {}
-for i = 2, 1 + 2 * shared do fields[#fields + 1] = ARGV[i] end
-local a = 2 + 2 * shared
+local fields = {%s}
+local a = 2
 for k = 2, #KEYS do
   redis.call('HSET', KEYS[k], 'data', ARGV[a + 1], 'description', ARGV[a + 2], unpack(fields))
   redis.call('PERSIST', KEYS[k])
@@ -46,6 +48,11 @@ for k = 2, #KEYS do
 end
 return #KEYS - 1
 """
+
+
+def _lua_bytes(value: bytes) -> str:
+    """A Lua string literal of any bytes (every byte as a decimal escape)."""
+    return '"' + "".join(f"\\{b:03d}" for b in value) + '"'
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ class Transport:
             p: Queue(f"{prefix}-{p}", connection=connection, serializer=JSONSerializer) for p in PRIORITIES
         }
         self._scheduled_keys = {q.name: ScheduledJobRegistry(queue=q).key for q in self.queues.values()}
-        self._script: Any = None
+        # The push script of due deliveries per (priority, timeout): see _push_script.
+        self._scripts: dict[tuple[str, int | None], Any] = {}
 
     @property
     def ordered_queues(self) -> list[Queue]:
@@ -75,7 +83,12 @@ class Transport:
         return [self.queues[p] for p in PRIORITIES]
 
     def rq_job_id(self, job_id: int, seq: int) -> str:
-        return f"{self.prefix}-{job_id}-{seq}"
+        head, tail = self.rq_job_id_around(seq)
+        return f"{head}{job_id}{tail}"
+
+    def rq_job_id_around(self, seq: int) -> tuple[str, str]:
+        """What comes before and after the ledger id in an RQ job id: for SQL that makes the id itself."""
+        return f"{self.prefix}-", f"-{seq}"
 
     def send(self, delivery: Delivery) -> None:
         self.send_many([delivery])
@@ -95,22 +108,19 @@ class Transport:
     def send_many(self, deliveries: Iterable[Delivery]) -> None:
         """Hand deliveries to RQ; due ones go on their queue, later ones are scheduled.
 
-        Due deliveries in bulk take the batch path (``_push_due``); a few, and every scheduled one, go
-        through RQ's own enqueue in one pipeline.
+        Due deliveries, one or many, take the script path (``_push_due``); scheduled ones go through
+        RQ's own scheduling in one pipeline.
         """
         now = utcnow()
         due: list[Delivery] = []
         later: list[Delivery] = []
         for d in deliveries:
             (later if d.at is not None and as_utc(d.at) > now else due).append(d)
-        if len(due) >= BATCH_MIN:
+        if due:
             self._push_due(due)
-            due = []
-        if not due and not later:
+        if not later:
             return
         with self.redis.pipeline() as pipe:
-            for d in due:
-                self.queues[d.priority]._enqueue_job(self._rq_job(d, JobStatus.QUEUED), pipeline=pipe)
             for d in later:
                 assert d.at is not None
                 job = self._rq_job(d, JobStatus.SCHEDULED)
@@ -123,28 +133,23 @@ class Transport:
         pushed on its queue), a thousand per server-side script call.
 
         The hash is RQ's own: the fields of a job RQ builds and prepares for its queue, with only what
-        differs per delivery (its data, i.e. the ledger id, and description) filled in per job. RQ's
-        per-job Python work is what held RQ's own ``enqueue_many`` to a few thousand jobs a second here.
+        differs per delivery (its data, i.e. the ledger id, and description) filled in per job, and the
+        time it was made per call. RQ's per-job Python work is what held RQ's own ``enqueue_many`` to a
+        few thousand jobs a second here; building that job once per (priority, timeout), not per call,
+        is what makes a single send cheaper than RQ's own enqueue.
         """
         groups: dict[tuple[str, int | None], list[Delivery]] = {}
         for d in deliveries:
             groups.setdefault((d.priority, d.timeout), []).append(d)
-        script = self._push_script()
-        for (priority, _timeout), group in groups.items():
+        for (priority, timeout), group in groups.items():
             queue = self.queues[priority]
-            template = self._rq_job(group[0], JobStatus.QUEUED)
-            queue._prepare_for_queue(template)
-            common = template.to_dict()
-            common.pop("data")
-            common.pop("description", None)
-            flat: list[Any] = [len(common)]
-            for key, value in common.items():
-                flat += [key, value]
-            dumps = template.serializer.dumps
+            dumps = queue.serializer.dumps
+            script = self._push_script(priority, timeout)
+            stamp = utcformat(rq_now())
             for lo in range(0, len(group), BATCH):
                 chunk = group[lo : lo + BATCH]
                 keys = [queue.key] + [RQJob.key_for(d.rq_job_id) for d in chunk]
-                args = list(flat)
+                args: list[Any] = [stamp]
                 for d in chunk:
                     args += [
                         d.rq_job_id,
@@ -153,10 +158,26 @@ class Transport:
                     ]
                 script(keys=keys, args=args)
 
-    def _push_script(self) -> Any:
-        if self._script is None:
-            self._script = self.redis.register_script(_PUSH_LUA)
-        return self._script
+    def _push_script(self, priority: str, timeout: int | None) -> Any:
+        """The push script for due deliveries of this priority and timeout: RQ's job hash as RQ builds and
+        prepares it for the queue, less its data and description (per job) and its times (per call),
+        encoded as redis-py would send them and written into the script."""
+        key = (priority, timeout)
+        script = self._scripts.get(key)
+        if script is None:
+            template = self._rq_job(Delivery(0, "-", priority, None, timeout), JobStatus.QUEUED)
+            self.queues[priority]._prepare_for_queue(template)
+            common = template.to_dict()
+            common.pop("data")
+            common.pop("description", None)
+            if not set(_TIMESTAMPS) <= set(common):
+                raise RuntimeError(f"RQ's job hash lacks {_TIMESTAMPS}: {sorted(common)}")
+            encode = cast(Any, self.redis).get_encoder().encode
+            fields = []
+            for field, value in common.items():
+                fields += [_lua_bytes(encode(field)), "ARGV[1]" if field in _TIMESTAMPS else _lua_bytes(encode(value))]
+            script = self._scripts[key] = self.redis.register_script(_PUSH_LUA % ", ".join(fields))
+        return script
 
     def remove(self, rq_job_ids: Sequence[str | None]) -> None:
         """Withdraw deliveries (best effort): a stale one left behind could not claim anyway.

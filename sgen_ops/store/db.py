@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+import select
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# A pooled server connection idle for longer than this is pinged before it is handed out (see _ping_when_idle).
+PING_AFTER_IDLE = 1.0
+_IDLE = "sgen_idle_since"
 
 
 def _sqlite_tuning(engine: Engine) -> None:
@@ -33,17 +40,70 @@ def _sqlite_tuning(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _socket_quiet(dbapi_conn: Any) -> bool:
+    """Nothing to read on an idle connection's socket: a server that ends the session (restart, shutdown,
+    pg_terminate_backend, idle timeout) says so or closes it, and the socket turns readable."""
+    try:
+        fd = dbapi_conn.fileno()
+        if hasattr(select, "poll"):  # select() cannot watch descriptors past FD_SETSIZE
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return not poller.poll(0)
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return not readable
+
+
+def _ping_when_idle(ledger: Ledger) -> None:
+    """SQLAlchemy's ``pool_pre_ping``, without its round trip for a connection back in the pool for less
+    than ``ledger.ping_after_idle`` seconds whose socket is quiet (``_socket_quiet``).
+
+    A ping on every checkout was one of the round trips of every single enqueue. A connection the server
+    has ended is still found before use, as before; one dropped silently (no FIN: a network fault) within
+    that second is found by the statement that uses it, which then fails as any statement in flight
+    when the connection drops does, and the pool replaces it.
+    """
+    engine = ledger.engine
+    dialect = engine.dialect
+    owner = weakref.ref(ledger)  # the engine's listeners must not keep the ledger alive
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_conn: Any, record: Any) -> None:
+        if dbapi_conn is not None:
+            record.info[_IDLE] = (record.starttime, time.monotonic())
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        started, since = record.info.get(_IDLE, (None, 0.0))
+        if started != record.starttime:
+            return  # a connection just made for this checkout
+        held = owner()
+        after = held.ping_after_idle if held is not None else PING_AFTER_IDLE
+        if time.monotonic() - since < after and _socket_quiet(dbapi_conn):
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and hands out a new one.
+            raise sa_exc.DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+
+
 class Ledger:
     """Owns the SQLAlchemy engine; ``read()`` and ``write()`` hand out short-lived sessions."""
 
     def __init__(self, url: str, *, echo: bool = False, **engine_kwargs: Any) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.ping_after_idle = PING_AFTER_IDLE
+        idle_ping = False
         if self.is_sqlite:
             engine_kwargs.setdefault("connect_args", {}).setdefault("timeout", 60)
-        else:
-            engine_kwargs.setdefault("pool_pre_ping", True)
+        elif "pool_pre_ping" not in engine_kwargs:
+            idle_ping = True
         self.engine = create_engine(url, echo=echo, **engine_kwargs)
+        if idle_ping:
+            _ping_when_idle(self)
         if self.is_sqlite:
             _sqlite_tuning(self.engine)
             write_engine: Engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
@@ -78,6 +138,37 @@ class Ledger:
         self._own_process()
         with self._write_engine.begin() as conn:
             yield conn
+
+    @contextmanager
+    def autocommit_dbapi(self) -> Iterator[Any]:
+        """A pooled DBAPI connection on which each statement commits by itself, atomically (PostgreSQL):
+        for a write that is one statement, without the round trips of BEGIN and COMMIT, and without the
+        cost of SQLAlchemy's execution machinery (the single enqueue's path). A driver error leaves as
+        SQLAlchemy's own exception (``DBAPIError`` and its kinds), and a dropped connection is not
+        handed out again."""
+        if self.is_sqlite:
+            raise RuntimeError("autocommit_dbapi is for PostgreSQL; SQLite writes go through write_conn")
+        self._own_process()
+        dialect = self.engine.dialect
+        fairy = self.engine.raw_connection()
+        dbapi: Any = fairy.dbapi_connection
+        try:
+            dbapi.autocommit = True
+            yield dbapi
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, dbapi, None)
+            if lost:
+                fairy.invalidate(exc)
+            raise sa_exc.DBAPIError.instance(
+                None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect, connection_invalidated=lost
+            ) from exc
+        finally:
+            try:
+                if not dbapi.closed:
+                    dbapi.autocommit = False
+            except Exception:  # noqa: BLE001 - a connection in an unknown state is not pooled again
+                fairy.invalidate()
+            fairy.close()
 
     def upgrade(self, revision: str = "head") -> None:
         """Bring the schema up to ``revision`` through the Alembic migrations."""

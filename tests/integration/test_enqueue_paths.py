@@ -1,20 +1,26 @@
-"""The enqueue path's batch writes against what the ORM and RQ's own enqueue write for the same job."""
+"""The enqueue path's writes against what the ORM and RQ's own enqueue write for the same job: the batch
+path, the single enqueue (on PostgreSQL one statement outside a transaction block), and the script that
+writes RQ's job hash."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from typing import Any
 
 import pytest
 from rq.job import Job as RQJob
-from sqlalchemy import select
+from rq.job import JobStatus
+from sqlalchemy import create_engine, func, select
+from sqlalchemy import exc as sa_exc
 
 import sgen_ops
 from sgen_ops.queue import Delivery
 from sgen_ops.store import Job, JobEvent
 
 from ..conftest import Stack
-from ..helpers import job_row
+from ..helpers import job_count, job_row
 
 TIMESTAMPS = {"created_at", "enqueued_at"}
 
@@ -24,7 +30,31 @@ def _columns(hub: sgen_ops.Hub, job_id: int) -> dict[str, Any]:
     return {c.key: getattr(job, c.key) for c in Job.__mapper__.column_attrs}
 
 
-def test_a_batch_insert_writes_what_the_orm_writes(hub: sgen_ops.Hub) -> None:
+def _events(hub: sgen_ops.Hub, job_ids: list[int]) -> list[tuple[Any, ...]]:
+    with hub.ledger.read() as session:
+        rows = session.execute(
+            select(JobEvent.job_id, JobEvent.task, JobEvent.account, JobEvent.from_state, JobEvent.to_state,
+                   JobEvent.at)
+            .where(JobEvent.job_id.in_(job_ids))
+            .order_by(JobEvent.job_id)
+        ).all()
+    return [tuple(e) for e in rows]
+
+
+def _event_count(hub: sgen_ops.Hub) -> int:
+    with hub.ledger.read() as session:
+        return int(session.scalar(select(func.count()).select_from(JobEvent)) or 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("options", [{}, {"enqueue_synchronous_commit": False}], ids=["durable", "relaxed"])
+def test_a_batch_insert_writes_what_the_orm_writes(make_hub: Any, options: dict[str, Any]) -> None:
+    hub = make_hub(**options)
     payload = {"zeta": 1, "alpha": {"password": "hunter2", "n": [1, 2]}, "mid": "x"}
     kwargs: dict[str, Any] = {"account": "acme", "priority": "high", "max_attempts": 5}
     [orm_id] = hub.book.create([hub.book.prepare("test.ok", payload, **kwargs)])
@@ -46,13 +76,112 @@ def test_a_batch_insert_writes_what_the_orm_writes(hub: sgen_ops.Hub) -> None:
     assert [tuple(e) for e in events] == [(i, "test.ok", "acme", None, "queued") for i in (orm_id, *batch_ids)]
 
 
+@pytest.mark.parametrize("options", [{}, {"enqueue_synchronous_commit": False}], ids=["durable", "relaxed"])
+def test_a_single_enqueue_writes_what_the_orm_writes(make_hub: Any, options: dict[str, Any]) -> None:
+    hub = make_hub(**options)
+    operator = hub.add_operator("ed", "editor")
+    payload = {"zeta": 1, "alpha": {"password": "hunter2", "n": [1, 2]}, "mid": "x"}
+    cases: list[dict[str, Any]] = [
+        {},
+        {"account": "acme", "priority": "high", "max_attempts": 5},
+        {"account": "acme", "retention_days": 2.5, "originating_user_id": operator},
+    ]
+    for kwargs in cases:
+        [orm_id] = hub.book.create([hub.book.prepare("test.ok", payload, **kwargs)])
+        [single_id] = hub.book.create_rows(hub.book.prepare_rows("test.ok", [payload], **kwargs))
+        orm, single = _columns(hub, orm_id), _columns(hub, single_id)
+        differ = {k for k in orm if orm[k] != single[k]}
+        assert differ <= {"id", "rq_job_id", "created_at", "updated_at", "scheduled_for"}, (kwargs, differ)
+        assert single["rq_job_id"] == hub.transport.rq_job_id(single_id, 1)
+        assert single["enqueue_seq"] == 1 and single["state"] == "queued"
+        assert single["created_at"] == single["updated_at"] == single["scheduled_for"]
+        assert list(single["payload"]) == list(orm["payload"])
+        assert "hunter2" not in single["search_masked"]
+        [orm_event], [single_event] = _events(hub, [orm_id]), _events(hub, [single_id])
+        assert single_event[1:5] == orm_event[1:5] == ("test.ok", kwargs.get("account"), None, "queued")
+        assert single_event[5] == single["created_at"]
+    # Through the hub, and delayed: the same row, delivered to RQ's scheduled registry instead.
+    job_id = hub.enqueue("test.ok", payload, delay=3600)
+    job = job_row(hub, job_id)
+    assert (job.rq_job_id, job.enqueue_seq) == (hub.transport.rq_job_id(job_id, 1), 1)
+    assert (job.scheduled_for - job.created_at).total_seconds() == 3600
+    assert hub.transport.scheduled() == 1 and hub.transport.waiting() == 2 * len(cases)
+
+
+def test_single_enqueues_at_once_never_share_an_id(make_hub: Any) -> None:
+    hubs = [make_hub() for _ in range(4)]
+    got: list[int] = []
+    errors: list[BaseException] = []
+
+    def single(h: sgen_ops.Hub, k: int) -> None:
+        try:
+            for i in range(60):
+                got.append(h.enqueue("test.ok", {"thread": k, "i": i}))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=single, args=(h, k)) for k, h in enumerate(hubs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    assert len(got) == len(set(got)) == 240
+    hub = hubs[0]
+    assert hub.transport.waiting() == 240
+    with hub.ledger.read() as session:
+        rows = session.execute(select(Job.id, Job.rq_job_id)).all()
+    assert {r.id for r in rows} == set(got)
+    assert all(r.rq_job_id == hub.transport.rq_job_id(r.id, 1) for r in rows)
+    assert sorted(e[0] for e in _events(hub, got)) == sorted(got)  # one first event each
+
+
+def test_a_single_enqueue_that_fails_in_the_database_leaves_nothing(hub: sgen_ops.Hub) -> None:
+    # An originating operator that does not exist: the jobs insert fails on its foreign key, and the
+    # event written by the same statement (PostgreSQL) or transaction (SQLite) must not stay behind.
+    rows = hub.book.prepare_rows("test.ok", [{"i": 1}], originating_user_id=999_999)
+    with pytest.raises(sa_exc.IntegrityError):
+        hub.book.create_rows(rows)
+    assert job_count(hub) == 0 and _event_count(hub) == 0
+    assert hub.transport.waiting() == 0
+    # The connection is fine afterwards, back in the pool as it was taken, and the failed statement's id
+    # is simply skipped.
+    if not hub.ledger.is_sqlite:
+        fairy = hub.ledger.engine.raw_connection()
+        try:
+            assert fairy.dbapi_connection is not None and not fairy.dbapi_connection.autocommit
+        finally:
+            fairy.close()
+    job_id = hub.enqueue("test.ok", {"i": 2})
+    assert job_row(hub, job_id).rq_job_id == hub.transport.rq_job_id(job_id, 1)
+    assert hub.transport.waiting() == 1
+
+
+def test_a_single_enqueue_with_redis_down_is_kept_for_reconcile(make_hub: Any) -> None:
+    down = make_hub(redis_url=f"redis://127.0.0.1:{_free_port()}/0")
+    job_id = down.enqueue("test.ok", {"i": 1})  # recorded; the delivery is refused and logged
+    ids = down.enqueue_many("test.ok", [{"i": 2}, {"i": 3}])
+    job = job_row(down, job_id)
+    assert (job.state, job.rq_job_id) == ("queued", down.transport.rq_job_id(job_id, 1))
+    assert len(_events(down, [job_id, *ids])) == 3
+    up = make_hub()
+    assert up.transport.waiting() == 0
+    assert up.reconcile() == 3
+    assert up.transport.waiting() == 3
+
+
 def test_a_batch_push_writes_the_hash_rqs_enqueue_writes(hub: sgen_ops.Hub, stack: Stack) -> None:
     transport = hub.transport
     ours = [Delivery(10_000 + i, f"{stack.prefix}-ours-{i}", "low", None, 30) for i in range(3)]
-    transport.send_many(ours)  # three due deliveries: the batch path
+    transport.send_many(ours[:2])  # due deliveries: the script path, in bulk
+    time.sleep(0.01)
+    hub.redis.script_flush()  # a restarted Redis has forgotten the script: it is loaded again
+    transport.send_many(ours[2:])  # and alone, later: the shared fields are kept, the times are not
     rq = Delivery(10_000, f"{stack.prefix}-rq-0", "low", None, 30)
-    transport.send_many([rq])  # one: RQ's own enqueue
+    transport.queues["low"]._enqueue_job(transport._rq_job(rq, JobStatus.QUEUED))  # RQ's own enqueue
     reference = dict(hub.redis.hgetall(RQJob.key_for(rq.rq_job_id)))
+    stamps = [hub.redis.hget(RQJob.key_for(d.rq_job_id), "enqueued_at") for d in ours]
+    assert stamps[0] == stamps[1] != stamps[2] and stamps[2] is not None and stamps[2] < reference[b"enqueued_at"]
     for d in ours:
         mine = hub.redis.hgetall(RQJob.key_for(d.rq_job_id))
         assert set(mine) == set(reference)
@@ -100,3 +229,25 @@ def test_rows_of_a_batch_must_share_their_columns(hub: sgen_ops.Hub) -> None:
     with pytest.raises(ValueError, match="must share every column"):
         hub.book.create_rows(rows)
     assert hub.transport.waiting() == 0
+
+
+@pytest.mark.parametrize("ping_after_idle", [3600.0, 0.0], ids=["socket-check", "ping"])
+def test_an_enqueue_after_the_server_ended_the_pooled_connection_reconnects(
+    hub: sgen_ops.Hub, ping_after_idle: float
+) -> None:
+    # A pooled connection back in the pool for less than ping_after_idle is handed out without a ping
+    # unless its socket shows that the server ended it; either way the enqueue must not see it.
+    if hub.ledger.is_sqlite:
+        pytest.skip("a server connection")
+    hub.ledger.ping_after_idle = ping_after_idle
+    first = hub.enqueue("test.ok", {"i": 1})
+    with hub.ledger.engine.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    admin = create_engine(hub.ledger.url)
+    try:
+        with admin.begin() as conn:
+            assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)}, 5000)").scalar_one()
+    finally:
+        admin.dispose()
+    second = hub.enqueue("test.ok", {"i": 2})
+    assert second > first and job_count(hub) == 2 and hub.transport.waiting() == 2

@@ -51,3 +51,10 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SGEN_OPS_RETENTION_DAYS", "a week")
     with pytest.raises(ValidationError, match="retention_days"):
         load_settings()
+
+
+def test_enqueue_synchronous_commit_is_durable_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().enqueue_synchronous_commit is True
+    monkeypatch.setenv("SGEN_OPS_ENQUEUE_SYNCHRONOUS_COMMIT", "false")
+    assert load_settings().enqueue_synchronous_commit is False
+    assert load_settings(enqueue_synchronous_commit=True).enqueue_synchronous_commit is True
