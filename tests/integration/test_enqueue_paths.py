@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy import exc as sa_exc
 
 import sgen_ops
+from sgen_ops import query
 from sgen_ops.queue import Delivery
 from sgen_ops.store import Job, JobEvent
 
@@ -74,6 +75,24 @@ def test_a_batch_insert_writes_what_the_orm_writes(make_hub: Any, options: dict[
             .order_by(JobEvent.job_id)
         ).all()
     assert [tuple(e) for e in events] == [(i, "test.ok", "acme", None, "queued") for i in (orm_id, *batch_ids)]
+
+
+def test_a_bulk_of_several_statements_writes_every_row_in_order(hub: sgen_ops.Hub) -> None:
+    # SQLite inserts 500 rows per statement: 1,234 rows take three, the last one short.
+    payloads = [{"i": i, "note": f"row-{i}"} for i in range(1234)]
+    ids = hub.enqueue_many("test.ok", payloads, delay=3600)
+    assert ids == list(range(ids[0], ids[0] + len(payloads)))
+    with hub.ledger.read() as session:
+        rows = session.execute(select(Job.id, Job.payload, Job.rq_job_id).where(Job.id.in_(ids)).order_by(Job.id)).all()
+    assert [(r.id, r.payload, r.rq_job_id) for r in rows] == [
+        (job_id, payload, hub.transport.rq_job_id(job_id, 1)) for job_id, payload in zip(ids, payloads, strict=True)
+    ]
+    assert [e[0] for e in _events(hub, ids)] == ids
+    # The text search index took every row of every statement (on PostgreSQL, job_texts).
+    with hub.ledger.read() as session:
+        for i in (0, 499, 500, 1233):
+            cond = query.text_condition(f"row-{i}", unmasked=True, dialect=hub.ledger.engine.dialect.name)
+            assert list(session.scalars(select(Job.id).where(cond, Job.id.in_(ids)))) == [ids[i]]
 
 
 @pytest.mark.parametrize("options", [{}, {"enqueue_synchronous_commit": False}], ids=["durable", "relaxed"])
