@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +38,17 @@ def _sqlite_tuning(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _without_jit(url: str, connect_args: dict[str, Any]) -> None:
+    """PostgreSQL sessions of the ledger run with ``jit = off``. Its operator queries are short, but their
+    cost estimates at a million jobs pass ``jit_above_cost``, and compiling took 25-35 ms of each one
+    (EXPLAIN ANALYZE of a text search: 355 ms with JIT, 281 ms without). Options given in the URL's
+    ``options`` or in ``connect_args`` come after, so an explicit ``-c jit=on`` wins."""
+    given = connect_args.get("options") or make_url(url).query.get("options")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    connect_args["options"] = "-c jit=off" + (f" {given}" if given else "")
 
 
 def _socket_quiet(dbapi_conn: Any) -> bool:
@@ -99,8 +110,11 @@ class Ledger:
         idle_ping = False
         if self.is_sqlite:
             engine_kwargs.setdefault("connect_args", {}).setdefault("timeout", 60)
-        elif "pool_pre_ping" not in engine_kwargs:
-            idle_ping = True
+        else:
+            if "pool_pre_ping" not in engine_kwargs:
+                idle_ping = True
+            if url.startswith("postgresql"):
+                _without_jit(url, engine_kwargs.setdefault("connect_args", {}))
         self.engine = create_engine(url, echo=echo, **engine_kwargs)
         if idle_ping:
             _ping_when_idle(self)

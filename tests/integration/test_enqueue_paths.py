@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from rq.job import Job as RQJob
 from rq.job import JobStatus
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy import exc as sa_exc
 
 import sgen_ops
 from sgen_ops import query
 from sgen_ops.queue import Delivery
-from sgen_ops.store import Job, JobEvent
+from sgen_ops.store import Job, JobEvent, Ledger
 
 from ..conftest import Stack
 from ..helpers import job_count, job_row
@@ -270,3 +270,20 @@ def test_an_enqueue_after_the_server_ended_the_pooled_connection_reconnects(
         admin.dispose()
     second = hub.enqueue("test.ok", {"i": 2})
     assert second > first and job_count(hub) == 2 and hub.transport.waiting() == 2
+
+
+def test_postgresql_sessions_run_without_jit_unless_asked(hub: sgen_ops.Hub) -> None:
+    # The operator queries' cost estimates at a million jobs pass jit_above_cost; compiling cost more than it
+    # saved. The URL's own options (here the test's search_path) are kept, and an explicit jit=on wins.
+    if hub.ledger.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL setting")
+    with hub.ledger.read() as session:
+        assert session.scalar(text("SHOW jit")) == "off"
+        assert session.scalar(text("SELECT current_schema()")) == hub.ledger.engine.url.query["options"].split("=")[-1]
+    asked = Ledger(str(hub.ledger.engine.url.render_as_string(hide_password=False)),
+                   connect_args={"options": "-c jit=on"})
+    try:
+        with asked.read() as session:
+            assert session.scalar(text("SHOW jit")) == "on"
+    finally:
+        asked.close()
