@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple, cast
 
 import redis
-from sqlalchemy import Connection, Dialect, Table, select, text, update
+from sqlalchemy import Connection, Dialect, Table, insert, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
@@ -373,11 +373,27 @@ class JobBook:
 
     # -- state and delivery ---------------------------------------------------------------------
     @staticmethod
-    def move(session: Session, job: Job, target: State | str, now: datetime) -> None:
-        """Change a job's state as the state machine allows, recording the change with its time."""
-        session.add(JobEvent(**transition(job.id, job.task, job.account, job.state, target, now)))
+    def move(
+        session: Session, job: Job, target: State | str, now: datetime, events: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Change a job's state as the state machine allows, recording the change with its time.
+
+        With ``events`` the event row is appended there, for the caller to insert with others in one
+        statement (``insert_events``), instead of being added to the session as an object."""
+        event = transition(job.id, job.task, job.account, job.state, target, now)
+        if events is None:
+            session.add(JobEvent(**event))
+        else:
+            events.append(event)
         job.state = str(target)
         job.updated_at = now
+
+    @staticmethod
+    def insert_events(session: Session, events: list[dict[str, Any]]) -> None:
+        """Insert the event rows ``move`` collected: one executemany, no objects to track."""
+        if events:
+            session.execute(insert(EVENTS), events)
+            events.clear()
 
     def next_delivery(self, job: Job, at: datetime | None = None) -> Delivery:
         """Give the job a fresh RQ job id; only that delivery may claim its next attempt."""
@@ -401,9 +417,11 @@ class JobBook:
         except redis.RedisError as exc:
             log.warning("could not withdraw deliveries %s: %s", rq_job_ids, exc)
 
-    def requeue(self, session: Session, job: Job, now: datetime, *, fresh_run: bool) -> Delivery:
-        """Move a job back to queued, due now; a fresh run clears the attempt counter."""
-        self.move(session, job, State.QUEUED, now)
+    def requeue(
+        self, session: Session, job: Job, now: datetime, *, fresh_run: bool, events: list[dict[str, Any]] | None = None
+    ) -> Delivery:
+        """Move a job back to queued, due now; a fresh run clears the attempt counter (``events``: as ``move``)."""
+        self.move(session, job, State.QUEUED, now, events)
         if fresh_run:
             job.run = (job.run or 1) + 1
             job.attempts = 0

@@ -84,13 +84,15 @@ class Write:
         self.entries: list[audit.Entry] = []
         self.deliveries: list[Delivery] = []
         self.withdrawn: list[str | None] = []
+        # State-change events of this write, inserted together before it commits.
+        self.events: list[dict[str, Any]] = []
         # Jobs purged in this write, deleted together (with their attempts) before it commits.
         self.purged: list[Job] = []
         # Attempt histories read for a batch at once (job id -> attempts), for the purge snapshots.
         self.histories: dict[int, list[Row[Any]]] | None = None
 
     def move(self, job: Job, state: State) -> None:
-        self.book.move(self.session, job, state, self.now)
+        self.book.move(self.session, job, state, self.now, self.events)
 
     def withdraw(self, job: Job) -> None:
         """Take the job's current delivery out of RQ after commit (a stale one could not claim anyway)."""
@@ -98,7 +100,7 @@ class Write:
 
     def requeue(self, job: Job, *, fresh_run: bool) -> None:
         self.withdraw(job)
-        self.deliveries.append(self.book.requeue(self.session, job, self.now, fresh_run=fresh_run))
+        self.deliveries.append(self.book.requeue(self.session, job, self.now, fresh_run=fresh_run, events=self.events))
 
     def redeliver(self, job: Job) -> None:
         """Replace the job's delivery by one for its current priority and scheduled_for."""
@@ -129,7 +131,9 @@ class Write:
         return self.session.execute(_history_of(Attempt.job_id == job.id)).all()
 
     def finish(self) -> None:
-        """Apply the purges: one DELETE of attempts and one of jobs per chunk of ids."""
+        """Insert the state-change events, and apply the purges: one DELETE of attempts and one of jobs per
+        chunk of ids."""
+        self.book.insert_events(self.session, self.events)
         if not self.purged:
             return
         self.session.flush()

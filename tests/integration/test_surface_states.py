@@ -8,10 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 import sgen_ops
 from sgen_ops import InvalidTransition, NotFound, ValidationError, surface
 from sgen_ops.states import ALL_STATES
+from sgen_ops.store import JobEvent
 from sgen_ops.surface import Operations
 from tests.integration.test_surface_fixtures import (
     Jobs,
@@ -303,6 +305,13 @@ def test_bulk_triage_by_task_and_error_code(
     assert admin.replay_dead_letters(task="test.boom", batch_size=2, progress=lambda d, t: seen.append((d, t))) == 5
     assert seen == [(2, 5), (4, 5), (5, 5)]
     assert {job_row(hub, i)["state"] for i in boom} == {"queued"}
+    with hub.ledger.read() as session:  # each move is in the job's events, which throughput counts
+        moves = session.execute(
+            select(JobEvent.job_id, JobEvent.from_state, JobEvent.to_state).where(JobEvent.job_id.in_(boom))
+            .order_by(JobEvent.id)
+        ).all()
+    assert {m.job_id: (m.from_state, m.to_state) for m in moves} == dict.fromkeys(boom, ("dead-letter", "queued"))
+    assert sum((m.from_state, m.to_state) == ("dead-letter", "queued") for m in moves) == len(boom)
     assert job_row(hub, secret)["state"] == "dead-letter"
     assert [e.action for e in log_entries(hub)] == ["replay_dead_letters"] * 5
     assert admin.dismiss_dead_letters(error_code="auth_failed") == 1
