@@ -15,17 +15,16 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from .masking import MaskingRule
-from .store import ActivityEntry, Ledger, as_utc, utcnow
+from .store import ACTIVITY_LOG, ActivityEntry, Ledger, as_utc, utcnow
 
 GENESIS = "0" * 64
-_LOG = cast(Table, ActivityEntry.__table__)
 TARGET_TYPES = ("job", "schedule")
 LOG_COLUMNS = ("at", "operator", "action", "target_type", "target_id", "account", "change", "reason")
 
@@ -155,11 +154,10 @@ def append(session: Session, entries: Sequence[Entry], at: datetime | None = Non
     ).first()
     next_id, prev_hash = (last.id + 1, last.hash) if last else (1, GENESIS)
     when = as_utc(at or utcnow())
-    for entry in entries:
-        if entry.target_type not in TARGET_TYPES:
-            raise ValueError(f"target_type {entry.target_type!r} is not one of {TARGET_TYPES}")
     rows = []
     for entry in entries:
+        if entry.target_type not in TARGET_TYPES:  # raised before anything is written
+            raise ValueError(f"target_type {entry.target_type!r} is not one of {TARGET_TYPES}")
         change = jsonable(entry.change)
         digest = _hash(prev_hash, next_id, when, entry.operator, entry.action, entry.target_type, entry.target_id,
                        entry.account, change, entry.reason)
@@ -179,7 +177,7 @@ def append(session: Session, entries: Sequence[Entry], at: datetime | None = Non
             }
         )
         next_id, prev_hash = next_id + 1, digest
-    session.execute(insert(_LOG), rows)  # one executemany
+    session.execute(insert(ACTIVITY_LOG), rows)  # one executemany
     return rows
 
 

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any, cast
 
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
-from sqlalchemy import Engine, Table, bindparam, event, insert, select, update
-from sqlalchemy import exc as sa_exc
+from sqlalchemy import Engine, bindparam, event, insert, select, update
 
 from .errors import JobCancelled, TaskError
 from .jobs import touch_lease, transition
 from .queue import PERFORM
 from .states import WAITING, State
-from .store import Attempt, Job, JobEvent, Ledger, utcnow
+from .store import ATTEMPTS, EVENTS, JOBS, Job, Ledger, utcnow
+from .store.db import driver_error
 from .store.types import UTCDateTime
 from .tasks import find_task
 
@@ -161,11 +161,6 @@ def perform(job_id: int) -> dict[str, Any]:
     if handed is not None and handed.rq_job_id == rq_job_id and handed.worker_pid != os.getpid():
         return handed.run_in_horse(int(job_id))
     return run_attempt(current_hub(), int(job_id), rq_job_id)
-
-
-JOBS = cast(Table, Job.__table__)
-ATTEMPTS = cast(Table, Attempt.__table__)
-EVENTS = cast(Table, JobEvent.__table__)
 
 
 # The hot path's statements are built once: constructing them per attempt costs more than running them.
@@ -636,9 +631,7 @@ class HotPath:
                     self._drop(close=True)
                     if lost and attempt == 1:
                         continue
-                    raise sa_exc.DBAPIError.instance(
-                        None, None, exc, self.dialect.loaded_dbapi.Error, dialect=self.dialect
-                    ) from exc
+                    raise driver_error(self.dialect, exc) from exc
                 except BaseException:
                     self._drop(close=True)
                     raise

@@ -12,11 +12,10 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import redis
 from sqlalchemy import Connection, Dialect, Table, insert, select, text, update
-from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from .config import Settings
@@ -24,7 +23,8 @@ from .errors import ValidationError
 from .masking import MaskingRule
 from .queue import Delivery, Transport
 from .states import State, check_transition
-from .store import Attempt, Job, JobEvent, Ledger, utcnow
+from .store import EVENTS, JOBS, Attempt, Job, JobEvent, Ledger, utcnow
+from .store.db import driver_error
 from .tasks import PRIORITIES, find_task, get_task
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,6 @@ def transition(
 
 
 _PG_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :n)")
-JOBS = cast(Table, Job.__table__)
-EVENTS = cast(Table, JobEvent.__table__)
 # Per row only these differ; every other column is the same for a batch from prepare_rows.
 _OWN = ("id", "payload", "rq_job_id", "search_masked")
 _SHARED = (*(c.name for c in JOBS.columns if c.name not in _OWN and c.name != "enqueue_seq"), "enqueue_seq")
@@ -201,9 +199,7 @@ class _Binder:
                         write((job_id, *event))
         except conn.dialect.loaded_dbapi.Error as exc:
             # As SQLAlchemy reports a failed statement (the transaction is rolled back by the caller).
-            raise sa_exc.DBAPIError.instance(
-                "COPY", None, exc, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-            ) from exc
+            raise driver_error(conn.dialect, exc, "COPY") from exc
 
 
 def _same(value: Any) -> Any:

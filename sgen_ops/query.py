@@ -221,11 +221,12 @@ def text_condition(text: str, *, unmasked: bool, dialect: str) -> ColumnElement[
     characters escaped, ``"caf\\u00e9"``: there a payload is found by its non-ASCII text only as written
     so, while PostgreSQL's JSONB text holds the characters themselves.)
     """
+    names = ("payload", "last_error_detail") if unmasked else ("search_masked",)
     if dialect == "postgresql":
-        return _job_texts_contain(text, ("payload", "last_error_detail") if unmasked else ("search_masked",))
+        return _job_texts_contain(text, names)
     if dialect == "sqlite" and sqlite_trigram():
         if len(text) >= TRIGRAM_MIN_CHARS:
-            indexed = _indexed_contains(("payload", "last_error_detail") if unmasked else ("search_masked",), text)
+            indexed = _indexed_contains(names, text)
             setattr(indexed, _SCANS, True)
             return indexed
         terms = _case_variants(text)

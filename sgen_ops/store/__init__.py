@@ -1,10 +1,27 @@
 """The durable job ledger: SQLAlchemy models, Alembic migrations, sessions."""
 
 from .db import Ledger
-from .models import ActivityEntry, Attempt, Base, Job, JobEvent, Operator, Schedule, ScheduleTick
+from .models import (
+    ACTIVITY_LOG,
+    ATTEMPTS,
+    EVENTS,
+    JOBS,
+    ActivityEntry,
+    Attempt,
+    Base,
+    Job,
+    JobEvent,
+    Operator,
+    Schedule,
+    ScheduleTick,
+)
 from .types import as_utc, utcnow
 
 __all__ = [
+    "ACTIVITY_LOG",
+    "ATTEMPTS",
+    "EVENTS",
+    "JOBS",
     "ActivityEntry",
     "Attempt",
     "Base",

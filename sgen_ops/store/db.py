@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,6 +38,16 @@ def _sqlite_tuning(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def driver_error(
+    dialect: Dialect, exc: Exception, statement: str | None = None, *, invalidated: bool = False
+) -> sa_exc.StatementError:
+    """A driver's error from a connection used outside SQLAlchemy's execution (raw DBAPI, COPY), as
+    SQLAlchemy would have raised it: ``DBAPIError`` of the matching kind (IntegrityError, ...)."""
+    return sa_exc.DBAPIError.instance(
+        statement, None, exc, dialect.loaded_dbapi.Error, dialect=dialect, connection_invalidated=invalidated
+    )
 
 
 def _without_jit(url: str, connect_args: dict[str, Any]) -> None:
@@ -173,9 +183,7 @@ class Ledger:
             lost = dialect.is_disconnect(exc, dbapi, None)
             if lost:
                 fairy.invalidate(exc)
-            raise sa_exc.DBAPIError.instance(
-                None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect, connection_invalidated=lost
-            ) from exc
+            raise driver_error(dialect, exc, invalidated=lost) from exc
         finally:
             try:
                 if not dbapi.closed:

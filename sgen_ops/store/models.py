@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -13,6 +13,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -200,3 +201,10 @@ class ActivityEntry(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# The tables as Core sees them, for the statements written without the ORM.
+JOBS = cast(Table, Job.__table__)
+ATTEMPTS = cast(Table, Attempt.__table__)
+EVENTS = cast(Table, JobEvent.__table__)
+ACTIVITY_LOG = cast(Table, ActivityEntry.__table__)
