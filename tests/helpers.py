@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,3 +78,28 @@ def start_worker(stack: Stack, *args: str, **settings: Any) -> Process:
     stack.home.mkdir(parents=True, exist_ok=True)
     log = stack.home / f"worker-{time.monotonic_ns()}.log"
     return Process([sys.executable, "-m", "worker", *args], stack.env(**settings), log)
+
+
+def race(*calls: Callable[[], Any]) -> list[Any]:
+    """Run the calls at once, one thread each; returns each one's result or the exception it raised."""
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def raised(results: list[Any]) -> list[BaseException]:
+    """The exceptions among ``race``'s results."""
+    return [r for r in results if isinstance(r, BaseException)]

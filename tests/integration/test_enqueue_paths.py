@@ -5,8 +5,8 @@ writes RQ's job hash."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -21,7 +21,7 @@ from sgen_ops.queue import Delivery
 from sgen_ops.store import Job, JobEvent, Ledger
 
 from ..conftest import Stack
-from ..helpers import job_count, job_row
+from ..helpers import job_count, job_row, race, raised
 
 TIMESTAMPS = {"created_at", "enqueued_at"}
 
@@ -129,22 +129,13 @@ def test_a_single_enqueue_writes_what_the_orm_writes(make_hub: Any, options: dic
 
 def test_single_enqueues_at_once_never_share_an_id(make_hub: Any) -> None:
     hubs = [make_hub() for _ in range(4)]
-    got: list[int] = []
-    errors: list[BaseException] = []
 
-    def single(h: sgen_ops.Hub, k: int) -> None:
-        try:
-            for i in range(60):
-                got.append(h.enqueue("test.ok", {"thread": k, "i": i}))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def single(h: sgen_ops.Hub, k: int) -> list[int]:
+        return [h.enqueue("test.ok", {"thread": k, "i": i}) for i in range(60)]
 
-    threads = [threading.Thread(target=single, args=(h, k)) for k, h in enumerate(hubs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors
+    results = race(*(partial(single, h, k) for k, h in enumerate(hubs)))
+    assert not raised(results)
+    got = [i for ids in results for i in ids]
     assert len(got) == len(set(got)) == 240
     hub = hubs[0]
     assert hub.transport.waiting() == 240
@@ -215,23 +206,13 @@ def test_a_batch_push_writes_the_hash_rqs_enqueue_writes(hub: sgen_ops.Hub, stac
 
 def test_bulk_enqueues_at_once_never_share_an_id(make_hub: Any, stack: Stack) -> None:
     hubs = [make_hub() for _ in range(3)]
-    got: list[list[int]] = []
-    errors: list[BaseException] = []
 
-    def bulk(h: sgen_ops.Hub) -> None:
-        try:
-            for _ in range(4):
-                got.append(h.enqueue_many("test.ok", [{"i": i} for i in range(50)]))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def bulk(h: sgen_ops.Hub) -> list[int]:
+        return [i for _ in range(4) for i in h.enqueue_many("test.ok", [{"i": i} for i in range(50)])]
 
-    threads = [threading.Thread(target=bulk, args=(h,)) for h in hubs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors
-    ids = [i for batch in got for i in batch]
+    results = race(*(partial(bulk, h) for h in hubs))
+    assert not raised(results)
+    ids = [i for got in results for i in got]
     assert len(ids) == len(set(ids)) == 600
     assert hubs[0].transport.waiting() == 600
     with hubs[0].ledger.read() as session:

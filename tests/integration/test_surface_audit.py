@@ -3,8 +3,8 @@ worker transitions, a hash chain that catches tampering, and appends that never 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ import sgen_ops
 from sgen_ops import audit
 from sgen_ops.store import ActivityEntry, Attempt, Job
 from sgen_ops.surface import Operations
+from tests.helpers import race, raised
 from tests.integration.test_surface_fixtures import Jobs, add_operators, log_entries, running_job
 
 
@@ -205,23 +206,12 @@ def test_concurrent_appends_never_fork_the_chain(
     job_id = hub.enqueue("test.ok", delay=3600)
     other = make_hub()
     viewers = [hub.as_operator("viewer"), other.as_operator("viewer")]
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
 
     def view(viewer: Operations) -> None:
-        try:
-            start.wait()
-            for _ in range(25):
-                viewer.get_job(job_id)  # every non-administrator view appends an entry
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for _ in range(25):
+            viewer.get_job(job_id)  # every non-administrator view appends an entry
 
-    threads = [threading.Thread(target=view, args=(v,)) for v in viewers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert raised(race(*(partial(view, v) for v in viewers))) == []
     entries = log_entries(hub)
     assert [e.id for e in entries] == list(range(1, 51))
     assert len({e.prev_hash for e in entries}) == 50

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import sgen_ops
 from sgen_ops import InvalidTransition, execution
+from tests.helpers import race
 from tests.integration.test_surface_fixtures import Jobs, add_operators, job_row, log_entries
-
-
-def race(*calls: Callable[[], Any]) -> list[Any]:
-    """Run the calls at once, one thread each; returns each one's result or the exception it raised."""
-    start = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - the outcome under test
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    return results
 
 
 def test_two_replays_of_one_dead_letter_make_one_new_run(
