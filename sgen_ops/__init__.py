@@ -4,7 +4,15 @@ The public surface: ``connect`` to a stack, ``task`` to register a handler, ``Ta
 attempt with an error code, and the errors every operation may raise.
 """
 
-from .errors import AccessDenied, InvalidTransition, JobCancelled, NotFound, TaskError, ValidationError
+from .errors import (
+    AccessDenied,
+    InvalidTransition,
+    JobCancelled,
+    NotFound,
+    SgenOpsError,
+    TaskError,
+    ValidationError,
+)
 from .hub import Hub, connect
 from .states import State
 from .tasks import task
@@ -15,6 +23,7 @@ __all__ = [
     "InvalidTransition",
     "JobCancelled",
     "NotFound",
+    "SgenOpsError",
     "State",
     "TaskError",
     "ValidationError",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,8 @@ import pandas as pd
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from .masking import MaskingRule
+from .masking import MASK, MaskingRule
+from .notes import NOTE_FIELDS, ref_id
 from .store import ACTIVITY_LOG, ActivityEntry, Ledger, as_utc, utcnow
 
 GENESIS = "0" * 64
@@ -31,14 +32,21 @@ LOG_COLUMNS = ("at", "operator", "action", "target_type", "target_id", "account"
 # One advisory-lock key for the whole log: appends from every process take turns on PostgreSQL.
 _PG_LOCK_KEY = int.from_bytes(hashlib.sha256(b"sgen_ops.activity_log").digest()[:8], "big", signed=True)
 
-# Keys of a change record holding payloads, and free text that may quote a payload's secrets.
+# Keys of a change record holding payloads, text a task produced (which may quote a payload's secrets), and
+# operator-written text, which the log holds only as a reference to its note (``notes.ref``).
 PAYLOAD_KEYS = frozenset({"payload", "payload_template"})
-TEXT_KEYS = frozenset({"last_error_detail", "error_log", "error", "dead_letter_reason", "resolution_note"})
+TEXT_KEYS = frozenset({"last_error_detail", "error_log", "error"})
+NOTE_KEYS = frozenset(NOTE_FIELDS)
+
+RuleFor = Callable[[str | None], MaskingRule]
 
 
 @dataclass(frozen=True)
 class Entry:
-    """An Activity Log entry to append: who did what to which record, and the change it made."""
+    """An Activity Log entry to append: who did what to which record, and the change it made.
+
+    ``context`` is the target's payload, used to scrub its secrets out of text in the change; it is not
+    stored. ``append`` masks every change, whoever the operator: the log never holds a secret."""
 
     operator: str
     action: str
@@ -46,7 +54,7 @@ class Entry:
     target_id: int | None
     account: str | None
     change: Any = None
-    reason: str | None = None
+    context: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -144,9 +152,15 @@ def lock_chain(session: Session) -> None:
         session.execute(select(ActivityEntry.id).order_by(ActivityEntry.id.desc()).limit(1).with_for_update())
 
 
-def append(session: Session, entries: Sequence[Entry], at: datetime | None = None) -> list[dict[str, Any]]:
+def append(
+    session: Session, entries: Sequence[Entry], rule_for: RuleFor, at: datetime | None = None
+) -> list[dict[str, Any]]:
     """Append ``entries`` to the chain in the caller's transaction (which must hold ``lock_chain``);
-    returns the rows written, as column values."""
+    returns the rows written, as column values.
+
+    Each change is stored masked by its task's rule (``rule_for``), for every operator: the log can never
+    be edited, so a secret written there could never be removed. Operator-written text is stored only as
+    a reference to its note."""
     if not entries:
         return []
     last = session.execute(
@@ -158,9 +172,9 @@ def append(session: Session, entries: Sequence[Entry], at: datetime | None = Non
     for entry in entries:
         if entry.target_type not in TARGET_TYPES:  # raised before anything is written
             raise ValueError(f"target_type {entry.target_type!r} is not one of {TARGET_TYPES}")
-        change = jsonable(entry.change)
+        change = mask_change(jsonable(entry.change), rule_for, entry.context)
         digest = _hash(prev_hash, next_id, when, entry.operator, entry.action, entry.target_type, entry.target_id,
-                       entry.account, change, entry.reason)
+                       entry.account, change, None)
         rows.append(
             {
                 "id": next_id,
@@ -171,7 +185,7 @@ def append(session: Session, entries: Sequence[Entry], at: datetime | None = Non
                 "target_id": entry.target_id,
                 "account": entry.account,
                 "change": change,
-                "reason": entry.reason,
+                "reason": None,
                 "prev_hash": prev_hash,
                 "hash": digest,
             }
@@ -214,20 +228,24 @@ def verify(ledger: Ledger, batch: int = 5000) -> VerifyResult:
     return VerifyResult(True, checked, None, f"all {checked} entries are intact and chained", prev)
 
 
-def mask_change(change: Any, rule: MaskingRule, payload: Any = None) -> Any:
-    """A change record with payloads masked and their secrets scrubbed out of free text.
+def mask_change(change: Any, rule_for: RuleFor, payload: Any = None) -> Any:
+    """A change record with payloads masked, their secrets scrubbed out of task-produced text, and any
+    operator-written text that is not a note reference hidden whole (fail closed).
 
-    ``payload`` is the record's current payload, used to scrub text when the change itself carries none.
-    Masking an already masked record changes nothing, so it is applied on write and again on read.
-    """
-    return _mask_node(change, rule, payload)
+    Each part is masked by the rule of the task named beside it (a change of a schedule's task holds the
+    old task in "before" and the new one in "after"), else by the one named above it. ``payload`` is the
+    record's current payload, used to scrub text when the change itself carries none. Masking a masked
+    record changes nothing, so it is applied on write and again on read."""
+    return _mask_node(change, rule_for, None, payload)
 
 
-def _mask_node(node: Any, rule: MaskingRule, payload: Any) -> Any:
+def _mask_node(node: Any, rule_for: RuleFor, task: str | None, payload: Any) -> Any:
     if isinstance(node, list):
-        return [_mask_node(v, rule, payload) for v in node]
+        return [_mask_node(v, rule_for, task, payload) for v in node]
     if not isinstance(node, dict):
         return node
+    here_task = node["task"] if isinstance(node.get("task"), str) else task
+    rule = rule_for(here_task)
     # Scrub text at this level with the payload found beside it, else the one from above.
     here = next((node[k] for k in PAYLOAD_KEYS if k in node and node[k] is not None), payload)
     out: dict[str, Any] = {}
@@ -236,24 +254,22 @@ def _mask_node(node: Any, rule: MaskingRule, payload: Any) -> Any:
             out[key] = rule.mask_payload(value)
         elif key in TEXT_KEYS and isinstance(value, str):
             out[key] = rule.mask_text(value, here)
+        elif key in NOTE_KEYS and value is not None and ref_id(value) is None:
+            out[key] = MASK
         else:
-            out[key] = _mask_node(value, rule, here)
+            out[key] = _mask_node(value, rule_for, here_task, here)
     return out
 
 
-def read_log(
+def read_entries(
     ledger: Ledger,
     *,
     since: datetime | None = None,
     until: datetime | None = None,
     operator: str | None = None,
     account: str | None = None,
-    show: Callable[[ActivityEntry], tuple[Any, str | None]] | None = None,
-) -> pd.DataFrame:
-    """The log as a DataFrame, oldest first; ``account`` limits it to one account's entries.
-
-    ``show`` maps an entry to the (change, reason) the reader may see, e.g. masked for non-administrators.
-    """
+) -> list[ActivityEntry]:
+    """The log's entries, oldest first; ``account`` limits it to one account's entries."""
     stmt = select(ActivityEntry).order_by(ActivityEntry.id)
     if since is not None:
         stmt = stmt.where(ActivityEntry.at >= since)
@@ -263,22 +279,17 @@ def read_log(
         stmt = stmt.where(ActivityEntry.operator == operator)
     if account is not None:
         stmt = stmt.where(ActivityEntry.account == account)
-    records = []
     with ledger.read() as session:
-        for row in session.scalars(stmt):
-            change, reason = show(row) if show else (row.change, row.reason)
-            records.append(
-                {
-                    "at": row.at,
-                    "operator": row.operator,
-                    "action": row.action,
-                    "target_type": row.target_type,
-                    "target_id": row.target_id,
-                    "account": row.account,
-                    "change": change,
-                    "reason": reason,
-                }
-            )
+        return list(session.scalars(stmt))
+
+
+def log_frame(rows: Sequence[ActivityEntry], shown: Sequence[tuple[Any, str | None]]) -> pd.DataFrame:
+    """The entries as a DataFrame, each with the (change, reason) its reader may see."""
+    records = [
+        {"at": row.at, "operator": row.operator, "action": row.action, "target_type": row.target_type,
+         "target_id": row.target_id, "account": row.account, "change": change, "reason": reason}
+        for row, (change, reason) in zip(rows, shown, strict=True)
+    ]
     frame = pd.DataFrame(records, columns=list(LOG_COLUMNS))
     frame["at"] = pd.to_datetime(frame["at"], utc=True)
     return frame

@@ -30,6 +30,8 @@ class Settings:
     default_max_attempts: int = 3
     retention_days: float = 7.0
     payload_max_bytes: int = 1024 * 1024
+    # Payloads and templates nested deeper than this are refused (JSON walked by every reader).
+    payload_max_depth: int = 64
     worker_concurrency: int = 2
     # A running attempt whose lease is not renewed for this long is recorded as worker-lost.
     worker_lost_after: float = 60.0
@@ -65,7 +67,7 @@ class Settings:
         return self.database_url or f"sqlite:///{(self.home / 'ledger.db').resolve()}"
 
 
-_INT = {"default_max_attempts", "payload_max_bytes", "worker_concurrency", "maintenance_interval"}
+_INT = {"default_max_attempts", "payload_max_bytes", "payload_max_depth", "worker_concurrency", "maintenance_interval"}
 _FLOAT = {"retention_days", "worker_lost_after"}
 _TUPLE = {"task_modules", "sensitive_keys"}
 _BOOL = {"auto_upgrade", "enqueue_synchronous_commit"}

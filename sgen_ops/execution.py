@@ -26,6 +26,7 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import Engine, bindparam, event, insert, select, update
 
+from . import validate
 from .errors import JobCancelled, TaskError
 from .jobs import touch_lease, transition
 from .queue import PERFORM
@@ -425,7 +426,8 @@ def record_outcome(
         session.execute(
             update(ATTEMPTS)
             .where(ATTEMPTS.c.job_id == job.id, ATTEMPTS.c.run == job.run, ATTEMPTS.c.number == job.attempts)
-            .values(finished_at=now, exit=outcome, error_code=code[:100], error=detail[:ERROR_EXCERPT])
+            .values(finished_at=now, exit=outcome, error_code=validate.clean_text(code)[: validate.ERROR_CODE_CHARS],
+                    error=book.scrub(job.task, job.payload, detail, ERROR_EXCERPT))
         )
         delivery = book.after_failed_attempt(session, job, now, code, detail, log_text)
         state = job.state

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from sqlalchemy import select
 
-from . import execution, workers
+from . import execution, validate, workers
 from .config import Settings, load_settings
 from .embedded import ensure_redis, home_lock
 from .errors import AccessDenied, ValidationError
@@ -36,6 +36,8 @@ class Hub:
         self.redis: redis.Redis = redis.Redis.from_url(redis_url)
         self.transport = Transport(self.redis, settings.queue_prefix)
         self.book = JobBook(settings, self.ledger, self.transport)
+        # Every process that registers tasks publishes their masking rules, for the processes that do not.
+        self.book.rules.publish()
 
     def _prepare_schema(self) -> None:
         if self.settings.is_embedded_db:
@@ -114,7 +116,7 @@ class Hub:
         """One scheduler pass: emit every due schedule tick; returns the new job ids."""
         from .scheduler import tick
 
-        return tick(self, now=now)
+        return tick(self, now=validate.moment(now, "now", utcnow()) if now is not None else None)
 
     def reconcile(self) -> int:
         """Re-enqueue ledger jobs that Redis lost; returns how many."""
@@ -122,15 +124,15 @@ class Hub:
 
     def recover_lost(self, now: datetime | None = None) -> int:
         """Record attempts whose worker vanished (lease expired) as worker-lost and retry them."""
-        return self.book.recover_lost(now)
+        return self.book.recover_lost(validate.moment(now, "now", utcnow()) if now is not None else None)
 
     # -- operators ----------------------------------------------------------------------------
     def add_operator(self, name: str, role: str, account: str | None = None) -> int:
         """Register an operator; ``account`` None sees every account."""
-        if not name or not name.strip():
-            raise ValidationError("an operator needs a non-empty name")
-        if role not in ROLES:
-            raise ValidationError(f"role {role!r} is not valid; allowed: {', '.join(ROLES)}")
+        name = _operator_name(name)
+        if not isinstance(role, str) or role not in ROLES:
+            raise ValidationError(f"role {validate.describe(role)} is not valid; allowed: {', '.join(ROLES)}")
+        account = validate.account(account)
         with self.ledger.write() as session:
             if session.scalar(select(Operator.id).where(Operator.name == name)) is not None:
                 raise ValidationError(f"operator {name!r} already exists")
@@ -141,6 +143,8 @@ class Hub:
 
     def set_operator_enabled(self, name: str, enabled: bool) -> None:
         """Disable an operator (the admin gate then refuses them) or enable them again."""
+        name = _operator_name(name)
+        enabled = validate.flag(enabled, "enabled", "True (enable) or False (disable)")
         with self.ledger.write() as session:
             op = session.scalar(select(Operator).where(Operator.name == name))
             if op is None:
@@ -156,6 +160,9 @@ class Hub:
                 "no operator given: set SGEN_OPS_OPERATOR (or sign in through JupyterHub), and register "
                 "operators with `sgen-ops operators add NAME --role administrator|editor|viewer`"
             )
+        if not isinstance(name, str) or len(name) > validate.OPERATOR_CHARS:
+            raise AccessDenied(f"operator {validate.describe(name)} is not registered")
+        validate.storable(name, "operator name")
         with self.ledger.read() as session:
             op = session.scalar(select(Operator).where(Operator.name == name))
         if op is None or not op.enabled:
@@ -183,6 +190,12 @@ class Hub:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _operator_name(name: Any) -> str:
+    return validate.text(
+        name, "operator name", max_chars=validate.OPERATOR_CHARS, allowed="a non-empty name such as 'dana'"
+    ).strip()
 
 
 def connect(

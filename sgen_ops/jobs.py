@@ -11,17 +11,18 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 import redis
 from sqlalchemy import Connection, Dialect, Table, insert, select, text, update
 from sqlalchemy.orm import Session
 
+from . import validate
 from .config import Settings
 from .errors import ValidationError
-from .masking import MaskingRule
+from .masking import MASK, MaskingRule
 from .queue import Delivery, Transport
+from .rules import MaskingRules
 from .states import State, check_transition
 from .store import EVENTS, JOBS, Attempt, Job, JobEvent, Ledger, utcnow
 from .store.db import driver_error
@@ -30,41 +31,41 @@ from .tasks import PRIORITIES, find_task, get_task
 log = logging.getLogger(__name__)
 
 ERROR_LOG_LIMIT = 64 * 1024
+# The last error's detail as the ledger keeps it (masked, then cut); the full text is in the error log.
+DETAIL_LIMIT = 4000
+DEFAULT_DEPTH = 64
+MAX_DELAY_SECONDS = 3650 * 86400.0
+_DELAY_FORMS = "seconds >= 0 or a timedelta (at most 3650 days)"
+_MASK_ESCAPED = json.dumps(MASK)[1:-1]
 
 
-def encode_payload(payload: Any, limit: int) -> str:
-    """The payload as JSON, or a ValidationError saying why it cannot travel."""
-    try:
-        encoded = json.dumps(payload, allow_nan=False, sort_keys=True)
-    except (TypeError, ValueError) as exc:
-        raise ValidationError(
-            f"payload is not JSON-serialisable ({exc}); allowed: dicts, lists, strings, numbers, booleans, null"
-        ) from None
-    size = len(encoded.encode())
-    if size > limit:
-        raise ValidationError(f"payload is {size} bytes; the limit is {limit} bytes (setting payload_max_bytes)")
-    return encoded
+def encode_payload(payload: Any, limit: int, *, depth: int = DEFAULT_DEPTH, name: str = "payload") -> str:
+    """The payload as JSON, or a ValidationError saying why it cannot travel or be stored."""
+    return validate.json_document(payload, name, max_depth=depth, max_bytes=limit)
+
+
+def refuse_masks(payload: Any, encoded: str, name: str = "payload") -> None:
+    """A new payload holding the mask (copied from a masked view) has no stored value to keep there."""
+    if _MASK_ESCAPED in encoded:
+        MaskingRule().restore(payload, what=name)
 
 
 def parse_delay(delay: float | timedelta | None) -> float:
     if delay is None:
         return 0.0
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-        raise ValidationError(f"delay {delay!r} is not valid; give seconds >= 0 or a timedelta")
-    return float(seconds)
+    return validate.seconds(delay, "delay", hi=MAX_DELAY_SECONDS, allowed=_DELAY_FORMS)
 
 
-def check_priority(priority: str) -> str:
-    if priority not in PRIORITIES:
-        raise ValidationError(f"priority {priority!r} is not valid; allowed: {', '.join(PRIORITIES)}")
+def check_priority(priority: Any) -> str:
+    if not isinstance(priority, str) or priority not in PRIORITIES:
+        raise ValidationError(
+            f"priority {validate.describe(priority)} is not valid; allowed: {', '.join(PRIORITIES)}"
+        )
     return priority
 
 
 def check_max_attempts(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"max_attempts {value!r} is not valid; give a whole number >= 1")
-    return value
+    return validate.whole(value, "max_attempts", lo=1, hi=validate.INT_MAX)
 
 
 def transition(
@@ -218,7 +219,8 @@ class JobBook:
         self.settings = settings
         self.ledger = ledger
         self.transport = transport
-        self.masking_rule = lru_cache(maxsize=256)(self._masking_rule)
+        self.rules = MaskingRules(ledger, settings.sensitive_keys)
+        self.masking_rule = self.rules.rule
         self._binder: _Binder | None = None
 
     @property
@@ -228,17 +230,18 @@ class JobBook:
         return self._binder
 
     # -- masking ------------------------------------------------------------------------------
-    def _masking_rule(self, task: str) -> MaskingRule:
-        spec = find_task(task)
-        return MaskingRule(spec.sensitive if spec else (), self.settings.sensitive_keys)
-
     def search_masked(self, task: str, payload: Any, error_detail: str | None) -> str:
         """Payload and error text as a non-administrator may search them."""
-        rule = self.masking_rule(task)
-        text = json.dumps(rule.mask_payload(payload), sort_keys=True)
-        if error_detail:
-            text += "\n" + (rule.mask_text(error_detail, payload) or "")
-        return text
+        return self.masking_rule(task).search_text(payload, error_detail)
+
+    def scrub(self, task: str, payload: Any, text: str, limit: int | None = None, *, keep: str = "head") -> str:
+        """Text a task produced, as the ledger may keep it: made storable, the job's secrets masked, and only
+        then cut to ``limit`` characters (its start, or its end with ``keep="tail"``), so that a cut never
+        leaves part of a secret behind."""
+        masked = self.masking_rule(task).mask_text(validate.clean_text(text), payload)
+        if limit is None or len(masked) <= limit:
+            return masked
+        return masked[:limit] if keep == "head" else masked[-limit:]
 
     # -- create -------------------------------------------------------------------------------
     def prepare(self, task: str, payload: Any = None, **options: Any) -> Job:
@@ -264,16 +267,22 @@ class JobBook:
         """``prepare`` for many payloads of one task, as plain column values (no ORM objects): every
         column but the payload and its masked search text is the same for the whole batch."""
         spec = get_task(task)
+        self.rules.ensure_published(spec)
+        account = validate.account(account)
+        if not isinstance(payloads, list | tuple):
+            raise ValidationError(
+                f"payloads={validate.describe(payloads)} is not valid; give a list of payloads, one per job"
+            )
         budget = check_max_attempts(
             max_attempts if max_attempts is not None else spec.max_attempts or self.settings.default_max_attempts
         )
         now = now or utcnow()
         scheduled_for = now + timedelta(seconds=parse_delay(delay))
         priority = check_priority(priority or spec.priority)
-        limit = self.settings.payload_max_bytes
+        limit, depth = self.settings.payload_max_bytes, self.settings.payload_max_depth
         rows = []
         for payload in payloads:
-            encode_payload(payload, limit)
+            refuse_masks(payload, encode_payload(payload, limit, depth=depth))
             rows.append(
                 {
                     "task": task,
@@ -431,12 +440,15 @@ class JobBook:
         self, session: Session, job: Job, now: datetime, code: str, detail: str, log_text: str | None
     ) -> Delivery | None:
         """Record a failed attempt's error on a running job and decide: cancelled, retrying, dead-letter or failed."""
-        job.last_error_code = code[:100]
-        job.last_error_detail = detail
+        code = validate.clean_text(code)[: validate.ERROR_CODE_CHARS]
+        job.last_error_code = code
+        # Masked first, then cut: a cut through a secret would otherwise keep part of it.
+        job.last_error_detail = self.scrub(job.task, job.payload, detail, DETAIL_LIMIT)
         if log_text:
-            entry = f"--- run {job.run} attempt {job.attempts} at {now.isoformat()} [{code}]\n{log_text.rstrip()}\n"
+            entry = f"--- run {job.run} attempt {job.attempts} at {now.isoformat()} [{code}]\n"
+            entry += self.scrub(job.task, job.payload, log_text.rstrip(), ERROR_LOG_LIMIT, keep="tail") + "\n"
             job.error_log = ((job.error_log or "") + entry)[-ERROR_LOG_LIMIT:]
-        job.search_masked = self.search_masked(job.task, job.payload, detail)
+        job.search_masked = self.search_masked(job.task, job.payload, job.last_error_detail)
         job.lease_until = None
         if job.cancel_requested:
             # A cancelled job is not retried, whatever its last attempt did.

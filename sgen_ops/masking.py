@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any, overload
@@ -62,9 +63,16 @@ def _matches(segment: _Segment, key: str | int, in_list: bool) -> bool:
 
 
 class MaskingRule:
-    """Which parts of a task's payload are sensitive, and how to hide them."""
+    """Which parts of a task's payload are sensitive, and how to hide them.
 
-    def __init__(self, sensitive: Sequence[str] = (), global_keys: Sequence[str] = ()) -> None:
+    ``everything`` is the rule of a task whose declaration no process has published: the whole payload is
+    masked and every one of its values scrubbed from text (fail closed).
+    """
+
+    def __init__(
+        self, sensitive: Sequence[str] = (), global_keys: Sequence[str] = (), *, everything: bool = False
+    ) -> None:
+        self.everything = everything
         if isinstance(sensitive, str):
             raise ValidationError(f"sensitive must be a list of dotted paths, not the string {sensitive!r}")
         if isinstance(global_keys, str):
@@ -104,12 +112,25 @@ class MaskingRule:
         return any(k in lowered for k in self.global_keys)
 
     def _advance(self, states: list[_Path], key: str | int, in_list: bool) -> tuple[list[_Path], bool]:
-        """Step the still-matching paths past ``key``; True if one of them ends here."""
+        """Step the still-matching paths past ``key``; True if one of them ends here.
+
+        A key holding dots (``{"customer.email": ...}``) is matched both as one segment and as the segments
+        it spells, so the path ``customer.email`` masks it either way."""
         nxt = [p[1:] for p in states if _matches(p[0], key, in_list)]
-        return [p for p in nxt if p], any(not p for p in nxt)
+        hit = any(not p for p in nxt)
+        if not in_list and isinstance(key, str) and "." in key:
+            spelled = states
+            for part in key.split("."):
+                spelled = [p[1:] for p in spelled if _matches(p[0], part, False)]
+                hit = hit or any(not p for p in spelled)
+                spelled = [p for p in spelled if p]
+            nxt.extend(spelled)
+        return [p for p in nxt if p], hit
 
     def is_sensitive_path(self, path: tuple[str | int, ...]) -> bool:
         """True if the value at ``path`` (dict keys and list indexes) is masked, itself or via an ancestor."""
+        if self.everything:
+            return True
         states = list(self._paths)
         for key in path:
             in_list = isinstance(key, int) and not isinstance(key, bool)
@@ -123,8 +144,11 @@ class MaskingRule:
     def mask_payload(self, payload: Any) -> Any:
         """A deep copy of ``payload`` with every sensitive value (whole subtree) replaced by MASK.
 
-        The input is never mutated; a payload that is not a dict or list comes back unchanged.
+        The input is never mutated; a payload that is not a dict or list comes back unchanged (under the
+        ``everything`` rule, any payload but None is one MASK).
         """
+        if self.everything:
+            return None if payload is None else MASK
         return self._mask(payload, list(self._paths))
 
     def _mask(self, node: Any, states: list[_Path]) -> Any:
@@ -150,7 +174,10 @@ class MaskingRule:
         (the value itself is still masked wherever the payload is shown). Booleans and nulls are skipped.
         """
         found: list[str] = []
-        self._collect(payload, list(self._paths), found)
+        if self.everything:
+            _leaves(payload, found)
+        else:
+            self._collect(payload, list(self._paths), found)
         return list(dict.fromkeys(found))  # de-duplicated, first-seen order
 
     def _collect(self, node: Any, states: list[_Path], found: list[str]) -> None:
@@ -190,6 +217,52 @@ class MaskingRule:
         if self._text_re is not None:
             text = self._text_re.sub(_mask_fragment, text)
         return text
+
+
+    def search_text(self, payload: Any, error_detail: str | None = None) -> str:
+        """What a masked reader may search: the masked payload's JSON (non-ASCII as itself, as PostgreSQL's
+        JSON text has it) with the masks left out, so that searching for the mask or its escape matches
+        nothing, then the masked error detail."""
+        text = json.dumps(self.mask_payload(payload), sort_keys=True, ensure_ascii=False).replace(MASK, "")
+        if error_detail:
+            text += "\n" + self.mask_text(error_detail, payload).replace(MASK, "")
+        return text
+
+    def restore(self, submitted: Any, stored: Any = None, what: str = "payload", *, has_stored: bool = False) -> Any:
+        """``submitted`` with each sensitive value that still holds the mask given back its ``stored`` value:
+        saving a payload as a masked reader saw it keeps the secrets (as a password field does). A mask
+        anywhere else (a field that is not sensitive, or one ``stored`` lacks) is a ValidationError; without
+        ``has_stored`` (a new payload) every mask is."""
+        return self._restore(submitted, stored if has_stored else _ABSENT, (), what)
+
+    def _restore(self, node: Any, stored: Any, path: tuple[str | int, ...], what: str) -> Any:
+        if isinstance(node, str) and MASK in node:
+            if node == MASK and stored is not _ABSENT and self.is_sensitive_path(path):
+                return stored
+            where = what + "".join(f"[{k!r}]" for k in path)
+            raise ValidationError(
+                f"{where} holds the mask {MASK!r} where no hidden value can be kept; the mask is allowed only in a "
+                "sensitive field, standing for the value already stored there: give the real value"
+            )
+        if isinstance(node, dict):
+            return {
+                k: self._restore(v, _child(stored, k), (*path, k), what) for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [self._restore(v, _child(stored, i), (*path, i), what) for i, v in enumerate(node)]
+        return node
+
+
+_ABSENT: Any = object()
+
+
+def _child(stored: Any, key: str | int) -> Any:
+    """``stored[key]`` if there is one (dict key, or list index), else _ABSENT."""
+    if isinstance(stored, dict) and isinstance(key, str) and key in stored:
+        return stored[key]
+    if isinstance(stored, list) and isinstance(key, int) and 0 <= key < len(stored):
+        return stored[key]
+    return _ABSENT
 
 
 def _mask_fragment(match: re.Match[str]) -> str:

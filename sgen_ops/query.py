@@ -8,10 +8,9 @@ returns the task's masking rule for a masked viewer and None for one who sees pa
 from __future__ import annotations
 
 import itertools
-import operator as _operator
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
@@ -37,6 +36,7 @@ from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
 from sqlalchemy.orm import Session
 
+from . import validate
 from .errors import ValidationError
 from .masking import MaskingRule
 from .states import ALL_STATES, State
@@ -44,47 +44,20 @@ from .store import Attempt, Job, Operator, Schedule, as_utc
 
 FILTERS = ("state", "task", "since", "until", "error_code", "text", "include_old_succeeded")
 EXCERPT_CHARS = 120
-# Enough of the error detail to mask it reliably before cutting the excerpt from its start.
-_DETAIL_PREFIX = 4000
 MAX_PER_PAGE = 10_000
 
 RuleFor = Callable[[str], MaskingRule | None]
 
 
-def parse_job_id(value: Any) -> int:
-    """A job or schedule id as int: numpy integers from a DataFrame are fine, text and floats are not."""
-    if isinstance(value, bool):
-        raise ValidationError(f"id {value!r} is not valid; give a whole number such as 42")
-    try:
-        return int(_operator.index(value))
-    except TypeError:
-        raise ValidationError(f"id {value!r} is not valid; give a whole number such as 42") from None
+def parse_job_id(value: Any, what: str = "job") -> int:
+    """A job or schedule id as int: numpy integers from a DataFrame are fine, text and floats are not; an id
+    no row can have is NotFound."""
+    return validate.ident(value, what)
 
 
 def parse_time(value: Any, name: str, now: datetime) -> datetime:
     """A datetime (naive is UTC), an ISO 8601 string, or a timedelta meaning that long before now."""
-    if isinstance(value, datetime):
-        return as_utc(value)
-    if isinstance(value, timedelta):
-        return now - value
-    if isinstance(value, str):
-        try:
-            return as_utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
-        except ValueError:
-            pass
-    raise ValidationError(
-        f"{name}={value!r} is not a time; give a datetime, an ISO 8601 string such as "
-        "'2026-01-31T12:00:00Z', or a timedelta (that long ago)"
-    )
-
-
-def _names(value: Any, name: str) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    items = [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else [value]
-    if not items or not all(isinstance(v, str) and v for v in items):
-        raise ValidationError(f"{name}={value!r} is not valid; give a name or a list of names")
-    return tuple(dict.fromkeys(items))
+    return validate.moment(value, name, now)
 
 
 @dataclass(frozen=True)
@@ -112,24 +85,27 @@ def parse_filters(filters: Mapping[str, Any], now: datetime, allowed: Sequence[s
     unknown = sorted(set(filters) - set(allowed))
     if unknown:
         raise ValidationError(f"unknown filter(s) {', '.join(unknown)}; allowed filters: {', '.join(allowed)}")
-    states = _names(filters.get("state"), "state")
+    states = validate.names(filters.get("state"), "state")
     if states:
         bad = [s for s in states if s not in ALL_STATES]
         if bad:
             raise ValidationError(f"unknown state(s) {', '.join(bad)}; states are: {', '.join(ALL_STATES)}")
     text = filters.get("text")
-    if text is not None and not isinstance(text, str):
-        raise ValidationError(f"text={text!r} is not valid; give the text to search for")
+    if text is not None:
+        text = validate.text(text, "text", max_chars=validate.TERM_CHARS, allowed="the text to search for",
+                             empty=True, eq=True)
+    old = filters.get("include_old_succeeded", False)
+    old = validate.flag(old, "include_old_succeeded") if old is not None else False
     since = filters.get("since")
     until = filters.get("until")
     return JobFilter(
         states=states,
-        tasks=_names(filters.get("task"), "task"),
+        tasks=validate.names(filters.get("task"), "task"),
         since=parse_time(since, "since", now) if since is not None else None,
         until=parse_time(until, "until", now) if until is not None else None,
-        error_codes=_names(filters.get("error_code"), "error_code"),
+        error_codes=validate.names(filters.get("error_code"), "error_code", max_chars=validate.ERROR_CODE_CHARS),
         text=(text.strip() or None) if text is not None else None,
-        include_old_succeeded=bool(filters.get("include_old_succeeded", False)),
+        include_old_succeeded=old,
     )
 
 
@@ -388,14 +364,13 @@ def list_page(
     rule_for: RuleFor,
 ) -> JobPage:
     """Count the matches, fetch one page of them (newest first) and mask it for the viewer."""
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise ValidationError(f"page={page!r} is not valid; pages start at 1")
-    if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= MAX_PER_PAGE:
-        raise ValidationError(f"per_page={per_page!r} is not valid; give 1 to {MAX_PER_PAGE}")
+    page = validate.whole(page, "page", lo=1, hi=validate.INT_MAX)
+    per_page = validate.whole(per_page, "per_page", lo=1, hi=MAX_PER_PAGE)
     newest_first = (Job.created_at.desc(), Job.id.desc())
     columns = (
         Job.id, Job.task, Job.state, Job.attempts, Job.max_attempts, Job.scheduled_for,
-        Job.last_error_code, func.substr(Job.last_error_detail, 1, _DETAIL_PREFIX).label("detail"),
+        # The whole detail (the ledger keeps 4,000 characters): masked before the excerpt is cut from it.
+        Job.last_error_code, Job.last_error_detail.label("detail"),
         Job.originating_user_id, Job.account, Job.created_at, Job.updated_at, Job.payload,
     )
     offset = (page - 1) * per_page

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import CroniterError, croniter  # type: ignore[import-untyped,unused-ignore]
 
 from .errors import ValidationError
+from .validate import describe, storable
 
 __all__ = [
     "MAX_INTERVAL_SECONDS",
@@ -37,6 +38,7 @@ __all__ = [
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 MIN_INTERVAL_SECONDS = 1.0
+MAX_CRON_CHARS = 200  # the ledger's column
 MAX_INTERVAL_SECONDS = 3650 * 86400.0  # ten years: keeps anchor + k*every far from datetime's limits
 
 _INTERVAL_FORMS = (
@@ -72,16 +74,16 @@ _CRON_PROBE_START = datetime(2000, 1, 1, tzinfo=UTC)
 # --------------------------------------------------------------------------- intervals
 
 
-def _interval_error(value: object, problem: str) -> ValidationError:
-    return ValidationError(f"invalid interval {value!r}: {problem}; allowed: {_INTERVAL_FORMS}")
+def _interval_error(value: object, problem: str, name: str = "interval") -> ValidationError:
+    return ValidationError(f"invalid {name} {describe(value)}: {problem}; allowed: {_INTERVAL_FORMS}")
 
 
-def _parse_interval_text(value: str) -> float:
+def _parse_interval_text(value: str, name: str = "interval") -> float:
     text = value.strip().lower()
     if not text:
-        raise _interval_error(value, "it is empty")
+        raise _interval_error(value, "it is empty", name)
     if text.startswith("-"):
-        raise _interval_error(value, "it is negative, an interval must be positive")
+        raise _interval_error(value, "it is negative, an interval must be positive", name)
     if _NUMERIC_RE.fullmatch(text):
         return float(text)
     total = 0.0
@@ -90,43 +92,48 @@ def _parse_interval_text(value: str) -> float:
     while pos < len(text):
         match = _TERM_RE.match(text, pos)
         if match is None:
-            raise _interval_error(value, f"cannot understand {text[pos:].strip()!r}")
+            raise _interval_error(value, f"cannot understand {describe(text[pos:].strip())}", name)
         number, unit = match.group(1), match.group(2)
         if unit not in _UNIT_SECONDS:
-            raise _interval_error(value, f"unknown unit {unit!r}")
+            raise _interval_error(value, f"unknown unit {unit!r}", name)
         factor = _UNIT_SECONDS[unit]
         if factor in seen:
-            raise _interval_error(value, f"unit {unit!r} is given more than once")
+            raise _interval_error(value, f"unit {unit!r} is given more than once", name)
         seen.add(factor)
         total += float(number) * factor
         pos = match.end()
     return total
 
 
-def parse_interval(value: int | float | timedelta | str) -> float:
+def parse_interval(value: int | float | timedelta | str, name: str = "interval") -> float:
     """Seconds in ``value``: a number of seconds, a ``timedelta``, a numeric string, or text like ``"1h30m"``.
 
     Raises ``ValidationError`` (saying what was wrong and which forms are allowed) for a bool, an unparseable
     value, or an interval under one second (zero and negative included) or over 3650 days.
     """
     if isinstance(value, bool):
-        raise _interval_error(value, "a bool is not an interval")
+        raise _interval_error(value, "a bool is not an interval", name)
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
     elif isinstance(value, str):
-        seconds = _parse_interval_text(value)
+        storable(value, name)
+        seconds = _parse_interval_text(value, name)
     else:
-        raise _interval_error(value, f"a {type(value).__name__} is not an interval")
+        raise _interval_error(value, f"a {type(value).__name__} is not an interval", name)
     if not math.isfinite(seconds):
-        raise _interval_error(value, "it is not a finite number")
+        raise _interval_error(value, "it is not a finite number", name)
     if seconds <= 0:
-        raise _interval_error(value, f"it is {'zero' if seconds == 0 else 'negative'}, it must be at least 1 second")
+        sign = "zero" if seconds == 0 else "negative"
+        raise _interval_error(value, f"it is {sign}, it must be at least 1 second", name)
     if seconds < MIN_INTERVAL_SECONDS:
-        raise _interval_error(value, f"{seconds:g}s is under the minimum of 1 second")
+        raise _interval_error(value, f"{seconds:g}s is under the minimum of 1 second", name)
     if seconds > MAX_INTERVAL_SECONDS:
-        raise _interval_error(value, f"{format_interval(seconds)} is over the maximum of 3650 days")
+        raise _interval_error(value, f"{seconds:g} seconds is over the maximum of 3650 days", name)
     return seconds
 
 
@@ -158,24 +165,31 @@ def validate_cron(expr: str) -> str:
     can never fire (e.g. ``"0 0 30 2 *"``) is rejected too.
     """
     if not isinstance(expr, str):
-        raise ValidationError(f"invalid cron expression {expr!r}: it must be a string; {_CRON_FORMS}")
+        raise ValidationError(f"invalid cron expression {describe(expr)}: it must be a string; {_CRON_FORMS}")
+    storable(expr, "cron expression")
     normalised = " ".join(expr.split())
+    if len(normalised) > MAX_CRON_CHARS:
+        raise ValidationError(
+            f"invalid cron expression {describe(expr)}: it is over {MAX_CRON_CHARS} characters; {_CRON_FORMS}"
+        )
     if not normalised:
-        raise ValidationError(f"invalid cron expression {expr!r}: it is empty; {_CRON_FORMS}")
+        raise ValidationError(f"invalid cron expression {describe(expr)}: it is empty; {_CRON_FORMS}")
     if normalised.startswith("@"):
         normalised = normalised.lower()
         if normalised not in _CRON_ALIASES:
-            raise ValidationError(f"invalid cron expression {expr!r}: unknown alias {normalised!r}; {_CRON_FORMS}")
+            raise ValidationError(
+                f"invalid cron expression {describe(expr)}: unknown alias {describe(normalised)}; {_CRON_FORMS}"
+            )
     else:
         n_fields = len(normalised.split(" "))
         if n_fields != 5:
-            raise ValidationError(f"invalid cron expression {expr!r}: it has {n_fields} fields; {_CRON_FORMS}")
+            raise ValidationError(f"invalid cron expression {describe(expr)}: it has {n_fields} fields; {_CRON_FORMS}")
     try:
         croniter(normalised, _CRON_PROBE_START).get_next(datetime)
     except CroniterError as exc:
-        raise ValidationError(f"invalid cron expression {expr!r}: {exc}; {_CRON_FORMS}") from exc
+        raise ValidationError(f"invalid cron expression {describe(expr)}: {exc}; {_CRON_FORMS}") from exc
     except (ValueError, TypeError, KeyError, IndexError) as exc:  # defensive: croniter's less tidy failures
-        raise ValidationError(f"invalid cron expression {expr!r}: {exc}; {_CRON_FORMS}") from exc
+        raise ValidationError(f"invalid cron expression {describe(expr)}: {exc}; {_CRON_FORMS}") from exc
     return normalised
 
 
@@ -184,7 +198,7 @@ def validate_timezone(name: str | None) -> str:
     if name is None:
         return "UTC"
     if not isinstance(name, str):
-        raise ValidationError(f"invalid time zone {name!r}: it must be a string; {_ZONE_EXAMPLES}")
+        raise ValidationError(f"invalid time zone {describe(name)}: it must be a string; {_ZONE_EXAMPLES}")
     key = name.strip()
     try:
         ZoneInfo(key)
@@ -194,7 +208,7 @@ def validate_timezone(name: str | None) -> str:
             matches = sorted(z for z in available_timezones() if z.lower() == key.lower())
             if matches:
                 hint = f" (did you mean {matches[0]!r}?)"
-        raise ValidationError(f"unknown time zone {name!r}{hint}; {_ZONE_EXAMPLES}") from exc
+        raise ValidationError(f"unknown time zone {describe(name)}{hint}; {_ZONE_EXAMPLES}") from exc
     return key
 
 
@@ -227,7 +241,7 @@ class Timing:
         if (self.cron is None) == (self.every is None):
             raise ValidationError(
                 "give exactly one of cron= or every= (e.g. cron='0 9 * * *' or every='15m'); "
-                f"got cron={self.cron!r}, every={self.every!r}"
+                f"got cron={describe(self.cron)}, every={describe(self.every)}"
             )
         if self.cron is not None:
             object.__setattr__(self, "cron", validate_cron(self.cron))
@@ -249,7 +263,7 @@ class Timing:
         if (cron is None) == (every is None):
             raise ValidationError(
                 "give exactly one of cron= or every= (e.g. cron='0 9 * * *' or every='15m'); "
-                f"got cron={cron!r}, every={every!r}"
+                f"got cron={describe(cron)}, every={describe(every)}"
             )
         zone = validate_timezone(timezone)
         if cron is not None:

@@ -23,12 +23,14 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from . import validate
 from .errors import ValidationError
-from .jobs import check_max_attempts, check_priority, encode_payload
+from .jobs import DEFAULT_DEPTH, check_max_attempts, check_priority, encode_payload, refuse_masks
 from .queue import Delivery
 from .schedule_timing import Timing, format_interval, parse_interval
 from .store import Job, Schedule, ScheduleTick, as_utc, utcnow
 from .tasks import find_task, get_task
+from .validate import describe
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -99,10 +101,13 @@ def _check_format(fmt: str, where: str) -> None:
         if fmt[i] == "%":
             directive = fmt[i + 1 : i + 2]
             if not directive:
-                raise ValidationError(f"payload template {where}: format {fmt!r} ends with a lone '%'; {_FORMAT_HELP}")
+                raise ValidationError(
+                    f"payload template {where}: format {describe(fmt)} ends with a lone '%'; {_FORMAT_HELP}"
+                )
             if directive not in _DIRECTIVES:
                 raise ValidationError(
-                    f"payload template {where}: format {fmt!r} has an unknown directive '%{directive}'; {_FORMAT_HELP}"
+                    f"payload template {where}: format {describe(fmt)} has an unknown directive '%{directive}'; "
+                    f"{_FORMAT_HELP}"
                 )
             i += 2
         else:
@@ -147,16 +152,20 @@ def render_payload(template: Any, *, tick_at: datetime, timezone: str, schedule_
     return walk(template)
 
 
-def check_template(template: Any, *, timezone: str, payload_max_bytes: int, sample_tick: datetime) -> None:
-    """``ValidationError`` unless the template is JSON, its placeholders' formats are valid, and a rendered
-    payload fits the payload size limit."""
-    encode_payload(template, payload_max_bytes)
+def check_template(
+    template: Any, *, timezone: str, payload_max_bytes: int, sample_tick: datetime,
+    payload_max_depth: int = DEFAULT_DEPTH,
+) -> None:
+    """``ValidationError`` unless the template is JSON, holds no mask (``surface`` restores an edited one's),
+    its placeholders' formats are valid, and a rendered payload fits the payload size limit."""
+    refuse_masks(template, encode_payload(template, payload_max_bytes, depth=payload_max_depth, name="payload"),
+                 "payload template")
     for path, text in _strings(template):
         for match in _PLACEHOLDER.finditer(text):
             if match.group(1) is not None:
                 _check_format(match.group(1), f"at {path}")
     rendered = render_payload(template, tick_at=sample_tick, timezone=timezone, schedule_id=2**31 - 1)
-    encode_payload(rendered, payload_max_bytes)
+    encode_payload(rendered, payload_max_bytes, depth=payload_max_depth)
 
 
 # ----------------------------------------------------------------------------- field checks
@@ -167,10 +176,11 @@ def parse_retention(value: int | float | timedelta | str | None) -> float | None
     if value is None:
         return None
     days: float
+    bad = f"retention {describe(value)} is not valid"
     if isinstance(value, bool):
-        raise ValidationError(f"retention {value!r} is not valid: a bool is not a retention; give {_RETENTION_FORMS}")
+        raise ValidationError(f"{bad}: a bool is not a retention; give {_RETENTION_FORMS}")
     if isinstance(value, int | float):
-        days = float(value)
+        days = float(value) if not isinstance(value, int) or abs(value) < 10**300 else math.inf
     elif isinstance(value, timedelta):
         days = value.total_seconds() / 86400.0
     elif isinstance(value, str):
@@ -181,33 +191,26 @@ def parse_retention(value: int | float | timedelta | str | None) -> float | None
             try:
                 days = parse_interval(text) / 86400.0
             except ValidationError:
-                raise ValidationError(f"retention {value!r} is not valid; give {_RETENTION_FORMS}") from None
+                raise ValidationError(f"{bad}; give {_RETENTION_FORMS}") from None
     else:
-        raise ValidationError(f"retention {value!r} is not valid: a {type(value).__name__}; give {_RETENTION_FORMS}")
+        raise ValidationError(f"{bad}: a {type(value).__name__}; give {_RETENTION_FORMS}")
     if not math.isfinite(days) or days <= 0:
-        raise ValidationError(f"retention {value!r} is not valid: it must be more than zero; give {_RETENTION_FORMS}")
+        raise ValidationError(f"{bad}: it must be more than zero; give {_RETENTION_FORMS}")
     if days > MAX_RETENTION_DAYS:
-        raise ValidationError(f"retention {value!r} is not valid: it is over 3650 days; give {_RETENTION_FORMS}")
+        raise ValidationError(f"{bad}: it is over 3650 days; give {_RETENTION_FORMS}")
     return days
 
 
 def _check_task(task: Any) -> str:
-    if not isinstance(task, str):
-        raise ValidationError(f"task {task!r} is not valid; give a registered task name such as 'report.weekly'")
-    get_task(task)
-    return task
+    return get_task(task).name
 
 
 def _check_enabled(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValidationError(f"enabled {value!r} is not valid; give True (resume) or False (pause)")
-    return value
+    return validate.flag(value, "enabled", "True (resume) or False (pause)")
 
 
 def _check_account(value: Any) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise ValidationError(f"account {value!r} is not valid; give an account name or None")
-    return value
+    return validate.account(value)
 
 
 def _priority_for(task: str, priority: Any) -> str:
@@ -287,6 +290,7 @@ def create(
         payload,
         timezone=timing.timezone,
         payload_max_bytes=hub.settings.payload_max_bytes,
+        payload_max_depth=hub.settings.payload_max_depth,
         sample_tick=timing.next_after(now),
     )
     schedule = Schedule(
@@ -360,6 +364,7 @@ def edit(
             template,
             timezone=timing.timezone,
             payload_max_bytes=hub.settings.payload_max_bytes,
+            payload_max_depth=hub.settings.payload_max_depth,
             sample_tick=now,
         )
     if "payload" in changes:
@@ -405,7 +410,7 @@ def emit(
     was already emitted, its unique key raises ``IntegrityError`` here and the caller rolls back.
     """
     if kind not in (TICK, MANUAL):
-        raise ValidationError(f"schedule tick kind {kind!r} is not valid; allowed: {TICK}, {MANUAL}")
+        raise ValidationError(f"schedule tick kind {describe(kind)} is not valid; allowed: {TICK}, {MANUAL}")
     tick_at, now = as_utc(tick_at), as_utc(now)
     payload = render_payload(
         schedule.payload_template, tick_at=tick_at, timezone=schedule.timezone or "UTC", schedule_id=schedule.id
@@ -457,7 +462,7 @@ def preview(
 ) -> list[datetime]:
     """The next ``count`` fire times (UTC) a schedule created at ``now`` with this timing would have."""
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValidationError(f"count {count!r} is not valid; give a whole number >= 0")
+        raise ValidationError(f"count {describe(count)} is not valid; give a whole number >= 0")
     now = as_utc(now) if now is not None else utcnow()
     return Timing.build(cron=cron, every=every, timezone=timezone, anchor=now).fire_times(now, count)
 

@@ -7,7 +7,6 @@ account; an account-bound operator passes theirs.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,8 +15,10 @@ from sqlalchemy import ColumnElement, Float, Integer, cast, func, literal_column
 
 from .errors import ValidationError
 from .query import epoch_seconds
+from .schedule_timing import parse_interval
 from .states import State
 from .store import Attempt, Job, JobEvent, Ledger, utcnow
+from .validate import describe
 
 # Event target state -> throughput column.
 COUNTED = {
@@ -31,24 +32,12 @@ GROUPINGS = ("task", "account")
 PERCENTILES = (0.5, 0.95, 0.99)
 TIMING_COLUMNS = ("task", "attempts", "run_p50", "run_p95", "run_p99", "wait_p50", "wait_p95", "wait_p99")
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 
 
 def parse_window(window: str | timedelta, name: str = "window") -> timedelta:
-    """'15m', '1h', '24h', '7d' (s, m, h, d, w) or a timedelta; must be positive."""
-    if isinstance(window, timedelta):
-        span = window
-    elif isinstance(window, str) and (m := _WINDOW.match(window)):
-        span = timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2).lower()])
-    else:
-        raise ValidationError(
-            f"{name}={window!r} is not valid; give a number and a unit (s, m, h, d, w) such as '15m', '1h', "
-            "'24h', '7d', or a timedelta"
-        )
-    if span <= timedelta(0):
-        raise ValidationError(f"{name}={window!r} must be longer than zero")
-    return span
+    """'15m', '1h', '24h', '7d', '1h30m' (the units of schedule intervals), seconds, or a timedelta; from
+    1 second up to 3650 days."""
+    return timedelta(seconds=parse_interval(window, name))
 
 
 def _counted_events(start: datetime, end: datetime, account: str | None) -> list[ColumnElement[bool]]:
@@ -65,8 +54,8 @@ def throughput(
     now: datetime | None = None,
 ) -> pd.DataFrame:
     """Per task (or account): succeeded, failed, dead-lettered and cancelled counts inside the window."""
-    if by not in GROUPINGS:
-        raise ValidationError(f"by={by!r} is not valid; group by one of: {', '.join(GROUPINGS)}")
+    if not isinstance(by, str) or by not in GROUPINGS:
+        raise ValidationError(f"by={describe(by)} is not valid; group by one of: {', '.join(GROUPINGS)}")
     end = now or utcnow()
     start = end - parse_window(window)
     key = JobEvent.task if by == "task" else JobEvent.account
@@ -92,7 +81,7 @@ def throughput_series(
     """Long form for charts: one row per (interval start, task, state) with the count of events."""
     step = int(parse_window(interval, "interval").total_seconds())
     if step < 1:
-        raise ValidationError(f"interval={interval!r} must be at least one second")
+        raise ValidationError(f"interval={describe(interval)} must be at least one second")
     end = now or utcnow()
     start = end - parse_window(window)
     dialect = ledger.engine.dialect.name

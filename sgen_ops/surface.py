@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -23,15 +23,16 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Row, Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from . import audit, query, schedules, stats
+from . import audit, notes, query, schedules, stats, validate
 from .config import Settings
 from .errors import AccessDenied, InvalidTransition, NotFound, ValidationError
-from .jobs import check_max_attempts, check_priority, encode_payload
+from .jobs import check_max_attempts, check_priority, encode_payload, parse_delay
 from .masking import MaskingRule
 from .permissions import Policy
 from .queue import Delivery
+from .resolver import Resolver, note_ids
 from .states import ALL_STATES, State
-from .store import ActivityEntry, Attempt, Job, Operator, Schedule, as_utc, utcnow
+from .store import Attempt, Job, Operator, OperatorNote, Schedule, as_utc, utcnow
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -63,7 +64,7 @@ class Operation:
     accepts: frozenset[str] | None = None  # states the target must be in (None: any)
     audits: tuple[str, ...] = ()  # fields whose before/after are logged ('state' always is); SNAPSHOT
     target_type: str = "job"  # or "schedule"
-    reason: str | None = None  # the argument logged as the entry's reason
+    reason: str | None = None  # the argument holding operator-written text, kept as a note (``notes``)
     result_key: str | None = None  # logs the operation's result under this key of "after"
     check: Callable[[Settings, dict[str, Any]], dict[str, Any]] | None = None  # validates args first
 
@@ -90,6 +91,8 @@ class Write:
         self.purged: list[Job] = []
         # Attempt histories read for a batch at once (job id -> attempts), for the purge snapshots.
         self.histories: dict[int, list[Row[Any]]] | None = None
+        # The newest note of each (job, note field) of a batch, read at once, for the snapshots.
+        self.notes: dict[tuple[int, str], OperatorNote] | None = None
 
     def move(self, job: Job, state: State) -> None:
         self.book.move(self.session, job, state, self.now, self.events)
@@ -117,12 +120,38 @@ class Write:
         self.purged.append(job)
 
     def read_histories(self, job_ids: Sequence[int]) -> None:
-        """Read the attempts of many jobs in one query (plain rows, no ORM objects), for ``history``."""
+        """Read the attempts and notes of many jobs in one query each (plain rows, no ORM objects), for
+        ``history`` and ``note_refs``."""
         found: dict[int, list[Row[Any]]] = {job_id: [] for job_id in job_ids}
         for chunk in _chunks(job_ids):
             for a in self.session.execute(_history_of(Attempt.job_id.in_(chunk))):
                 found[a.job_id].append(a)
         self.histories = found
+        self.notes = notes.latest(self.session, "job", job_ids)
+
+    def note_refs(self, target: Any, target_type: str, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` with the text of each note field replaced by a reference to the note holding it: the
+        Activity Log never holds operator-written text."""
+        fields = [f for f in notes.NOTE_FIELDS if record.get(f) is not None]
+        if not fields:
+            return record
+        latest = self.notes
+        if latest is None or not any(k[0] == target.id for k in latest):
+            latest = notes.latest(self.session, target_type, [target.id])
+        out = dict(record)
+        for name in fields:
+            note = latest.get((target.id, name))
+            out[name] = notes.ref(note.id if note is not None and note.text == record[name] else None)
+        return out
+
+    def add_note(self, target: Any, target_type: str, field: str, text: str) -> int:
+        """Keep operator-written text as a note of ``target``, marked if it quotes one of its secrets."""
+        rule = self.book.masking_rule(target.task)
+        quotes = rule.mask_text(text, getattr(target, "payload", None)) != text
+        return notes.add(
+            self.session, target_type=target_type, target_id=target.id, field=field, operator=self.ops.name,
+            role=self.ops.role, text=text, sensitive=quotes, at=self.now,
+        )
 
     def history(self, job: Job) -> Sequence[Row[Any]]:
         """The job's attempts, oldest first."""
@@ -151,11 +180,13 @@ class Write:
         target: Any,
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
-        reason: str | None = None,
+        note_id: int | None = None,
     ) -> None:
-        """Log the change to one job or schedule, masked as the acting operator sees it."""
-        change = {"task": target.task, "before": before, "after": after}
-        self.entries.append(self.ops._entry(action, target_type, target, change, reason))
+        """Log the change to one job or schedule (``audit.append`` masks it, whoever acts)."""
+        change: dict[str, Any] = {"task": target.task, "before": before, "after": after}
+        if note_id is not None:
+            change[notes.REF_KEY] = note_id
+        self.entries.append(self.ops._entry(action, target_type, target, change))
 
 
 def snapshot(target: Any, names: tuple[str, ...]) -> dict[str, Any]:
@@ -233,6 +264,7 @@ def _edit_and_replay(w: Write, job: Job, payload: Any) -> int:
             f"job {job.id} was already edited and replayed as job {job.replayed_as_id}; "
             "work on that job, or replay this one unchanged"
         )
+    payload = w.book.masking_rule(job.task).restore(payload, job.payload, has_stored=True)
     new = w.book.prepare(
         job.task, payload, account=job.account, priority=job.priority, max_attempts=job.max_attempts,
         originating_user_id=w.ops.operator.id, retention_days=job.retention_days, now=w.now,
@@ -266,6 +298,8 @@ def _update_job(w: Write, job: Job, **fields: Any) -> None:
             f"job {job.id}'s payload can change only before its first attempt; it is {job.state} after "
             f"{job.attempts} attempt(s) of run {job.run} (edit_and_replay makes a new job from a dead letter)"
         )
+    if "payload" in fields:
+        fields["payload"] = w.book.masking_rule(job.task).restore(fields["payload"], job.payload, has_stored=True)
     moved = False
     for name, value in fields.items():
         if getattr(job, name) != value:
@@ -279,6 +313,10 @@ def _update_job(w: Write, job: Job, **fields: Any) -> None:
 
 
 def _edit_schedule(w: Write, schedule: Schedule, **changes: Any) -> None:
+    if "payload" in changes:
+        rule = w.book.masking_rule(schedule.task)
+        changes["payload"] = rule.restore(changes["payload"], schedule.payload_template, has_stored=True,
+                                          what="payload template")
     schedules.edit(w.ops.hub, w.session, schedule, changes, now=w.now)
 
 
@@ -305,20 +343,24 @@ def _run_schedule_now(w: Write, schedule: Schedule) -> int:
 # -- argument checks, before anything is read ------------------------------------------------------
 def _check_reason(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
     reason = args.get("reason")
-    if reason is not None and not isinstance(reason, str):
-        raise ValidationError(f"reason={reason!r} is not valid; give a sentence saying why, or nothing")
-    return {"reason": (reason.strip() or None) if reason else None}
+    if reason is None:
+        return {"reason": None}
+    reason = validate.text(reason, "reason", max_chars=validate.NOTE_CHARS,
+                           allowed="a sentence saying why, or nothing", empty=True)
+    return {"reason": reason.strip() or None}
 
 
 def _check_note(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
     note = args.get("note")
-    if not isinstance(note, str) or not note.strip():
+    if isinstance(note, str) and not note.strip():
         raise ValidationError("resolve needs a non-empty note saying how the failure was handled")
+    note = validate.text(note, "note", max_chars=validate.NOTE_CHARS,
+                         allowed="a non-empty note saying how the failure was handled")
     return {"note": note.strip()}
 
 
 def _check_payload(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
-    encode_payload(args["payload"], settings.payload_max_bytes)
+    encode_payload(args["payload"], settings.payload_max_bytes, depth=settings.payload_max_depth)
     return args
 
 
@@ -338,13 +380,14 @@ def _check_update(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
     if "max_attempts" in out:
         out["max_attempts"] = check_max_attempts(out["max_attempts"])
     if "payload" in out:
-        encode_payload(out["payload"], settings.payload_max_bytes)
+        encode_payload(out["payload"], settings.payload_max_bytes, depth=settings.payload_max_depth)
     if "scheduled_for" in out:
         when = out["scheduled_for"]
         now = utcnow()
         # A timedelta means that long from now, the way enqueue's delay does.
         out["scheduled_for"] = (
-            now + when if isinstance(when, timedelta) else query.parse_time(when, "scheduled_for", now)
+            now + timedelta(seconds=parse_delay(when)) if isinstance(when, timedelta)
+            else query.parse_time(when, "scheduled_for", now)
         )
     return out
 
@@ -386,6 +429,7 @@ OPERATIONS: Mapping[str, Operation] = {
 _TARGETS: Mapping[str, type[Job] | type[Schedule]] = {"job": Job, "schedule": Schedule}
 _TRIAGE_FILTERS = ("task", "error_code", "since", "until")
 _ID_PAGE = 20_000  # ids read ahead by a bulk operation
+MAX_BATCH = 10_000  # jobs changed in one transaction of a bulk operation
 ProgressFn = Callable[[int, int], Any]
 
 
@@ -397,7 +441,9 @@ class Operations:
         self.hub = hub
         self.operator = operator
         self.policy = Policy(hub.settings.capabilities)
-        self._unmasked = self.policy.unmasked(operator.role)
+        # May they, and how is each record shown to them: capability, account scope, masking.
+        self.resolver = Resolver(operator, self.policy, hub.book.rules)
+        self._unmasked = self.resolver.unmasked
 
     @property
     def name(self) -> str:
@@ -414,7 +460,7 @@ class Operations:
 
     def can(self, action: str) -> bool:
         """Whether this operator's role may perform ``action`` (a method name)."""
-        return self.policy.allows(self.role, action)
+        return self.resolver.can(action)
 
     def __repr__(self) -> str:
         scope = f", account={self.account!r}" if self.account is not None else ""
@@ -422,40 +468,34 @@ class Operations:
 
     # -- the request path ---------------------------------------------------------------------
     def _allow(self, action: str) -> None:
-        self.policy.check(self.role, action, self.name)
+        self.resolver.check(action)
 
     def _rule(self, task: str) -> MaskingRule | None:
         """The masking rule this operator sees ``task`` through; None: in clear (administrator)."""
-        return None if self._unmasked else self.hub.book.masking_rule(task)
+        return self.resolver.rule(task)
 
-    def _entry(self, action: str, target_type: str, target: Any, change: Any, reason: str | None) -> audit.Entry:
-        rule = self._rule(getattr(target, "task", None) or "")
-        if rule is not None:
-            context = getattr(target, "payload", None) or getattr(target, "payload_template", None)
-            change = audit.mask_change(audit.jsonable(change), rule, context)
-            reason = rule.mask_text(reason, context) if reason else reason
-        return audit.Entry(self.name, action, target_type, target.id, target.account, change, reason)
+    def _entry(self, action: str, target_type: str, target: Any, change: Any) -> audit.Entry:
+        context = getattr(target, "payload", None) or getattr(target, "payload_template", None)
+        return audit.Entry(self.name, action, target_type, target.id, target.account, change, context=context)
 
     @contextmanager
     def _writing(self) -> Iterator[Write]:
-        """A write transaction holding the Activity Log's append lock; entries are appended before
+        """A write transaction holding the Activity Log's append lock; entries are appended (masked) before
         commit, deliveries leave for RQ after it."""
         with self.hub.ledger.write() as session:
             audit.lock_chain(session)
             w = Write(self, session, utcnow())
             yield w
             w.finish()
-            audit.append(session, w.entries, at=w.now)
+            audit.append(session, w.entries, self.hub.book.masking_rule, at=w.now)
         self.hub.book.withdraw(w.withdrawn)
         self.hub.book.send(w.deliveries)
 
     def _load(self, session: Session, target_type: str, target_id: Any, *, lock: bool) -> Any:
         """The job or schedule, if this operator's account may see it; NotFound alike otherwise."""
         model = _TARGETS[target_type]
-        ident = query.parse_job_id(target_id)
-        stmt = select(model).where(model.id == ident)
-        if self.account is not None:
-            stmt = stmt.where(model.account == self.account)
+        ident = query.parse_job_id(target_id, target_type)
+        stmt = select(model).where(model.id == ident, *self.resolver.scope(model))
         if lock:
             stmt = stmt.with_for_update()
         found = session.scalars(stmt).first()
@@ -474,16 +514,24 @@ class Operations:
 
         def view() -> dict[str, Any]:
             # A schedule is logged in the shape operators create and edit it in.
-            return schedules.record(target) if op.target_type == "schedule" else snapshot(target, fields)
+            record = schedules.record(target) if op.target_type == "schedule" else snapshot(target, fields)
+            return w.note_refs(target, op.target_type, record)
 
-        before = full_snapshot(target, w.history(target)) if op.purges else view()
+        before = (
+            w.note_refs(target, op.target_type, full_snapshot(target, w.history(target))) if op.purges else view()
+        )
         result = op.apply(w, target, **args)
+        note_id = None
+        if op.reason and args.get(op.reason) is not None:
+            # The audited field that holds the text (dead_letter_reason, resolution_note) keeps it as a note.
+            [field] = [f for f in op.audits if f in notes.NOTE_FIELDS]
+            note_id = w.add_note(target, op.target_type, field, args[op.reason])
         after: dict[str, Any] | None = None
         if not op.purges:
             before, after = _changed(before, view())
             if op.result_key:
                 after[op.result_key] = result
-        w.record(op.action, op.target_type, target, before, after, args.get(op.reason) if op.reason else None)
+        w.record(op.action, op.target_type, target, before, after, note_id)
         return result
 
     def _run(self, action: str, target_id: Any, **args: Any) -> Any:
@@ -518,8 +566,8 @@ class Operations:
         it was counted is skipped rather than refused. Returns how many jobs were changed.
         """
         op = OPERATIONS[action]
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValidationError(f"batch_size={batch_size!r} is not valid; give a whole number >= 1")
+        batch_size = validate.whole(batch_size, "batch_size", lo=1, hi=MAX_BATCH)
+        dry_run = validate.flag(dry_run, "dry_run", "True (only count) or False")
         with self.hub.ledger.read() as session:
             total = int(session.scalar(select(func.count()).select_from(Job).where(*conds)) or 0)
         if dry_run or not total:
@@ -605,9 +653,16 @@ class Operations:
         with self._writing() as w:
             job = self._load(w.session, "job", job_id, lock=False)
             detail = query.job_detail(w.session, job, self._rule(job.task))
+            latest = notes.latest(w.session, "job", [job.id])
+
+            def note(name: str) -> str | None:
+                return self.resolver.note(job.task, getattr(job, name), job.payload, latest.get((job.id, name)))
+
+            detail = replace(detail, dead_letter_reason=note("dead_letter_reason"),
+                             resolution_note=note("resolution_note"))
             shown = {"payload": detail.payload, "last_error_detail": detail.last_error_detail}
             w.entries.append(audit.Entry(self.name, "get_job", "job", job.id, job.account,
-                                         {"task": job.task, "shown": shown}))
+                                         {"task": job.task, "shown": shown}, context=job.payload))
             return detail
 
     def throughput(self, window: str | timedelta = "1h", by: str = "task") -> pd.DataFrame:
@@ -634,20 +689,19 @@ class Operations:
         """The Activity Log, oldest first: at, operator, action, target_type, target_id, account, change, reason."""
         self._allow("activity_log")
         now = utcnow()
-        return audit.read_log(
+        if operator is not None:
+            operator = validate.text(operator, "operator", max_chars=validate.OPERATOR_CHARS,
+                                     allowed="an operator's name")
+        rows = audit.read_entries(
             self.hub.ledger,
             since=query.parse_time(since, "since", now) if since is not None else None,
             until=query.parse_time(until, "until", now) if until is not None else None,
             operator=operator,
             account=self.account,
-            show=None if self._unmasked else self._masked_entry,
         )
-
-    def _masked_entry(self, row: ActivityEntry) -> tuple[Any, str | None]:
-        # Entries written by an administrator hold payloads in clear; other readers see them masked.
-        task = row.change.get("task") if isinstance(row.change, dict) else None
-        rule = self.hub.book.masking_rule(task or "")
-        return audit.mask_change(row.change, rule), rule.mask_text(row.reason) if row.reason else row.reason
+        with self.hub.ledger.read() as session:
+            found = notes.by_id(session, (n for row in rows for n in note_ids(row.change)))
+        return audit.log_frame(rows, [self.resolver.entry(row, found) for row in rows])
 
     def verify_audit(self) -> audit.VerifyResult:
         """Check the Activity Log's hash chain; names the first removed or altered entry."""
@@ -717,6 +771,7 @@ class Operations:
         ("15m", seconds, a timedelta); ``payload`` is a template where ``{tick:%Y-%m-%d}`` places the tick's
         time. Returns the schedule id."""
         self._allow("create_schedule")
+        account = validate.account(account)
         if self.account is not None:
             if account not in (None, self.account):
                 raise AccessDenied(
@@ -754,12 +809,8 @@ class Operations:
         """The schedules this operator may see, with next and last run, the next five fire times and recent runs."""
         self._allow("list_schedules")
 
-        def mask(task: str, template: Any) -> Any:
-            rule = self._rule(task)
-            return template if rule is None else rule.mask_payload(template)
-
         with self.hub.ledger.read() as session:
-            return schedules.rows(self.hub, session, account=self.account, mask=mask)
+            return schedules.rows(self.hub, session, account=self.account, mask=self.resolver.payload)
 
     def dead_letter_groups(
         self,

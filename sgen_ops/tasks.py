@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .errors import ValidationError
+from .validate import describe
 
 PRIORITIES = ("high", "normal", "low")
 
@@ -92,13 +93,15 @@ def task(
     return register
 
 
-def get_task(name: str) -> TaskSpec:
+def get_task(name: Any) -> TaskSpec:
     """The registered task, or a ValidationError listing the registered ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none registered"
-        raise ValidationError(f"unknown task {name!r}; registered tasks: {known}") from None
+    known = ", ".join(sorted(_REGISTRY)) or "none registered"
+    if not isinstance(name, str):
+        raise ValidationError(f"task {describe(name)} is not valid: give a registered task name ({known})")
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise ValidationError(f"unknown task {describe(name)}; registered tasks: {known}")
+    return spec
 
 
 def find_task(name: str) -> TaskSpec | None:

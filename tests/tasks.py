@@ -88,5 +88,5 @@ def die(ctx: Any, payload: dict[str, Any]) -> str:
 
 @sgen_ops.task("test.verbose", max_attempts=1)
 def verbose(ctx: Any, payload: dict[str, Any]) -> None:
-    """Fails with a detail of ``size`` characters (bigger than a pipe's buffer)."""
-    raise TaskError("verbose", "x" * payload["size"] + "END")
+    """Fails with ``text``, or a detail of ``size`` characters (bigger than a pipe's buffer)."""
+    raise TaskError("verbose", payload.get("text") or "x" * payload["size"] + "END")

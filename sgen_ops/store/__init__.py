@@ -12,8 +12,10 @@ from .models import (
     Job,
     JobEvent,
     Operator,
+    OperatorNote,
     Schedule,
     ScheduleTick,
+    TaskRule,
 )
 from .types import as_utc, utcnow
 
@@ -29,8 +31,10 @@ __all__ = [
     "JobEvent",
     "Ledger",
     "Operator",
+    "OperatorNote",
     "Schedule",
     "ScheduleTick",
+    "TaskRule",
     "as_utc",
     "utcnow",
 ]

@@ -203,6 +203,39 @@ class ActivityEntry(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class TaskRule(Base):
+    """A task's masking rule as the processes that register the task declare it, so that a process that
+    never imported the task still masks it (migration 0005)."""
+
+    __tablename__ = "task_rules"
+
+    task: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sensitive: Mapped[Any] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OperatorNote(Base):
+    """Text an operator wrote (a resolve note, a dead-letter reason), stored as written, apart from the
+    Activity Log, whose entries refer to it by id: the log, which can never be edited, so never holds
+    free text that might quote a secret, and the text is shown to each reader as the resolver allows
+    (migration 0005)."""
+
+    __tablename__ = "operator_notes"
+    __table_args__ = (Index("ix_operator_notes_target", "target_type", "target_id", "field"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target_type: Mapped[str] = mapped_column(String(20))
+    # No foreign key: a note outlives a dismissed (purged) job, as its Activity Log entries do.
+    target_id: Mapped[int] = mapped_column(Integer)
+    field: Mapped[str] = mapped_column(String(50))
+    operator: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(Text)
+    # True when, as written, it quoted a sensitive value of its job: hidden whole from other non-administrators.
+    sensitive: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # The tables as Core sees them, for the statements written without the ORM.
 JOBS = cast(Table, Job.__table__)
 ATTEMPTS = cast(Table, Attempt.__table__)

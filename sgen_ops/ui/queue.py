@@ -33,6 +33,7 @@ import ipywidgets as widgets
 
 from ..query import JobPage, JobRow
 from ..states import ALL_STATES
+from ..store.types import as_utc
 from ..tasks import registered
 from . import render
 from .base import View, button, close_tree, gate, run_each
@@ -68,7 +69,7 @@ def next_run_cell(row: JobRow, now: datetime) -> str:
         return render.muted("dead-letter")
     if row.state not in _WAITING or row.next_run is None:
         return render.DASH
-    if render.as_utc(row.next_run) <= now:
+    if as_utc(row.next_run) <= now:
         return f'<span title="{render.timestamp(row.next_run)}">due {render.relative(row.next_run, now)}</span>'
     return render.when(row.next_run, now)
 

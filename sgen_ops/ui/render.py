@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ..store.types import as_utc
+
 # State -> (text colour, background). Succeeded green, failures red, retrying amber.
 STATE_COLOURS: dict[str, tuple[str, str]] = {
     "queued": ("#344054", "#f2f4f7"),
@@ -39,11 +41,6 @@ MONO = "font-family: var(--jp-code-font-family, ui-monospace, SFMono-Regular, Me
 def esc(value: Any) -> str:
     """``value`` as HTML-escaped text; None as a dash."""
     return DASH if value is None or value == "" else html.escape(str(value))
-
-
-def as_utc(moment: datetime) -> datetime:
-    """The ledger stores naive UTC; the views compare aware times."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _plural(n: int, unit: str) -> str:

@@ -36,6 +36,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..errors import SgenOpsError, ValidationError
+from ..store.types import as_utc
 from ..tasks import PRIORITIES, registered
 from . import render
 from .base import View, button, gate, run_each
@@ -69,7 +70,7 @@ def _zone(name: str | None) -> ZoneInfo | None:
 def fire_time(moment: datetime, zone: str | None, now: datetime | None = None) -> str:
     """'Mon 2026-11-24 09:00 Europe/Paris (in 13 hours)'."""
     tz = _zone(zone)
-    local = render.as_utc(moment).astimezone(tz) if tz else render.as_utc(moment)
+    local = as_utc(moment).astimezone(tz) if tz else as_utc(moment)
     return f"{local:%a %Y-%m-%d %H:%M} {zone or 'UTC'} ({render.relative(moment, now)})"
 
 
@@ -78,7 +79,7 @@ def schedule_cells(s: Any) -> tuple[str, ...]:
     fires = list(s.next_fires) if isinstance(s.next_fires, list | tuple) else []
     zone = s.timezone if isinstance(s.timezone, str) else None
     tz = _zone(zone)
-    short = [f"{render.as_utc(t).astimezone(tz) if tz else render.as_utc(t):%m-%d %H:%M}" for t in fires]
+    short = [f"{as_utc(t).astimezone(tz) if tz else as_utc(t):%m-%d %H:%M}" for t in fires]
     recent = list(s.recent_runs) if isinstance(s.recent_runs, list | tuple) else []
     runs = " ".join(
         f"<span title='{render.esc(kind)} tick {render.timestamp(tick)}'>"

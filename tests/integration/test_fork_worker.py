@@ -36,7 +36,9 @@ def test_an_outcome_bigger_than_a_pipe_buffer_reaches_the_worker_whole(hub: sgen
     hub.work(worker_class="fork")
     job = job_row(hub, job_id)
     assert (job.state, job.last_error_code) == ("dead-letter", "verbose")
-    assert job.last_error_detail == "x" * size + "END"
+    # The detail keeps its start; the error log, the whole traceback's last 64 KiB, ends with the message's end.
+    assert job.last_error_detail == ("x" * size)[:4000]
+    assert job.error_log is not None and job.error_log.rstrip().endswith("x" * 1000 + "END")
     [attempt] = attempts_of(hub, job_id)
     assert attempt.exit == "failed" and attempt.worker
 

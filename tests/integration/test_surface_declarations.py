@@ -60,7 +60,7 @@ def test_schedule_entries_are_masked_for_non_administrators(
     ops = add_operators(hub)
     schedule_id = add_schedule(hub)
 
-    monkeypatch.setattr(ops["editor"], "policy", sgen_ops.permissions.Policy({"editor": ["edit_schedule"]}))
+    monkeypatch.setattr(ops["editor"].resolver, "policy", sgen_ops.permissions.Policy({"editor": ["edit_schedule"]}))
     ops["editor"].edit_schedule(schedule_id, payload={"credentials": {"api_key": "sk-sched-2"}, "region": "eu"})
     [entry] = log_entries(hub)
     assert entry.change["after"]["payload"] == {"credentials": {"api_key": MASK}, "region": "eu"}

@@ -30,14 +30,14 @@ def append(ledger: Ledger, *entries: audit.Entry) -> list[ActivityEntry]:
     """Append, then read the entries back as stored."""
     with ledger.write() as session:
         audit.lock_chain(session)
-        ids = [row["id"] for row in audit.append(session, entries)]
+        ids = [row["id"] for row in audit.append(session, entries, lambda task: MaskingRule(["token"]))]
     with ledger.read() as session:
         return list(session.scalars(select(ActivityEntry).where(ActivityEntry.id.in_(ids)).order_by(ActivityEntry.id)))
 
 
 def test_entries_chain_from_genesis(ledger: Ledger) -> None:
     first, second = append(ledger, entry(1), entry(2))
-    [third] = append(ledger, entry(3, reason="because"))
+    [third] = append(ledger, entry(3, context={"token": "abc"}))
     assert [first.id, second.id, third.id] == [1, 2, 3]
     assert first.prev_hash == audit.GENESIS
     assert second.prev_hash == first.hash and third.prev_hash == second.hash
@@ -120,17 +120,46 @@ def test_mask_change_masks_payloads_and_text_and_is_idempotent() -> None:
         },
         "after": None,
     }
-    masked = audit.mask_change(change, rule)
+    masked = audit.mask_change(change, lambda task: rule)
     assert masked["before"]["payload"] == {"credentials": {"api_key": MASK}, "rows": [{"card": MASK}],
                                            "password": MASK}
     assert masked["before"]["last_error_detail"] == f"key {MASK} refused; password={MASK}"
     assert masked["before"]["attempt_history"] == [{"error": f"card {MASK} declined", "exit": "failed"}]
     assert masked["before"]["state"] == "failed" and masked["after"] is None
-    assert audit.mask_change(masked, rule) == masked
+    assert audit.mask_change(masked, lambda task: rule) == masked
     assert change["before"]["payload"]["credentials"]["api_key"] == "sk-1234"  # the input is not touched
 
 
 def test_mask_change_uses_the_given_payload_for_text_without_one() -> None:
     rule = MaskingRule(["token"])
-    change = {"task": "t", "before": {"resolution_note": "rotated abc-999"}, "after": None}
-    assert audit.mask_change(change, rule, {"token": "abc-999"})["before"]["resolution_note"] == f"rotated {MASK}"
+    change = {"task": "t", "before": {"last_error_detail": "rotated abc-999"}, "after": None}
+    masked = audit.mask_change(change, lambda task: rule, {"token": "abc-999"})
+    assert masked["before"]["last_error_detail"] == f"rotated {MASK}"
+
+
+def test_mask_change_keeps_note_references_and_hides_note_text_whole() -> None:
+    """Operator-written text belongs in a note; text that reaches the log anyway is hidden whole, never in part."""
+    rule = MaskingRule(["token"])
+    change = {"task": "t", "before": {"resolution_note": {"note_id": 4}, "dead_letter_reason": "key abc-999 leaked"},
+              "after": {"resolution_note": None}}
+    masked = audit.mask_change(change, lambda task: rule, {"token": "abc-999"})
+    assert masked["before"] == {"resolution_note": {"note_id": 4}, "dead_letter_reason": MASK}
+    assert masked["after"] == {"resolution_note": None}
+
+
+def test_mask_change_masks_each_part_by_the_task_named_beside_it() -> None:
+    """A schedule moved from one task to another: its old template is masked by the old task's rule."""
+    rules = {"old": MaskingRule(["key"]), "new": MaskingRule(["other"])}
+    change = {"task": "new", "before": {"task": "old", "payload_template": {"key": "k-1", "other": "o-1"}},
+              "after": {"task": "new", "payload_template": {"key": "k-2", "other": "o-2"}}}
+    masked = audit.mask_change(change, lambda task: rules[task or "new"])
+    assert masked["before"]["payload_template"] == {"key": MASK, "other": "o-1"}
+    assert masked["after"]["payload_template"] == {"key": "k-2", "other": MASK}
+
+
+def test_append_stores_every_change_masked_whoever_writes(ledger: Ledger) -> None:
+    """The write path itself masks: an entry handed over in clear is stored masked."""
+    change = {"task": "t", "before": None, "after": {"payload": {"token": "tok-12345678"}}}
+    [row] = append(ledger, audit.Entry("admin", "edit_and_replay", "job", 1, None, change))
+    assert row.change["after"]["payload"] == {"token": MASK}
+    assert "tok-12345678" not in str(row.change)
