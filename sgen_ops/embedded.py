@@ -25,11 +25,30 @@ REDIS_URL_FILE = "redis.url"
 REDIS_PID_FILE = "redis.pid"
 
 
+def private_home(home: Path) -> Path:
+    """The home, made if missing, readable by its owner only: it holds the ledger and Redis's files."""
+    if not home.exists():
+        home.mkdir(parents=True, mode=0o700, exist_ok=True)
+    return home
+
+
+def private_file(path: Path) -> Path:
+    """``path``, created if missing, readable and writable by its owner only (SQLite gives its -wal and
+    -shm files the database file's mode)."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+    return path
+
+
+def _owner_only() -> None:
+    os.umask(0o077)
+
+
 @contextlib.contextmanager
 def home_lock(home: Path, name: str = "stack") -> Iterator[None]:
     """An exclusive, cross-process lock on one concern of this home."""
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / f".{name}.lock", "a+") as fh:
+    private_home(home)
+    with open(private_file(home / f".{name}.lock"), "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -72,7 +91,7 @@ def _free_port() -> int:
 
 def start_redis_server(directory: Path, port: int | None = None) -> tuple[str, int]:
     """Start a private redis-server in ``directory``; returns its URL and pid once it answers PING."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_home(directory)
     port = port or _free_port()
     pidfile = directory / REDIS_PID_FILE
     pidfile.unlink(missing_ok=True)
@@ -99,6 +118,7 @@ def start_redis_server(directory: Path, port: int | None = None) -> tuple[str, i
         ],
         check=True,
         stdout=subprocess.DEVNULL,
+        preexec_fn=_owner_only,  # its log and pid files: owner only
     )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 15
@@ -119,7 +139,7 @@ def ensure_redis(home: Path) -> str:
         if url_file.exists() and _answers(url_file.read_text().strip()):
             return url_file.read_text().strip()
         url, _pid = start_redis_server(home)
-        url_file.write_text(url)
+        private_file(url_file).write_text(url)
         return url
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from . import execution, validate, workers
 from .config import Settings, load_settings
-from .embedded import ensure_redis, home_lock
+from .embedded import ensure_redis, home_lock, private_file, private_home
 from .errors import AccessDenied, ValidationError
 from .jobs import JobBook
 from .permissions import ROLES
@@ -30,6 +30,8 @@ class Hub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         import_task_modules(settings.task_modules)
+        if settings.is_embedded_db:
+            private_file(private_home(settings.home) / "ledger.db")
         self.ledger = Ledger(settings.effective_database_url)
         self._prepare_schema()
         redis_url = settings.redis_url or ensure_redis(settings.home)

@@ -119,3 +119,13 @@ def test_an_editors_own_writes_are_logged_masked(hub: sgen_ops.Hub) -> None:
     assert entry.change["before"]["payload"] == MASKED_PAYLOAD
     assert entry.change["after"]["payload"]["credentials"] == {"api_key": MASK}
     assert "sk-new-999" not in json.dumps(entry.change) and leaks(entry.change) == []
+
+
+def test_non_administrators_find_visible_non_ascii_words_and_never_the_mask(hub: sgen_ops.Hub) -> None:
+    ops = add_operators(hub)
+    hub.enqueue("test.secret", {**SECRET_PAYLOAD, "region": "Zürich-Süd"}, delay=3600)
+    for role in ("viewer", "editor"):
+        assert ops[role].list_jobs(text="Zürich-Süd").total == 1, role
+        assert ops[role].list_jobs(text="zürich-süd").total == 1, role
+        for term in ("u2022", "\\u2022", MASK, "••"):
+            assert ops[role].list_jobs(text=term).total == 0, (role, term)

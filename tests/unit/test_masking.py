@@ -152,3 +152,46 @@ def test_invalid_path_rejected_with_explanation(path: str) -> None:
 def test_empty_global_key_rejected() -> None:
     with pytest.raises(ValidationError, match="empty"):
         MaskingRule(global_keys=[""])
+
+
+def test_a_literal_dotted_key_is_masked_by_its_path() -> None:
+    rule = MaskingRule(["customer.email", "a.b.c"])
+    masked = rule.mask_payload({"customer.email": "x@y.z", "customer": {"email": "p@q.r"}, "a.b": {"c": 1},
+                                "a": {"b.c": 2}, "customer.emails": "kept"})
+    assert masked == {"customer.email": MASK, "customer": {"email": MASK}, "a.b": {"c": MASK},
+                      "a": {"b.c": MASK}, "customer.emails": "kept"}
+    assert rule.sensitive_values({"customer.email": "x@y.z"}) == ["x@y.z"]
+    assert rule.is_sensitive_path(("customer.email",))
+
+
+def test_everything_rule_masks_the_whole_payload_and_scrubs_every_value() -> None:
+    rule = MaskingRule(everything=True)
+    assert rule.mask_payload({"a": 1, "b": ["xyz"]}) == MASK and rule.mask_payload(None) is None
+    assert rule.mask_text("got xyz and 123", {"a": 123, "b": ["xyz"]}) == f"got {MASK} and {MASK}"
+
+
+def test_restore_keeps_stored_secrets_under_the_mask() -> None:
+    rule = MaskingRule(["credentials", "rows.*.card"])
+    stored = {"credentials": {"key": "k1", "user": "u"}, "rows": [{"card": "c1"}, {"card": "c2"}], "n": 1}
+    submitted = {"credentials": MASK, "rows": [{"card": MASK}, {"card": "c9"}, {"card": "c3"}], "n": 2}
+    assert rule.restore(submitted, stored, has_stored=True) == {
+        "credentials": {"key": "k1", "user": "u"}, "rows": [{"card": "c1"}, {"card": "c9"}, {"card": "c3"}], "n": 2}
+
+
+@pytest.mark.parametrize(
+    "submitted",
+    [{"n": MASK}, {"rows": [{"card": "c1"}, {"card": "c2"}, {"card": MASK}]}, {"credentials": f"x{MASK}"}],
+)
+def test_restore_refuses_a_mask_with_no_stored_value_behind_it(submitted: Any) -> None:
+    rule = MaskingRule(["credentials", "rows.*.card"])
+    with pytest.raises(ValidationError, match="mask"):
+        rule.restore(submitted, {"credentials": "k", "rows": [{"card": "c1"}, {"card": "c2"}], "n": 1},
+                     has_stored=True)
+    with pytest.raises(ValidationError, match="mask"):
+        rule.restore({"credentials": MASK})  # a new payload has nothing stored
+
+
+def test_search_text_keeps_unicode_and_leaves_masks_out() -> None:
+    rule = MaskingRule(["token"])
+    text = rule.search_text({"token": "tok-1", "city": "Zürich"}, "failed for tok-1 in Zürich")
+    assert "Zürich" in text and "tok-1" not in text and MASK not in text and "2022" not in text
