@@ -280,6 +280,7 @@ class JobBook:
         scheduled_for = now + timedelta(seconds=parse_delay(delay))
         priority = check_priority(priority or spec.priority)
         limit, depth = self.settings.payload_max_bytes, self.settings.payload_max_depth
+        rule = self.masking_rule(task)
         rows = []
         for payload in payloads:
             refuse_masks(payload, encode_payload(payload, limit, depth=depth))
@@ -301,7 +302,7 @@ class JobBook:
                     "run": 1,
                     "enqueue_seq": 0,
                     "retention_days": retention_days,
-                    "search_masked": self.search_masked(task, payload, None),
+                    "search_masked": rule.search_text(payload),
                 }
             )
         return rows

@@ -34,16 +34,24 @@ class MaskingRules:
         self._stored: dict[str, tuple[str, ...]] = {}
         self._read_at = -float("inf")
         self._rules: dict[tuple[str, ...] | None, MaskingRule] = {}
+        # task -> (the registry's spec and the ledger's paths it was made from, its rule): the hot paths
+        # (enqueue, every masked read) ask for the same few tasks' rules over and over.
+        self._by_task: dict[str | None, tuple[TaskSpec | None, tuple[str, ...] | None, MaskingRule]] = {}
         self._published: dict[str, tuple[str, ...]] = {}
 
     def rule(self, task: str | None) -> MaskingRule:
         """The rule ``task`` is masked by (everything, if no process ever declared the task)."""
         spec = find_task(task) if task else None
         stored = self._stored_paths(task, refresh_if_missing=spec is None)
+        known = self._by_task.get(task)
+        if known is not None and known[0] is spec and known[1] == stored:
+            return known[2]
         if spec is None and stored is None:
-            return self._rule_of(None)
-        paths = tuple(sorted({*(spec.sensitive if spec else ()), *(stored or ())}))
-        return self._rule_of(paths)
+            rule = self._rule_of(None)
+        else:
+            rule = self._rule_of(tuple(sorted({*(spec.sensitive if spec else ()), *(stored or ())})))
+        self._by_task[task] = (spec, stored, rule)
+        return rule
 
     def _rule_of(self, paths: tuple[str, ...] | None) -> MaskingRule:
         rule = self._rules.get(paths)
@@ -98,5 +106,5 @@ class MaskingRules:
 
     def ensure_published(self, spec: TaskSpec) -> None:
         """Publish one task's declaration if this process has not yet (a task registered after connect)."""
-        if self._published.get(spec.name) != tuple(sorted(spec.sensitive)):
+        if spec.name not in self._published or self._published[spec.name] != tuple(sorted(spec.sensitive)):
             self.publish({spec.name: spec})

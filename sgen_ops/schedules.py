@@ -453,6 +453,9 @@ def run_now(
 # ----------------------------------------------------------------------------- reads
 
 
+MAX_PREVIEW = 1000  # fire times one preview lists
+
+
 def preview(
     cron: str | None = None,
     every: int | float | timedelta | str | None = None,
@@ -461,8 +464,7 @@ def preview(
     now: datetime | None = None,
 ) -> list[datetime]:
     """The next ``count`` fire times (UTC) a schedule created at ``now`` with this timing would have."""
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ValidationError(f"count {describe(count)} is not valid; give a whole number >= 0")
+    count = validate.whole(count, "count", lo=0, hi=MAX_PREVIEW)
     now = as_utc(now) if now is not None else utcnow()
     return Timing.build(cron=cron, every=every, timezone=timezone, anchor=now).fire_times(now, count)
 

@@ -231,7 +231,8 @@ def json_document(value: Any, name: str, *, max_depth: int, max_bytes: int) -> s
     Text is checked on the encoded document (one pass in C): NUL and lone surrogates leave an escape
     there that nothing else leaves, unless a string spells the escape itself; only then are the strings
     walked, for the exact place."""
-    _check_structure(value, name, max_depth)
+    if not _plain(value, max_depth):
+        _check_structure(value, name, max_depth)  # raises, naming the place
     encoded = json.dumps(value, allow_nan=False, sort_keys=True)
     if "\\u0000" in encoded or _LONE_SURROGATE.search(encoded):
         _check_strings(value, name)
@@ -244,6 +245,41 @@ def json_document(value: Any, name: str, *, max_depth: int, max_bytes: int) -> s
 _LONE_SURROGATE = re.compile(
     r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}"
 )
+
+
+def _plain(value: Any, max_depth: int) -> bool:
+    """True if ``value`` is plain JSON within ``max_depth``: the common case, checked fast (exact types,
+    no paths built); anything else goes to ``_check_structure`` for the verdict and the message."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            if any(type(k) is not str for k in node):
+                return False
+            children: Any = node.values()
+        elif kind is list or kind is tuple:
+            children = node
+        else:
+            return _plain_scalar(node)
+        if depth >= max_depth:
+            return False
+        for child in children:
+            kind = type(child)
+            if kind is dict or kind is list or kind is tuple:
+                stack.append((child, depth + 1))
+            elif not (kind is str or child is None or kind is bool or _plain_scalar(child)):
+                return False
+    return True
+
+
+def _plain_scalar(node: Any) -> bool:
+    kind = type(node)
+    if kind is int:
+        return bool(-JSON_INT_MAX <= node <= JSON_INT_MAX)
+    if kind is float:
+        return math.isfinite(node)
+    return kind is str or kind is bool or node is None
 
 
 def _check_structure(value: Any, name: str, max_depth: int) -> None:

@@ -31,7 +31,7 @@ def test_the_embedded_ledger_is_readable_by_its_owner_only(tmp_path: Path, redis
 
 
 def test_the_embedded_redis_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
-    url, pid = start_redis_server(tmp_path / "redis")
+    _url, pid = start_redis_server(tmp_path / "redis")
     try:
         files = list((tmp_path / "redis").iterdir())
         assert {p.name for p in files} >= {"redis.log", "redis.pid"}

@@ -68,11 +68,12 @@ def test_a_mask_anywhere_else_is_refused_and_changes_nothing(hub: sgen_ops.Hub, 
 
 @pytest.mark.parametrize("where", ["enqueue", "create_schedule"])
 def test_a_new_payload_holding_the_mask_is_refused(hub: sgen_ops.Hub, where: str) -> None:
-    ops = add_operators(hub)
+    admin = add_operators(hub)["administrator"]
     before = ledger_state(hub)
+    call = (
+        (lambda: hub.enqueue("test.secret", {**SECRET_PAYLOAD, "password": MASK})) if where == "enqueue"
+        else (lambda: admin.create_schedule("test.secret", every="1h", payload={"password": MASK}))
+    )
     with pytest.raises(ValidationError, match="mask"):
-        if where == "enqueue":
-            hub.enqueue("test.secret", {**SECRET_PAYLOAD, "password": MASK})
-        else:
-            ops["administrator"].create_schedule("test.secret", every="1h", payload={"password": MASK})
+        call()
     assert ledger_state(hub) == before
