@@ -32,30 +32,18 @@ class Resolver:
         self.rules = rules
         self.unmasked = policy.unmasked(operator.role)
 
-    @property
-    def name(self) -> str:
-        return self.operator.name
-
-    @property
-    def role(self) -> str:
-        return self.operator.role
-
-    @property
-    def account(self) -> str | None:
-        """The account this operator is bound to; None: every account."""
-        return self.operator.account
-
     # -- may they ------------------------------------------------------------------------------
     def can(self, action: str) -> bool:
-        return self.policy.allows(self.role, action)
+        return self.policy.allows(self.operator.role, action)
 
     def check(self, action: str) -> None:
         """AccessDenied unless the role may perform ``action``."""
-        self.policy.check(self.role, action, self.name)
+        self.policy.check(self.operator.role, action, self.operator.name)
 
     def scope(self, model: Any) -> list[ColumnElement[bool]]:
         """The conditions that keep a query inside this operator's account."""
-        return [] if self.account is None else [model.account == self.account]
+        account = self.operator.account
+        return [] if account is None else [model.account == account]
 
     # -- how is it shown -----------------------------------------------------------------------
     def rule(self, task: str | None) -> MaskingRule | None:
@@ -76,7 +64,7 @@ class Resolver:
     ):
         """Operator-written text as written, or MASK whole when it is someone else's and quotes a secret
         (as written, or by the rule in force now)."""
-        if text is None or self.unmasked or (note is not None and note.operator == self.name):
+        if text is None or self.unmasked or (note is not None and note.operator == self.operator.name):
             return text
         if note is not None and note.sensitive:
             return MASK

@@ -137,31 +137,31 @@ def names(value: Any, name: str, *, max_chars: int = TASK_CHARS) -> tuple[str, .
 
 
 # -- numbers ---------------------------------------------------------------------------------------
-def whole(value: Any, name: str, *, lo: int, hi: int, allowed: str | None = None) -> int:
-    """A whole number in ``lo..hi`` (numpy integers are fine; bools, floats and text are not)."""
-    allowed = allowed or f"a whole number >= {lo} (at most {hi})"
+def _integer(value: Any, name: str, allowed: str) -> int:
+    """``value`` as an int (numpy integers are fine; bools, floats and text are not)."""
     if isinstance(value, bool):
         raise ValidationError(f"{name} {value!r} is not valid: a bool; give {allowed}")
     try:
-        number = operator.index(value)
+        return int(operator.index(value))
     except TypeError:
         raise ValidationError(f"{name} {describe(value)} is not valid: {_kind(value)}; give {allowed}") from None
+
+
+def whole(value: Any, name: str, *, lo: int, hi: int, allowed: str | None = None) -> int:
+    """A whole number in ``lo..hi``."""
+    allowed = allowed or f"a whole number >= {lo} (at most {hi})"
+    number = _integer(value, name, allowed)
     if not lo <= number <= hi:
         raise ValidationError(f"{name} {describe(number)} is not valid: out of range; give {allowed}")
-    return int(number)
+    return number
 
 
 def ident(value: Any, what: str) -> int:
     """A job or schedule id: a whole number; one no row can have (below 1, past the column) is NotFound."""
-    if isinstance(value, bool):
-        raise ValidationError(f"{what} id {value!r} is not valid; give a whole number such as 42")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ValidationError(f"{what} id {describe(value)} is not valid; give a whole number such as 42") from None
+    number = _integer(value, f"{what} id", "a whole number such as 42")
     if not 1 <= number <= INT_MAX:
         raise NotFound(f"{what} {describe(number)} not found")
-    return int(number)
+    return number
 
 
 def flag(value: Any, name: str, allowed: str = "True or False") -> bool:
