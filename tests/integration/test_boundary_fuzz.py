@@ -74,13 +74,16 @@ HOSTILE = st.one_of(
 
 
 def either(*valid: Any) -> st.SearchStrategy[Any]:
-    """A valid value two times in three, a hostile one otherwise."""
-    return st.one_of(st.sampled_from(valid), st.sampled_from(valid), HOSTILE) if valid else HOSTILE
+    """A valid value most of the time, a hostile one otherwise (hypothesis leans to the later, richer
+    branches of a ``one_of``, so the choice is drawn first)."""
+    if not valid:
+        return HOSTILE
+    return st.integers(0, 3).flatmap(lambda i: HOSTILE if i == 3 else st.sampled_from(valid))
 
 
 def maybe(*valid: Any) -> st.SearchStrategy[Any]:
     """Like ``either``, or the argument left out (None)."""
-    return st.one_of(st.none(), either(*valid))
+    return either(None, *valid)
 
 
 def kwargs(open_ended: bool = False, **fields: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
@@ -171,16 +174,26 @@ FILTERS = {
 TRIAGE = {k: FILTERS[k] for k in ("task", "error_code", "since", "until")}
 TIMING = {"cron": maybe("*/5 * * * *", "0 6 * * 1", "61 * * * *"), "every": maybe("5m", 300, timedelta(hours=1)),
           "timezone": maybe("UTC", "Europe/Paris")}
+# Exactly one of cron and every, as a schedule needs, most of the time; any mix otherwise.
+ONE_TIMING = st.one_of(
+    st.fixed_dictionaries({"cron": either("*/5 * * * *", "0 6 * * 1")}, optional={"timezone": TIMING["timezone"]}),
+    st.fixed_dictionaries({"every": either("5m", 300, timedelta(hours=1))}),
+    st.fixed_dictionaries({}, optional=TIMING),
+)
+
+
+def timed(strategy: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    """``strategy``'s keyword arguments with a timing drawn from ONE_TIMING."""
+    return st.tuples(ONE_TIMING, strategy).map(lambda t: {**t[1], **t[0]})
 Draw = Callable[[st.DataObject, dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]
 
 
 def job_id(data: st.DataObject, w: dict[str, Any]) -> Any:
-    return data.draw(st.one_of(st.sampled_from(w["ids"]), st.sampled_from(w["ids"]),
-                               either(10**6, 0, -5, "3", 3.0, 2**31, 2**64)))
+    return data.draw(either(*w["ids"], *w["ids"], 10**6, 0, -5, "3", 3.0, 2**31, 2**64))
 
 
 def schedule_id(data: st.DataObject, w: dict[str, Any]) -> Any:
-    return data.draw(st.one_of(st.just(w["schedule"]), either(10**6, -1, 2**40, "1")))
+    return data.draw(either(*[w["schedule"]] * 6, 10**6, -1, 2**40, "1"))
 
 
 def only_id(pick: Callable[[st.DataObject, dict[str, Any]], Any]) -> Draw:
@@ -220,17 +233,17 @@ SURFACE: dict[str, Draw] = {
     "activity_log": with_kwargs(kwargs(since=FILTERS["since"], until=FILTERS["until"],
                                        operator=maybe("administrator"))),
     "verify_audit": lambda data, w: ((), {}),
-    "create_schedule": lambda data, w: ((data.draw(either(*TASKS)),), data.draw(kwargs(
-        **TIMING, payload=maybe({"n": 1}, {"day": "{tick:%Y-%m-%d}"}), max_attempts=maybe(1, 3),
-        retention=maybe("7d", 3), priority=maybe("high"), account=maybe("acme")))),
-    "edit_schedule": lambda data, w: ((schedule_id(data, w),), data.draw(kwargs(
-        True, **TIMING, task=either("test.ok"), payload=maybe({"n": 2}), enabled=either(True),
-        max_attempts=maybe(2), retention=maybe("1d"), priority=maybe("low")))),
+    "create_schedule": lambda data, w: ((data.draw(either(*TASKS)),), data.draw(timed(kwargs(
+        payload=maybe({"n": 1}, {"day": "{tick:%Y-%m-%d}"}), max_attempts=maybe(1, 3),
+        retention=maybe("7d", 3), priority=maybe("high"), account=maybe("acme"))))),
+    "edit_schedule": lambda data, w: ((schedule_id(data, w),), data.draw(timed(kwargs(
+        True, task=either("test.ok"), payload=maybe({"n": 2}), enabled=either(True),
+        max_attempts=maybe(2), retention=maybe("1d"), priority=maybe("low"))))),
     "pause_schedule": only_id(schedule_id),
     "resume_schedule": only_id(schedule_id),
     "run_schedule_now": only_id(schedule_id),
     "list_schedules": lambda data, w: ((), {}),
-    "preview_schedule": with_kwargs(kwargs(**TIMING, count=either(1, 5))),
+    "preview_schedule": with_kwargs(timed(kwargs(count=either(1, 5)))),
 }
 
 HUB: dict[str, Draw] = {
