@@ -147,6 +147,13 @@ class Hub:
                 raise ValidationError(f"operator {name!r} is not registered")
             op.enabled = enabled
 
+    def create_token(self, operator: str, expires_in: float | timedelta | str | None = None) -> str:
+        """A new bearer token of the HTTP API for ``operator`` ('30d', '12h', seconds; None: never expires).
+        The token is returned once; the ledger keeps only its hash."""
+        from . import tokens
+
+        return tokens.create(self.ledger, operator, expires_in)
+
     def as_operator(self, name: str | None) -> Operations:
         """The Jobs surface as operator ``name`` (the admin gate: unknown or disabled -> AccessDenied)."""
         from .surface import Operations
