@@ -20,7 +20,7 @@ from ..hub import Hub
 from ..surface import ROUTES
 from . import problems
 from .auth import Gate, HubUsers
-from .endpoints import Ops, router
+from .endpoints import Ops, install
 from .metrics import Metrics
 from .schemas import Health
 
@@ -77,7 +77,7 @@ def create_app(hub: Hub, *, hub_users: HubUsers | None = _FROM_ENVIRONMENT) -> F
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
     app.add_middleware(CountAnswers, metrics=metrics)
-    app.include_router(router)
+    install(app)
 
     @app.get("/healthz", response_model=Health, tags=["service"], responses={503: {"model": Health}})
     def healthz() -> Any:

@@ -9,7 +9,7 @@ account of the path (``Operations.within``), and the translation to and from JSO
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -51,7 +51,8 @@ from .schemas import (
 
 EVERY_ACCOUNT = "*"
 
-router = APIRouter()
+# (path, handler, add_api_route's arguments) of every endpoint, in the order they are declared below.
+_ENDPOINTS: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
 bearer = HTTPBearer(auto_error=False, description="a token from `sgen-ops tokens create`, or a JupyterHub token")
 
 
@@ -77,14 +78,20 @@ def served(action: str, n: int = 0, *, model: Any = None, errors: tuple[int, ...
     route = ROUTES[action][n]
 
     def register(handler: Callable[..., Any]) -> Callable[..., Any]:
-        router.add_api_route(
-            route.path, handler, methods=[route.method], status_code=route.status, response_model=model,
-            name=action, operation_id=handler.__name__, responses=problem_responses(*errors),
-            summary=(handler.__doc__ or action).strip().splitlines()[0],
-        )
+        _ENDPOINTS.append((route.path, handler, {
+            "methods": [route.method], "status_code": route.status, "response_model": model, "name": action,
+            "operation_id": handler.__name__, "responses": problem_responses(*errors),
+            "summary": (handler.__doc__ or action).strip().splitlines()[0],
+        }))
         return handler
 
     return register
+
+
+def install(app: FastAPI) -> None:
+    """Add every endpoint to ``app``."""
+    for path, handler, options in _ENDPOINTS:
+        app.add_api_route(path, handler, **options)
 
 
 def held(target: str, ident: int) -> int:
