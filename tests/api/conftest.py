@@ -43,6 +43,9 @@ class InProcess(httpx.BaseTransport):
         return httpx.Response(status, headers=headers, content=content, request=request)
 
     def close(self) -> None:
+        """Clients close their transport; this one is shared, and ends with ``shutdown``."""
+
+    def shutdown(self) -> None:
         self._portal_cm.__exit__(None, None, None)
 
 
@@ -77,8 +80,8 @@ class Api:
     def close(self) -> None:
         for client in self._open:
             client.close()
-        if self.transport is not None:
-            self.transport.close()
+        if isinstance(self.transport, InProcess):
+            self.transport.shutdown()
 
 
 @pytest.fixture
