@@ -94,10 +94,11 @@ def install(app: FastAPI) -> None:
         app.add_api_route(path, handler, **options)
 
 
-def held(target: str, ident: int) -> int:
-    """An id the database drivers can send; any larger names no record (404, as the surface says of a missing
-    one), where the driver would fail to bind it."""
-    if not -(2**63) <= ident < 2**63:
+def held(ops: Operations, action: str, target: str, ident: int) -> int:
+    """An id the ledger's integer columns can hold; any other names no record. It is answered 404 here,
+    as the surface answers a missing one, because PostgreSQL refuses to compare it ("integer out of
+    range"); the capability is checked first, as the surface does (its refusal needs no lookup)."""
+    if not 1 <= ident <= MAX_INT and ops.can(action):
         raise NotFound(f"{target} {ident} not found")
     return ident
 
@@ -210,73 +211,73 @@ def dismiss_dead_letters(ops: Ops, account_id: AccountId, body: Triage, request:
 @served("get_job", model=JobDetail, errors=_READ)
 def get_job(ops: Ops, job_id: JobId) -> Any:
     """Get job: the full record, masked for non-administrators."""
-    return ops.get_job(held("job", job_id))
+    return ops.get_job(held(ops, "get_job", "job", job_id))
 
 
 @served("update_job")
 def update_job(ops: Ops, job_id: JobId, body: JobChanges) -> None:
     """Update job: priority, scheduled_for, max_attempts, or payload while not yet run."""
-    ops.update_job(held("job", job_id), **_given(body))
+    ops.update_job(held(ops, "update_job", "job", job_id), **_given(body))
 
 
 @served("delete_job")
 def delete_job(ops: Ops, job_id: JobId) -> None:
     """Delete job (any state but running); the Activity Log keeps a snapshot."""
-    ops.delete_job(held("job", job_id))
+    ops.delete_job(held(ops, "delete_job", "job", job_id))
 
 
 @served("rerun")
 def rerun(ops: Ops, job_id: JobId) -> None:
     """Retry job: a failed, succeeded or dead-letter job queued again with a fresh attempt counter."""
-    ops.rerun(held("job", job_id))
+    ops.rerun(held(ops, "rerun", "job", job_id))
 
 
 @served("resolve")
 def resolve(ops: Ops, job_id: JobId, body: Note) -> None:
     """Resolve job: mark a failure handled, with a note saying how."""
-    ops.resolve(held("job", job_id), body.note)
+    ops.resolve(held(ops, "resolve", "job", job_id), body.note)
 
 
 @served("trigger")
 def trigger(ops: Ops, job_id: JobId) -> None:
     """Trigger job: run a queued or retrying job now."""
-    ops.trigger(held("job", job_id))
+    ops.trigger(held(ops, "trigger", "job", job_id))
 
 
 @served("cancel")
 def cancel(ops: Ops, job_id: JobId) -> None:
     """Cancel job (a running one stops at its next checkpoint)."""
-    ops.cancel(held("job", job_id))
+    ops.cancel(held(ops, "cancel", "job", job_id))
 
 
 @served("retry_now")
 def retry_now(ops: Ops, job_id: JobId) -> None:
     """Retry now: bring a retrying job's future retry forward."""
-    ops.retry_now(held("job", job_id))
+    ops.retry_now(held(ops, "retry_now", "job", job_id))
 
 
 @served("send_to_dead_letter")
 def send_to_dead_letter(ops: Ops, job_id: JobId, body: Reason | None = None) -> None:
     """Send to dead letter, with an optional reason."""
-    ops.send_to_dead_letter(held("job", job_id), body.reason if body else None)
+    ops.send_to_dead_letter(held(ops, "send_to_dead_letter", "job", job_id), body.reason if body else None)
 
 
 @served("replay")
 def replay(ops: Ops, job_id: JobId) -> None:
     """Replay from dead letter with a fresh attempt counter."""
-    ops.replay(held("job", job_id))
+    ops.replay(held(ops, "replay", "job", job_id))
 
 
 @served("dismiss")
 def dismiss(ops: Ops, job_id: JobId) -> None:
     """Dismiss: purge a dead letter (the Activity Log keeps it)."""
-    ops.dismiss(held("job", job_id))
+    ops.dismiss(held(ops, "dismiss", "job", job_id))
 
 
 @served("edit_and_replay", model=Created)
 def edit_and_replay(ops: Ops, job_id: JobId, body: NewPayload) -> Any:
     """Edit and replay: a new job from a dead letter with an edited payload."""
-    return {"id": ops.edit_and_replay(held("job", job_id), body.payload)}
+    return {"id": ops.edit_and_replay(held(ops, "edit_and_replay", "job", job_id), body.payload)}
 
 
 # -- schedules ----------------------------------------------------------------------------------------
@@ -308,25 +309,25 @@ def preview_schedule(
 @served("edit_schedule")
 def edit_schedule(ops: Ops, schedule_id: ScheduleId, body: ScheduleChanges) -> None:
     """Edit schedule (``enabled`` false pauses it)."""
-    ops.edit_schedule(held("schedule", schedule_id), **_given(body))
+    ops.edit_schedule(held(ops, "edit_schedule", "schedule", schedule_id), **_given(body))
 
 
 @served("pause_schedule")
 def pause_schedule(ops: Ops, schedule_id: ScheduleId) -> None:
     """Pause a schedule: it emits nothing until resumed."""
-    ops.pause_schedule(held("schedule", schedule_id))
+    ops.pause_schedule(held(ops, "pause_schedule", "schedule", schedule_id))
 
 
 @served("resume_schedule")
 def resume_schedule(ops: Ops, schedule_id: ScheduleId) -> None:
     """Resume a paused schedule."""
-    ops.resume_schedule(held("schedule", schedule_id))
+    ops.resume_schedule(held(ops, "resume_schedule", "schedule", schedule_id))
 
 
 @served("run_schedule_now", model=Created)
 def run_schedule_now(ops: Ops, schedule_id: ScheduleId) -> Any:
     """Run schedule now: one job out of band; answers its id."""
-    return {"id": ops.run_schedule_now(held("schedule", schedule_id))}
+    return {"id": ops.run_schedule_now(held(ops, "run_schedule_now", "schedule", schedule_id))}
 
 
 # -- statistics and the Activity Log ------------------------------------------------------------------

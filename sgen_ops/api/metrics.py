@@ -73,10 +73,9 @@ class LedgerCollector(Collector):
             attempts = GaugeMetricFamily("sgen_ops_attempts", "Attempts in the ledger by task and outcome",
                                          labels=["task", "outcome"])
             for task, outcome, n in session.execute(
-                select(Attempt.task, func.coalesce(Attempt.exit, "running"), func.count())
-                .group_by(Attempt.task, func.coalesce(Attempt.exit, "running"))
+                select(Attempt.task, Attempt.exit, func.count()).group_by(Attempt.task, Attempt.exit)
             ):
-                attempts.add_metric([task, outcome], int(n))
+                attempts.add_metric([task, outcome or "running"], int(n))
             yield attempts
 
             run = cast(epoch_seconds(Attempt.finished_at, dialect) - epoch_seconds(Attempt.started_at, dialect), Float)

@@ -99,6 +99,11 @@ async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        # The framework's "error parsing the body" (JSON that does not parse): bad input, as any other.
+        status, suffix, title = KINDS[ValidationError]
+        return response(status, _TYPE + suffix, title, f"the request body is not valid JSON ({exc.detail})",
+                        "ValidationError")
     title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
     return response(exc.status_code, "about:blank", title, str(exc.detail), None, dict(exc.headers or {}))
 

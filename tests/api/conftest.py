@@ -22,11 +22,22 @@ from ..helpers import Process, wait_for
 IN_PROCESS_URL = "http://sgen-ops.test"
 
 
+class _Body(httpx.SyncByteStream):
+    """An answer's bytes, read by the client as from a socket (so that it times the response)."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.content
+
+
 class InProcess(httpx.BaseTransport):
     """A synchronous httpx transport that hands each request to an ASGI app in this process."""
 
     def __init__(self, app: Any) -> None:
-        self._app = httpx.ASGITransport(app=app)
+        # A 500 comes back as the answer a client would get (Starlette re-raises after sending it).
+        self._app = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
 
@@ -40,7 +51,7 @@ class InProcess(httpx.BaseTransport):
             return answer.status_code, answer.headers.raw, content
 
         status, headers, content = self._portal.call(send)
-        return httpx.Response(status, headers=headers, content=content, request=request)
+        return httpx.Response(status, headers=headers, stream=_Body(content), request=request)
 
     def close(self) -> None:
         """Clients close their transport; this one is shared, and ends with ``shutdown``."""
