@@ -298,7 +298,7 @@ def create_schedule(ops: Ops, account_id: AccountId, body: NewSchedule) -> Any:
 def preview_schedule(
     ops: Ops,
     cron: Annotated[Text | None, Query(max_length=200)] = None,
-    every: Annotated[Duration | None, Query()] = None,
+    every: Annotated[Text | None, Query(max_length=64)] = None,
     timezone: Annotated[Text | None, Query(max_length=64)] = None,
     count: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> Any:

@@ -94,6 +94,8 @@ Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 Payload = Annotated[Any, AfterValidator(_clean_json)]
 Id = Annotated[int, Field(ge=1, le=MAX_INT)]
 Budget = Annotated[int, Field(ge=1, le=MAX_INT)]
+# A schedule's interval or retention: a number, or text the schedules module parses (and bounds) itself.
+Interval = Annotated[float, Field(allow_inf_nan=False)] | Annotated[str, Field(max_length=64), AfterValidator(_clean)]
 Account = Annotated[str, Field(min_length=1, max_length=MAX_ACCOUNT, pattern=r"^[^\x00-\x1f]+$")]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$")]
 
@@ -168,11 +170,11 @@ class NewJob(Body):
 class NewSchedule(Body):
     task: Name
     cron: Annotated[str, Field(max_length=200), AfterValidator(_clean)] | None = None
-    every: Seconds | Duration | None = None
+    every: Interval | None = None
     timezone: Annotated[str, Field(max_length=64), AfterValidator(_clean)] | None = None
     payload: Payload = None
     max_attempts: Budget | None = None
-    retention: Seconds | Duration | None = None
+    retention: Interval | None = None
     priority: Priority | None = None
 
 
@@ -181,11 +183,11 @@ class ScheduleChanges(Body):
 
     task: Name | None = None
     cron: Annotated[str, Field(max_length=200), AfterValidator(_clean)] | None = None
-    every: Seconds | Duration | None = None
+    every: Interval | None = None
     timezone: Annotated[str, Field(max_length=64), AfterValidator(_clean)] | None = None
     payload: Payload = None
     max_attempts: Budget | None = None
-    retention: Seconds | Duration | None = None
+    retention: Interval | None = None
     priority: Priority | None = None
     enabled: bool | None = None
 
