@@ -156,7 +156,6 @@ class Hub:
 
     def as_operator(self, name: str | None) -> Operations:
         """The Jobs surface as operator ``name`` (the admin gate: unknown or disabled -> AccessDenied)."""
-        from .surface import Operations
 
         if not name:
             raise AccessDenied(
@@ -165,6 +164,12 @@ class Hub:
             )
         with self.ledger.read() as session:
             op = session.scalar(select(Operator).where(Operator.name == name))
+        return self.operations_of(op, name)
+
+    def operations_of(self, op: Operator | None, name: str) -> Operations:
+        """The admin gate for an operator record already read (``None``: no such operator)."""
+        from .surface import Operations
+
         if op is None or not op.enabled:
             raise AccessDenied(
                 f"operator {name!r} is not registered or is disabled; register one with "

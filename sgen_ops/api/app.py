@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
@@ -35,7 +35,7 @@ _FROM_ENVIRONMENT: Any = object()
 
 class CountAnswers:
     """Counts every answer by route and status (``sgen_ops_http_requests_total``, and per operation
-    ``sgen_ops_operator_actions_total``), once routing has named the route."""
+    ``sgen_ops_operator_actions_total``), once routing has named the route; marks every answer no-store."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -51,6 +51,8 @@ class CountAnswers:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                # Answers hold operators' data: no cache keeps them.
+                message["headers"] = [*message.get("headers", []), (b"cache-control", b"no-store")]
             await send(message)
 
         try:
@@ -116,11 +118,5 @@ def create_app(hub: Hub, *, hub_users: HubUsers | None = _FROM_ENVIRONMENT) -> F
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-    @app.middleware("http")
-    async def _no_store(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
 
     return app

@@ -78,21 +78,18 @@ class Gate:
         self.hub = hub
         self.hub_users = hub_users
 
-    def operator_of(self, token: str | None) -> str:
-        """The operator name a token stands for."""
+    def operations(self, token: str | None) -> Operations:
+        """The ``Operations`` of the operator a token stands for, through the admin gate."""
         if not token:
             raise Unauthenticated("no bearer token: send the header 'Authorization: Bearer TOKEN' "
                                   "(`sgen-ops tokens create OPERATOR` makes one)")
-        if token.startswith(tokens.PREFIX) or self.hub_users is None:
-            try:
-                return tokens.authenticate(self.hub.ledger, token)
-            except tokens.Refused as exc:
-                raise Unauthenticated(str(exc)) from None
-        return self.hub_users.user_of(token)
-
-    def operations(self, token: str | None) -> Operations:
-        name = self.operator_of(token)
         try:
-            return self.hub.as_operator(name)
+            if token.startswith(tokens.PREFIX) or self.hub_users is None:
+                try:
+                    op = tokens.authenticate(self.hub.ledger, token)  # the operator comes with the token
+                except tokens.Refused as exc:
+                    raise Unauthenticated(str(exc)) from None
+                return self.hub.operations_of(op, op.name)
+            return self.hub.as_operator(self.hub_users.user_of(token))
         except AccessDenied as exc:
             raise Unauthenticated(str(exc)) from None

@@ -28,7 +28,7 @@ def test_upgrade_downgrade_and_upgrade_again(hub: sgen_ops.Hub) -> None:
     assert hub.ledger.current_revision() == "0007"
     assert tokens.list_tokens(hub.ledger) == []
     token = hub.create_token("dana")
-    assert tokens.authenticate(hub.ledger, token) == "dana"
+    assert tokens.authenticate(hub.ledger, token).name == "dana"
 
 
 def test_an_operators_tokens_go_with_them(hub: sgen_ops.Hub) -> None:
