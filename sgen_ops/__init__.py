@@ -1,9 +1,11 @@
 """sgen-ops: run SGEN's background-job queue from Jupyter.
 
-The public surface: ``connect`` to a stack, ``task`` to register a handler, ``TaskError`` to fail an
-attempt with an error code, and the errors every operation may raise.
+The public surface: ``connect`` to a stack, ``remote`` to reach one through its HTTP API, ``task`` to
+register a handler, ``TaskError`` to fail an attempt with an error code, and the errors every operation
+may raise.
 """
 
+from .client import RemoteOperations, remote
 from .errors import (
     AccessDenied,
     InvalidTransition,
@@ -23,11 +25,13 @@ __all__ = [
     "InvalidTransition",
     "JobCancelled",
     "NotFound",
+    "RemoteOperations",
     "SgenOpsError",
     "State",
     "TaskError",
     "ValidationError",
     "connect",
+    "remote",
     "task",
 ]
 

@@ -95,7 +95,9 @@ def cmd_operators_list(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
-    ops = _hub().as_operator(args.operator or operator_from_env())
+    from .ui.session import served_session
+
+    ops: Any = served_session(args.operator) or _hub().as_operator(args.operator or operator_from_env())
     filters: dict[str, Any] = {
         k: v
         for k, v in {
@@ -117,6 +119,55 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     else:
         print(frame.to_string(index=False) if len(frame) else "no jobs match")
         print(f"-- page {page.page}, {len(page.items)} of {page.total} job(s)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .api import server
+
+    return server.run(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    hub = _hub()
+    token = hub.create_token(args.operator, expires_in=args.expires_in)
+    until = f"expires in {args.expires_in}" if args.expires_in else "never expires"
+    print(f"token for operator {args.operator!r} ({until}); it is shown once, only its hash is kept:")
+    print(token)
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    from . import tokens
+
+    found = tokens.list_tokens(_hub().ledger, operator=args.operator)
+    if not found:
+        print("no tokens")
+        return 0
+    print("id\toperator\tstatus\tcreated\texpires\tlast used")
+    for t in found:
+        def when(moment: Any) -> str:
+            return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
+
+        print(f"{t.id}\t{t.operator}\t{t.status()}\t{when(t.created_at)}\t{when(t.expires_at)}\t{when(t.last_used_at)}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    from . import tokens
+    from .errors import ValidationError
+
+    ledger = _hub().ledger
+    if args.all:
+        if not args.operator or args.id is not None:
+            raise ValidationError("give --operator NAME with --all (or a token id without them)")
+        n = tokens.revoke_all(ledger, args.operator)
+        print(f"revoked {n} token(s) of operator {args.operator!r}")
+        return 0
+    if args.id is None or args.operator:
+        raise ValidationError("give a token id (`sgen-ops tokens list`), or --operator NAME --all")
+    tokens.revoke(ledger, args.id)
+    print(f"revoked token {args.id}")
     return 0
 
 
@@ -224,6 +275,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-page", type=int, default=50)
     p.add_argument("--json", action="store_true", help="print the page as JSON records")
     p.set_defaults(func=cmd_jobs_list)
+
+    p = sub.add_parser("serve", help="serve the Jobs surface over HTTP (token-authenticated)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    p.set_defaults(func=cmd_serve)
+
+    tok = sub.add_parser("tokens", help="bearer tokens of the HTTP API").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    p = tok.add_parser("create", help="make a token for an operator; printed once, as the last line")
+    p.add_argument("operator")
+    p.add_argument("--expires-in", default=None, help="e.g. 30d, 12h (default: never)")
+    p.set_defaults(func=cmd_tokens_create)
+    p = tok.add_parser("list", help="list tokens (never the tokens themselves)")
+    p.add_argument("--operator", default=None, help="only this operator's tokens")
+    p.set_defaults(func=cmd_tokens_list)
+    p = tok.add_parser("revoke", help="revoke a token by id, or every token of an operator")
+    p.add_argument("id", nargs="?", type=int, default=None, help="the token id (`sgen-ops tokens list`)")
+    p.add_argument("--operator", default=None, help="with --all: whose tokens")
+    p.add_argument("--all", action="store_true", help="every token of --operator")
+    p.set_defaults(func=cmd_tokens_revoke)
 
     audit = sub.add_parser("audit", help="the Activity Log").add_subparsers(dest="audit_command", required=True)
     p = audit.add_parser("verify", help="check the Activity Log's hash chain; names the first altered entry")

@@ -1,18 +1,22 @@
-"""``sgen-ops demo`` / ``make demo``: the embedded stack, demo data, a worker and the scheduler.
+"""``sgen-ops demo`` / ``make demo``: the embedded stack, demo data, a worker, the scheduler and the API.
 
-Interactive: starts the worker and the scheduler in the background (``sgen-ops down`` stops them)
-and opens JupyterLab on ``notebooks/``. Headless: runs the queue in bursts, executes every notebook
-into ``$SGEN_OPS_HOME/reports/`` and exits non-zero if anything failed.
+Interactive: starts the worker, the scheduler and ``sgen-ops serve`` in the background (``sgen-ops down``
+stops them), prints the API's URL and an administrator's token, and opens JupyterLab on ``notebooks/``.
+Headless: runs the queue in bursts, executes every notebook into ``$SGEN_OPS_HOME/reports/`` on the local
+surface, then again into ``reports/served/`` as clients of the API, and exits non-zero if anything failed.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 from sqlalchemy import func, select
 
 from .config import load_settings
@@ -23,6 +27,7 @@ from .store import Job
 PROJECT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = PROJECT / "notebooks"
 DEMO_OPERATOR = "ops-admin"
+API_PORT = 8765
 
 
 def _pid_dir(hub_home: Path) -> Path:
@@ -51,6 +56,16 @@ def start_background(home: Path, name: str, argv: list[str]) -> int:
     return proc.pid
 
 
+def stop_background(home: Path, name: str) -> bool:
+    """Stop what ``start_background`` started as ``name``; returns whether it was running."""
+    pidfile = _pid_dir(home) / f"{name}.pid"
+    if not pidfile.exists():
+        return False
+    stopped = stop_process(int(pidfile.read_text()))
+    pidfile.unlink()
+    return stopped
+
+
 def state_summary(hub: Hub) -> dict[str, int]:
     with hub.ledger.read() as session:
         return dict(Counter(dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())))
@@ -66,6 +81,36 @@ def seed_once(hub: Hub) -> None:
     counts = demo_data.seed(hub, seed=int(os.environ.get("SGEN_OPS_DEMO_SEED", "42")))
     marker.write_text("1")
     print(f"seeded {counts['jobs']} demo jobs and {counts['schedules']} schedules in {hub.home}")
+
+
+def _api_port() -> int:
+    """8765 (the contract's default) if free, else any free port."""
+    for port in (int(os.environ.get("SGEN_OPS_API_PORT", API_PORT)), 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port for the API")
+
+
+def start_api(hub: Hub) -> tuple[str, str]:
+    """``sgen-ops serve`` in the background on this home, once it answers; (its URL, an administrator token)."""
+    port = _api_port()
+    pid = start_background(hub.home, "api", ["serve", "--port", str(port)])
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the API (pid {pid}) did not answer within 60 s; see {hub.home / 'logs' / 'api.log'}")
+        time.sleep(0.2)
+    return url, hub.create_token(DEMO_OPERATOR, expires_in="30d")
 
 
 def main(*, headless: bool = False) -> int:
@@ -84,10 +129,26 @@ def main(*, headless: bool = False) -> int:
         print("job states after a burst: " + ", ".join(f"{k} {v}" for k, v in sorted(summary.items())))
         from . import notebooks_run
 
-        return notebooks_run.execute_all(hub.home, operator=os.environ["SGEN_OPS_OPERATOR"])
+        local = notebooks_run.execute_all(hub.home, operator=os.environ["SGEN_OPS_OPERATOR"])
+        url, token = start_api(hub)
+        print(f"the notebooks again, as clients of the API at {url}:")
+        os.environ.update(SGEN_OPS_API_URL=url, SGEN_OPS_API_TOKEN=token)
+        try:
+            served = notebooks_run.execute_all(hub.home, operator=DEMO_OPERATOR,
+                                               reports=hub.home / "reports" / "served")
+        finally:
+            del os.environ["SGEN_OPS_API_URL"], os.environ["SGEN_OPS_API_TOKEN"]
+            stop_background(hub.home, "api")
+        return local or served
     start_background(hub.home, "worker", ["worker"])
     start_background(hub.home, "scheduler", ["scheduler"])
-    print(f"worker and scheduler running for {hub.home} (stop them with `make down`)")
+    url, token = start_api(hub)
+    print(f"worker, scheduler and API running for {hub.home} (stop them with `make down`)")
+    print(f"API: {url} (OpenAPI at {url}/docs)")
+    print("To run the notebooks as clients of the API instead of on the ledger, start JupyterLab with")
+    print(f"  SGEN_OPS_API_URL={url} SGEN_OPS_API_TOKEN=<the token below>")
+    print(f"administrator token ({DEMO_OPERATOR}, expires in 30 days; shown once):")
+    print(token, flush=True)
     env = dict(os.environ, SGEN_OPS_HOME=str(hub.home))
     argv = [sys.executable, "-m", "jupyter", "lab", str(NOTEBOOKS)]
     if os.geteuid() == 0:

@@ -153,9 +153,15 @@ class Hub:
                 raise ValidationError(f"operator {name!r} is not registered")
             op.enabled = enabled
 
+    def create_token(self, operator: str, expires_in: float | timedelta | str | None = None) -> str:
+        """A new bearer token of the HTTP API for ``operator`` ('30d', '12h', seconds; None: never expires).
+        The token is returned once; the ledger keeps only its hash."""
+        from . import tokens
+
+        return tokens.create(self.ledger, operator, expires_in)
+
     def as_operator(self, name: str | None) -> Operations:
         """The Jobs surface as operator ``name`` (the admin gate: unknown or disabled -> AccessDenied)."""
-        from .surface import Operations
 
         if not name:
             raise AccessDenied(
@@ -167,6 +173,12 @@ class Hub:
         validate.storable(name, "operator name")
         with self.ledger.read() as session:
             op = session.scalar(select(Operator).where(Operator.name == name))
+        return self.operations_of(op, name)
+
+    def operations_of(self, op: Operator | None, name: str) -> Operations:
+        """The admin gate for an operator record already read (``None``: no such operator)."""
+        from .surface import Operations
+
         if op is None or not op.enabled:
             raise AccessDenied(
                 f"operator {name!r} is not registered or is disabled; register one with "

@@ -36,14 +36,16 @@ def dry_run_parameters(name: str, reports: Path, operator: str) -> dict[str, Any
     return runbooks.resolve_parameters(name, params, declared)
 
 
-def execute_all(home: Path, *, operator: str, parallel: int | None = None) -> int:
+def execute_all(home: Path, *, operator: str, parallel: int | None = None, reports: Path | None = None) -> int:
     """Every notebook under notebooks/ and every runbook (as a dry run) into ``home/reports``.
 
     Kernels inherit this process's environment, so ``SGEN_OPS_HOME`` and ``SGEN_OPS_OPERATOR`` are set
-    here. ``parallel`` kernels run at once (default: the CPU count, at most 4). Prints one line per
-    notebook; returns 0 only if every cell of every notebook ran.
+    here (with ``SGEN_OPS_API_URL`` and a token in the environment, the notebooks are the API's clients).
+    ``parallel`` kernels run at once (default: the CPU count, at most 4). Prints one line per notebook;
+    returns 0 only if every cell of every notebook ran. Executed copies go to ``reports`` (default
+    ``home/reports``).
     """
-    reports = home / "reports"
+    reports = reports or home / "reports"
     os.environ["SGEN_OPS_HOME"] = str(home)
     os.environ["SGEN_OPS_OPERATOR"] = operator
     jobs: list[tuple[str, Path, Path, dict[str, Any]]] = [

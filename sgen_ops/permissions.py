@@ -24,6 +24,7 @@ _EDIT = (
     "resolve",
     "update_job",
     "activity_log",
+    "enqueue",  # an operator's (or an integration's) new job, as Run schedule now emits one
 )
 # delete_job and delete_jobs count as Dismiss.
 _ADMIN = (

@@ -362,8 +362,12 @@ def list_page(
     page: int,
     per_page: int,
     rule_for: RuleFor,
+    after: tuple[datetime, int] | None = None,
 ) -> JobPage:
-    """Count the matches, fetch one page of them (newest first) and mask it for the viewer."""
+    """Count the matches, fetch one page of them (newest first) and mask it for the viewer.
+
+    ``after`` (created_at, id) of a job: the page is the matches listed after that job (keyset paging), and
+    the total is still that of every match."""
     page = validate.whole(page, "page", lo=1, hi=validate.INT_MAX)
     per_page = validate.whole(per_page, "per_page", lo=1, hi=MAX_PER_PAGE)
     newest_first = (Job.created_at.desc(), Job.id.desc())
@@ -374,7 +378,14 @@ def list_page(
         Job.originating_user_id, Job.account, Job.created_at, Job.updated_at, Job.payload,
     )
     offset = (page - 1) * per_page
-    if session.get_bind().dialect.name == "sqlite" and any(getattr(c, _SCANS, False) for c in conds):
+    keyset: list[ColumnElement[bool]] = []
+    if after is not None:
+        offset = 0
+        keyset.append(or_(Job.created_at < after[0], and_(Job.created_at == after[0], Job.id < after[1])))
+    if keyset and session.get_bind().dialect.name == "sqlite" and any(getattr(c, _SCANS, False) for c in conds):
+        total = len(session.scalars(select(Job.id).where(*conds)).all())
+        rows = list(session.execute(select(*columns).where(*conds, *keyset).order_by(*newest_first).limit(per_page)))
+    elif session.get_bind().dialect.name == "sqlite" and any(getattr(c, _SCANS, False) for c in conds):
         # A substring search on SQLite reads each match's row (from the trigram index's candidates, or
         # every row when it scans): read them once, for the ids of all matches newest first (the total is
         # their number), instead of once to count and once more to sort the page out of them. Measured at
@@ -386,7 +397,9 @@ def list_page(
         rows = [by_id[i] for i in wanted if i in by_id]
     else:
         total = count_matches(session, conds)
-        stmt: Select[Any] = select(*columns).where(*conds).order_by(*newest_first).limit(per_page).offset(offset)
+        stmt: Select[Any] = (
+            select(*columns).where(*conds, *keyset).order_by(*newest_first).limit(per_page).offset(offset)
+        )
         rows = list(session.execute(stmt).all())
     users = {r.originating_user_id for r in rows if r.originating_user_id is not None}
     names: dict[int, str] = {}

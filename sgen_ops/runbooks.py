@@ -190,7 +190,9 @@ def run(name: str, params: Mapping[str, Any], operator: str | None = None) -> Pa
     Raises ValidationError (unknown runbook or parameter, bad value), AccessDenied (no or unknown
     operator) before anything runs, and RunbookFailed when a cell fails.
     """
+    from .config import load_settings
     from .hub import connect
+    from .ui.session import served_session
 
     notebook = path_of(name)
     declared = parameters(name)
@@ -199,12 +201,19 @@ def run(name: str, params: Mapping[str, Any], operator: str | None = None) -> Pa
     if operator and given and given != operator:
         raise ValidationError(f"two operators given: --operator {operator} and -p operator {given}; give one")
     acting = operator or given
-    hub = connect()
-    try:
-        hub.as_operator(acting)  # the admin gate, before a kernel starts
-        home = hub.home
-    finally:
-        hub.close()
+    served = served_session(acting)
+    if served is not None:
+        # Served: the server's admin gate answered for the token, which names the acting operator.
+        acting = served.name
+        served.close()
+        home = load_settings().home
+    else:
+        hub = connect()
+        try:
+            hub.as_operator(acting)  # the admin gate, before a kernel starts
+            home = hub.home
+        finally:
+            hub.close()
     assert acting  # as_operator refused an empty name
     if "operator" in declared:
         values["operator"] = acting

@@ -34,7 +34,7 @@ TIMING_COLUMNS = ("task", "attempts", "run_p50", "run_p95", "run_p99", "wait_p50
 
 
 
-def parse_window(window: str | timedelta, name: str = "window") -> timedelta:
+def parse_window(window: str | float | timedelta, name: str = "window") -> timedelta:
     """'15m', '1h', '24h', '7d', '1h30m' (the units of schedule intervals), seconds, or a timedelta; from
     1 second up to 3650 days."""
     return timedelta(seconds=parse_interval(window, name))

@@ -427,6 +427,96 @@ OPERATIONS: Mapping[str, Operation] = {
 }
 
 _TARGETS: Mapping[str, type[Job] | type[Schedule]] = {"job": Job, "schedule": Schedule}
+
+# -- the operations that have no target record: reads, and the two creations -------------------------------
+@dataclass(frozen=True)
+class Read:
+    """A read, or a creation with no existing target (``enqueue``, ``create_schedule``): the method checks
+    ``capability`` itself (None: every operator, for an answer about themselves)."""
+
+    action: str  # the method name
+    capability: str | None
+
+
+READS: Mapping[str, Read] = {
+    r.action: r
+    for r in (
+        Read("list_jobs", "list_jobs"),
+        Read("get_job", "get_job"),
+        Read("dead_letter_groups", "list_jobs"),
+        Read("throughput", "throughput"),
+        Read("throughput_series", "throughput"),
+        Read("run_time_percentiles", "throughput"),
+        Read("activity_log", "activity_log"),
+        Read("verify_audit", "verify_audit"),
+        Read("list_schedules", "list_schedules"),
+        Read("preview_schedule", "list_schedules"),
+        Read("enqueue", "enqueue"),
+        Read("create_schedule", "create_schedule"),
+        Read("can", None),
+    )
+}
+
+
+# -- HTTP: where each operation is served (``sgen_ops.api`` builds its endpoints, ``sgen_ops.client`` its calls) --
+@dataclass(frozen=True)
+class Route:
+    """One HTTP endpoint of an operation; ``status`` is its success status (201: it creates a job or a
+    schedule and answers its id; 204: it answers nothing)."""
+
+    method: str
+    path: str
+    status: int = 200
+
+
+_JOB = "/api/jobs/{job_id}"
+_ACCOUNT = "/api/accounts/{account_id}"
+_SCHEDULE = "/api/schedules/{schedule_id}"
+_DONE = 204
+_NEW = 201
+
+# Seed 003's endpoints exactly, then every seed 000 operation. ``{account_id}`` is an account, or ``*`` for
+# every account the operator may see (``Operations.within``). Every public method of ``Operations`` but
+# ``within`` (the ``{account_id}`` segment) has a route, and every route an operation: tests/api checks both.
+ROUTES: Mapping[str, tuple[Route, ...]] = {
+    # reads
+    "list_jobs": (Route("GET", f"{_ACCOUNT}/jobs"), Route("POST", f"{_ACCOUNT}/jobs/search")),
+    "get_job": (Route("GET", _JOB),),
+    "dead_letter_groups": (Route("GET", f"{_ACCOUNT}/dead-letters/groups"),),
+    "throughput": (Route("GET", f"{_ACCOUNT}/throughput"),),
+    "throughput_series": (Route("GET", f"{_ACCOUNT}/throughput/series"),),
+    "run_time_percentiles": (Route("GET", f"{_ACCOUNT}/throughput/run-times"),),
+    "activity_log": (Route("GET", f"{_ACCOUNT}/activity"),),
+    "verify_audit": (Route("GET", "/api/audit/verify"),),
+    "list_schedules": (Route("GET", f"{_ACCOUNT}/schedules"),),
+    "preview_schedule": (Route("GET", "/api/schedules/preview"),),
+    "can": (Route("GET", "/api/me"),),
+    # creations
+    "enqueue": (Route("POST", f"{_ACCOUNT}/jobs", _NEW),),
+    "create_schedule": (Route("POST", f"{_ACCOUNT}/schedules", _NEW),),
+    "edit_and_replay": (Route("POST", f"{_JOB}/edit-and-replay", _NEW),),
+    "run_schedule_now": (Route("POST", f"{_SCHEDULE}/run", _NEW),),
+    # writes on one job
+    "rerun": (Route("POST", f"{_JOB}/retry", _DONE),),
+    "resolve": (Route("POST", f"{_JOB}/resolve", _DONE),),
+    "trigger": (Route("POST", f"{_JOB}/trigger", _DONE),),
+    "cancel": (Route("POST", f"{_JOB}/cancel", _DONE),),
+    "retry_now": (Route("POST", f"{_JOB}/retry-now", _DONE),),
+    "send_to_dead_letter": (Route("POST", f"{_JOB}/dead-letter", _DONE),),
+    "replay": (Route("POST", f"{_JOB}/replay", _DONE),),
+    "dismiss": (Route("POST", f"{_JOB}/dismiss", _DONE),),
+    "update_job": (Route("PATCH", _JOB, _DONE),),
+    "delete_job": (Route("DELETE", _JOB, _DONE),),
+    # writes on many jobs
+    "delete_jobs": (Route("POST", f"{_ACCOUNT}/jobs/search-delete"),),
+    "replay_dead_letters": (Route("POST", f"{_ACCOUNT}/dead-letters/replay"),),
+    "dismiss_dead_letters": (Route("POST", f"{_ACCOUNT}/dead-letters/dismiss"),),
+    # schedules
+    "edit_schedule": (Route("PATCH", _SCHEDULE, _DONE),),
+    "pause_schedule": (Route("POST", f"{_SCHEDULE}/pause", _DONE),),
+    "resume_schedule": (Route("POST", f"{_SCHEDULE}/resume", _DONE),),
+}
+
 _TRIAGE_FILTERS = ("task", "error_code", "since", "until")
 _ID_PAGE = 20_000  # ids read ahead by a bulk operation
 MAX_BATCH = 10_000  # jobs changed in one transaction of a bulk operation
@@ -461,6 +551,34 @@ class Operations:
     def can(self, action: str) -> bool:
         """Whether this operator's role may perform ``action`` (a method name)."""
         return self.resolver.can(action)
+
+    def within(self, account: str | None) -> Operations:
+        """This operator acting inside one account (None: as they are), as the HTTP API's
+        ``/api/accounts/{account_id}/...`` does: an operator of every account is narrowed to ``account``; one
+        bound to another account gets NotFound, as for that account's jobs (existence never leaks)."""
+        if account is None or account == self.account:
+            return self
+        account = validate.account(account)
+        if account == self.account:
+            return self
+        if self.account is not None:
+            raise NotFound(f"account {validate.describe(account)} not found")
+        op = self.operator
+        narrowed = Operator(id=op.id, name=op.name, role=op.role, account=account, enabled=op.enabled,
+                            created_at=op.created_at)
+        return Operations(self.hub, narrowed)
+
+    def _own_account(self, account: str | None, what: str) -> str | None:
+        """The account a new job or schedule belongs to: ``account``, within the operator's own."""
+        account = validate.account(account)
+        if self.account is None:
+            return account
+        if account not in (None, self.account):
+            raise AccessDenied(
+                f"operator {self.name!r} is bound to account {self.account!r} and may not {what} "
+                f"for account {account!r}"
+            )
+        return self.account
 
     def __repr__(self) -> str:
         scope = f", account={self.account!r}" if self.account is not None else ""
@@ -622,6 +740,7 @@ class Operations:
         include_old_succeeded: bool = False,
         page: int = 1,
         per_page: int = 50,
+        after_id: int | None = None,
         **unknown: Any,
     ) -> query.JobPage:
         """The queue, newest first, one page at a time, with the total the filters match.
@@ -630,6 +749,8 @@ class Operations:
         created_at (datetime, ISO string, or a timedelta meaning that long ago); ``text`` searches
         payload and error detail (masked text for non-administrators). Succeeded jobs older than the
         retention window are left out unless ``include_old_succeeded`` or ``state='succeeded'``.
+        ``after_id`` pages by keyset instead of ``page``: the ``per_page`` jobs listed after that job (the
+        last one of the page before), as cheap deep in the list as at its start.
         """
         self._allow("list_jobs")
         now = utcnow()
@@ -639,8 +760,14 @@ class Operations:
             now,
         )
         with self.hub.ledger.read() as session:
+            after = None
+            if after_id is not None:
+                if page != 1:
+                    raise ValidationError(f"give page or after_id, not both (page={page!r}, after_id={after_id!r})")
+                anchor = self._load(session, "job", after_id, lock=False)
+                after = (anchor.created_at, anchor.id)
             return query.list_page(
-                session, self._conditions(f, now), page=page, per_page=per_page, rule_for=self._rule
+                session, self._conditions(f, now), page=page, per_page=per_page, rule_for=self._rule, after=after
             )
 
     def get_job(self, job_id: int) -> query.JobDetail:
@@ -753,6 +880,30 @@ class Operations:
         """Delete a job in any state but running; the Activity Log keeps a snapshot."""
         self._run("delete_job", job_id)
 
+    def enqueue(
+        self,
+        task: str,
+        payload: Any = None,
+        *,
+        priority: str | None = None,
+        delay: float | timedelta | None = None,
+        max_attempts: int | None = None,
+        account: str | None = None,
+    ) -> int:
+        """Queue a new job as this operator, as an integration does over HTTP: in the operator's account (or
+        ``account``, if they may see every account), with them as its originating user, and logged. Returns
+        the job id."""
+        self._allow("enqueue")
+        account = self._own_account(account, "enqueue jobs")
+        with self._writing() as w:
+            job = w.book.prepare(
+                task, payload, account=account, priority=priority, delay=delay, max_attempts=max_attempts,
+                originating_user_id=self.operator.id, now=w.now,
+            )
+            w.insert(job)
+            w.record("enqueue", "job", job, None, {"state": job.state, **snapshot(job, _CREATED)})
+            return int(job.id)
+
     # -- schedules ----------------------------------------------------------------------------
     def create_schedule(
         self,
@@ -771,14 +922,7 @@ class Operations:
         ("15m", seconds, a timedelta); ``payload`` is a template where ``{tick:%Y-%m-%d}`` places the tick's
         time. Returns the schedule id."""
         self._allow("create_schedule")
-        account = validate.account(account)
-        if self.account is not None:
-            if account not in (None, self.account):
-                raise AccessDenied(
-                    f"operator {self.name!r} is bound to account {self.account!r} and may not create schedules "
-                    f"for account {account!r}"
-                )
-            account = self.account
+        account = self._own_account(account, "create schedules")
         with self._writing() as w:
             schedule = schedules.create(
                 self.hub, w.session, task=task, cron=cron, every=every, timezone=timezone, payload=payload,
@@ -853,6 +997,7 @@ class Operations:
         self,
         dry_run: bool = False,
         *,
+        all: bool = False,  # the HTTP body's name: "no filter, on purpose"
         batch_size: int = 500,
         progress: ProgressFn | None = None,
         show_progress: bool = False,
@@ -860,15 +1005,16 @@ class Operations:
     ) -> int:
         """Delete every job ``list_jobs(**filters)`` would show, except running ones; returns the count.
 
-        At least one filter is required. ``dry_run`` only counts.
+        At least one filter is required, unless ``all=True`` says that every job in view is meant.
+        ``dry_run`` only counts.
         """
         self._allow("delete_jobs")
         now = utcnow()
         f = self._filters(filters, now)
-        if not f.narrows:
+        if not f.narrows and all is not True:
             raise ValidationError(
                 f"delete_jobs needs at least one filter ({', '.join(query.FILTERS)}) so that it never "
-                "deletes the whole queue by accident"
+                "deletes the whole queue by accident; all=True deletes every job in view on purpose"
             )
         conds = [*self._conditions(f, now), Job.state != _RUNNING]
         return self._bulk("delete_jobs", conds, dry_run=dry_run, batch_size=batch_size, progress=progress,

@@ -1,24 +1,59 @@
-"""Who is operating: ``operator_session`` turns the notebook's user into an ``Operations``."""
+"""Who is operating: ``operator_session`` turns the notebook's user into an ``Operations``, local or remote.
+
+Served (``SGEN_OPS_API_URL`` set): the Jobs surface of that ``sgen-ops serve`` server, as the operator its
+token names (``SGEN_OPS_API_TOKEN``, else JupyterHub's ``JUPYTERHUB_API_TOKEN``); the notebook holds no
+ledger or Redis credentials. Local: the ledger itself, as ``SGEN_OPS_OPERATOR`` (else ``JUPYTERHUB_USER``).
+"""
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
 
+from ..errors import AccessDenied
+
 if TYPE_CHECKING:
+    from ..client import RemoteOperations
     from ..hub import Hub
     from ..surface import Operations
 
 OPERATOR_VARIABLES = ("SGEN_OPS_OPERATOR", "JUPYTERHUB_USER")
+API_URL_VARIABLE = "SGEN_OPS_API_URL"
 
 
-def operator_session(hub: Hub | None = None) -> Operations:
-    """The Jobs surface as this notebook's operator: ``SGEN_OPS_OPERATOR``, else ``JUPYTERHUB_USER``.
+def served_session(operator: str | None = None) -> RemoteOperations | None:
+    """The remote Jobs surface when ``SGEN_OPS_API_URL`` is set, else None. ``operator``, if given, must be
+    the one the token names (a token cannot act as anyone else)."""
+    url = os.environ.get(API_URL_VARIABLE, "").strip()
+    if not url:
+        return None
+    from ..client import remote
 
-    Connects with ``sgen_ops.connect()`` when no hub is given. With neither variable set, or an operator
-    that is not registered, raises the admin gate's AccessDenied, which says how to register one.
+    ops = remote(url)
+    if operator and operator != ops.name:
+        ops.close()
+        raise AccessDenied(
+            f"the API token in use is operator {ops.name!r}'s and cannot act as {operator!r}; "
+            f"use a token of {operator!r} (SGEN_OPS_API_TOKEN)"
+        )
+    return ops
+
+
+def operator_session(hub: Hub | None = None, *, operator: str | None = None) -> Operations | RemoteOperations:
+    """The Jobs surface as this notebook's operator.
+
+    With ``SGEN_OPS_API_URL`` set (and no ``hub`` given): the remote client of that server. Otherwise the
+    local surface as ``operator``, else ``SGEN_OPS_OPERATOR``, else ``JUPYTERHUB_USER``, connecting with
+    ``sgen_ops.connect()`` when no hub is given. With no operator, or one that is not registered, raises the
+    admin gate's AccessDenied, which says how to register one.
     """
-    name = next((os.environ[v].strip() for v in OPERATOR_VARIABLES if os.environ.get(v, "").strip()), None)
+    if hub is None:
+        served = served_session(operator)
+        if served is not None:
+            return served
+    name = operator or next(
+        (os.environ[v].strip() for v in OPERATOR_VARIABLES if os.environ.get(v, "").strip()), None
+    )
     if hub is not None:
         return hub.as_operator(name)
     from .. import connect

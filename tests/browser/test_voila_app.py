@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ..api.conftest import start_server
 from ..conftest import ROOT
 from ..helpers import wait_for
 from ..notebooks.conftest import ADMIN, SQLITE_ONLY, Seeded
@@ -62,17 +63,27 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: 
     raise AssertionError(f"voila did not listen on port {port} within {timeout}s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture
-def voila(seeded: Seeded, tmp_path: Path) -> Iterator[str]:
-    """``voila notebooks/app.ipynb`` on the seeded stack as an administrator; yields its URL."""
+@pytest.fixture(params=["local", "served"])
+def voila(request: pytest.FixtureRequest, seeded: Seeded, tmp_path: Path) -> Iterator[str]:
+    """``voila notebooks/app.ipynb`` on the seeded stack as an administrator; yields its URL. Local: the
+    kernel holds the ledger's settings. Served: it holds only the URL of ``sgen-ops serve`` and a token
+    (the ledger and Redis settings it gets point nowhere), so every operation goes over HTTP."""
     require_chromium()
+    env = seeded.env(ADMIN)
+    server = None
+    if request.param == "served":
+        server, url = start_server(seeded.stack)
+        env.update(SGEN_OPS_API_URL=url, SGEN_OPS_API_TOKEN=seeded.hub.create_token(ADMIN),
+                   SGEN_OPS_DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing",
+                   SGEN_OPS_REDIS_URL="redis://127.0.0.1:1/0")
+        env.pop("SGEN_OPS_OPERATOR")
     port = free_port()
     log = tmp_path / "voila.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "voila", "notebooks/app.ipynb", "--no-browser", f"--port={port}",
              "--Voila.ip=127.0.0.1", "--VoilaConfiguration.show_tracebacks=True"],
-            cwd=ROOT, env=seeded.env(ADMIN), stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
     try:
         wait_for_port(port, proc, log)
@@ -84,8 +95,10 @@ def voila(seeded: Seeded, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        if server is not None:
+            server.stop()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, ARTIFACTS / "voila.log")
+        shutil.copyfile(log, ARTIFACTS / f"voila-{request.param}.log")
 
 
 @pytest.fixture

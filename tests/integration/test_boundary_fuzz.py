@@ -233,6 +233,9 @@ SURFACE: dict[str, Draw] = {
     "activity_log": with_kwargs(kwargs(since=FILTERS["since"], until=FILTERS["until"],
                                        operator=maybe("administrator"))),
     "verify_audit": lambda data, w: ((), {}),
+    "within": lambda data, w: ((data.draw(either(None, "acme", "globex", "*")),), {}),
+    "enqueue": lambda data, w: ((data.draw(either(*TASKS)), data.draw(either({"n": 1}, None))), data.draw(kwargs(
+        account=maybe("acme", "globex"), priority=maybe("high"), delay=maybe(0, 3600), max_attempts=maybe(2)))),
     "create_schedule": lambda data, w: ((data.draw(either(*TASKS)),), data.draw(timed(kwargs(
         payload=maybe({"n": 1}, {"day": "{tick:%Y-%m-%d}"}), max_attempts=maybe(1, 3),
         retention=maybe("7d", 3), priority=maybe("high"), account=maybe("acme"))))),
@@ -258,6 +261,8 @@ HUB: dict[str, Draw] = {
     "as_operator": lambda data, w: ((data.draw(either("administrator", "viewer", "nobody")),), {}),
     "set_operator_enabled": lambda data, w: ((data.draw(either("bound", "nobody")), data.draw(either(True))), {}),
     "tick": lambda data, w: ((data.draw(maybe(datetime.now(UTC))),), {}),
+    "create_token": lambda data, w: ((data.draw(either("viewer", "nobody")),), data.draw(kwargs(
+        expires_in=maybe("30d", 3600, timedelta(hours=1))))),
     "recover_lost": lambda data, w: ((data.draw(maybe(datetime.now(UTC))),), {}),
 }
 

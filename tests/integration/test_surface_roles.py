@@ -35,6 +35,7 @@ MATRIX: dict[str, tuple[set[str], str | None, Call]] = {
     "resolve": (EDITORS, "failed", lambda ops, j: ops.resolve(j, "fixed upstream")),
     "update_job": (EDITORS, "queued", lambda ops, j: ops.update_job(j, priority="high")),
     "activity_log": (EDITORS, None, lambda ops, j: ops.activity_log()),
+    "enqueue": (EDITORS, None, lambda ops, j: ops.enqueue("test.ok", {"n": 1})),
     "send_to_dead_letter": (ADMINS, "failed", lambda ops, j: ops.send_to_dead_letter(j, "broken feed")),
     "replay": (ADMINS, "dead-letter", lambda ops, j: ops.replay(j)),
     "edit_and_replay": (ADMINS, "dead-letter", lambda ops, j: ops.edit_and_replay(j, {"fixed": True})),
@@ -67,7 +68,7 @@ EFFECT: dict[str, Callable[[dict[str, Any]], bool]] = {
 
 def test_matrix_covers_every_operation() -> None:
     public = {name for name in vars(Operations) if not name.startswith("_") and callable(getattr(Operations, name))}
-    extra_reads = {"throughput_series", "run_time_percentiles", "can"}
+    extra_reads = {"throughput_series", "run_time_percentiles", "can", "within"}
     assert public - extra_reads == set(MATRIX) | set(SCHEDULE_MATRIX)
 
 

@@ -143,3 +143,33 @@ def test_triage_notebook_works_for_a_viewer(seeded: Seeded, monkeypatch: pytest.
     text = text_of(out)
     assert "viewer may not replay dead letters" in text
     assert f"{len(seeded.dead_letters())} dead letter(s)" in text
+
+
+@pytest.mark.slow
+@SQLITE_ONLY
+def test_every_notebook_and_runbook_runs_as_a_client_of_the_api(
+    seeded: Seeded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same headless run with ``SGEN_OPS_API_URL`` and a token, as ``make demo HEADLESS=1`` does a second
+    time: the kernels are clients of ``sgen-ops serve`` and get no ledger or Redis they could reach."""
+    from ..api.conftest import start_server
+
+    server, url = start_server(seeded.stack)
+    try:
+        monkeypatch.setenv("SGEN_OPS_API_URL", url)
+        monkeypatch.setenv("SGEN_OPS_API_TOKEN", seeded.hub.create_token(ADMIN))
+        monkeypatch.setenv("SGEN_OPS_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/nothing")
+        monkeypatch.setenv("SGEN_OPS_REDIS_URL", "redis://127.0.0.1:1/0")
+        before_states, before_log = seeded.states(), seeded.activity()
+        reports = tmp_path / "served"
+        assert notebooks_run.execute_all(seeded.hub.home, operator=ADMIN, reports=reports) == 0
+        for name in OPERATOR_NOTEBOOKS:
+            assert errors_of(reports / f"{name}.ipynb") == []
+        for name in runbooks.available():
+            assert errors_of(reports / "runbooks" / f"{name}.ipynb") == []
+        # The notebooks' operator is the remote client (its repr names the server).
+        assert f"RemoteOperations as '{ADMIN}'" in text_of(reports / "01_queue.ipynb")
+        assert seeded.states() == before_states
+        assert seeded.activity() == before_log
+    finally:
+        server.stop()

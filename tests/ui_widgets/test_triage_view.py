@@ -154,7 +154,8 @@ def test_bulk_preview_counts_and_replay_fills_the_progress_bar(hub: sgen_ops.Hub
     view.batch_size = 2
     view.bulk_replay_button.click()
     assert view.progress.max == 5 and view.progress.value == 5
-    assert seen == [2, 4, 5]
+    # Batch by batch locally; through the HTTP API the bulk write is one request, reported when it ends.
+    assert seen == ([2, 4, 5] if isinstance(admin, Operations) else [5])
     assert {job_row(hub, i)["state"] for i in boom} == {"queued"}
     assert job_row(hub, other[0])["state"] == "dead-letter"
     assert status_of(view) == ("ok", "✔ Replayed 5 dead letters.")

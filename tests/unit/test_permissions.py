@@ -18,6 +18,7 @@ EDITORS = [
     "resolve",
     "update_job",
     "activity_log",
+    "enqueue",  # an integration's (or an operator's) new job over HTTP, as Run schedule now emits one
 ]
 ADMINS = [
     "send_to_dead_letter",
