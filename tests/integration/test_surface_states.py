@@ -323,5 +323,5 @@ def test_bulk_triage_by_task_and_error_code(
 
 def test_ids_are_validated(hub: sgen_ops.Hub, ops: Any) -> None:
     for bad in ("7", 7.0, None, True):
-        with pytest.raises(ValidationError, match="is not valid: .*give a whole number"):
+        with pytest.raises(ValidationError, match=r"is not valid: .*give a whole number"):
             ops["administrator"].get_job(bad)  # type: ignore[arg-type]
