@@ -186,6 +186,8 @@ def cmd_runbook(args: argparse.Namespace) -> int:
 
     params = dict(args.param or [])
     path = runbooks.run(args.name, params, operator=args.operator or operator_from_env())
+    for line in runbooks.result_of(path):
+        print(line)
     print(f"executed runbook {args.name}: {path}")
     return 0
 

@@ -3,21 +3,33 @@
 ``sgen-ops runbook NAME -p KEY VALUE ... [--operator X]`` calls ``run``. Everything that can be
 checked is checked before a kernel starts: the runbook's name, each ``-p`` against the parameters
 the runbook declares (its cell tagged ``parameters``, read with papermill's inspection), each value
-coerced to the declared type, and the operator (the admin gate, ``Hub.as_operator``). The executed
-copy is kept under ``$SGEN_OPS_HOME/runs/`` as ``<UTC time>_<runbook>_<operator>.ipynb``, also when a
-cell fails; the writes themselves go through ``Operations``, so the Activity Log names the operator.
+coerced to the declared type, and the operator (the admin gate, ``Hub.as_operator``). The kernel runs
+against the caller's stack: it gets the caller's settings (home, ledger and Redis URLs, queue prefix, ...)
+and operator in its environment and starts in the caller's working directory, so neither its folder nor a
+missing ``SGEN_OPS_HOME`` can make it build a stack of its own. The executed copy is kept under
+``$SGEN_OPS_HOME/runs/`` as ``<UTC time>_<runbook>_<operator>.ipynb``, also when a cell fails; the writes
+themselves go through ``Operations``, so the Activity Log names the operator. ``result_of`` reads what the
+run reported (its cells tagged ``result``) from the executed copy.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import zmq
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Dict, default
+from traitlets.config import Config
+
+from .config import ENV_PREFIX, Settings
 from .errors import SgenOpsError, ValidationError
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "notebooks" / "runbooks"
@@ -27,6 +39,9 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 _NONE = frozenset({"", "none", "null"})
 _OPTIONAL = re.compile(r"^Optional\[\s*(\w+)\s*\]$")
 _UNSAFE = re.compile(r"[^\w.-]+")
+RESULT_TAG = "result"
+# Settings a kernel cannot be given through its environment (a mapping); it reads them where the caller does.
+_NOT_IN_ENV = frozenset({"home", "capabilities"})
 
 
 class RunbookFailed(SgenOpsError):
@@ -134,8 +149,54 @@ def resolve_parameters(
     return {key: coerce(declared[key], value) for key, value in params.items()}
 
 
-def execute(notebook: Path, output: Path, parameters: Mapping[str, Any] | None = None) -> Path:
-    """Execute ``notebook`` with papermill into ``output`` (cwd: the notebook's folder).
+class NotebookKernel(AsyncKernelManager):
+    """The kernel of one notebook run: ``kernel_env`` added to its environment, its connection encrypted
+    (CurveZMQ) where the kernel supports it, and shut down without a first interrupt."""
+
+    kernel_env = Dict(config=True, help="variables added to the kernel's environment")
+
+    @default("transport_encryption")
+    def _encrypted(self) -> str:
+        # Encrypted, the kernel's socket carries no plain text, and ipykernel does not warn that it does.
+        return "auto" if zmq.has("curve") else "disabled"
+
+    async def start_kernel(self, **kw: Any) -> None:  # type: ignore[override]
+        kw["env"] = {**os.environ, **kw.get("env", {}), **self.kernel_env}
+        await super().start_kernel(**kw)
+
+    async def _async_interrupt_kernel(self) -> None:
+        # jupyter_client interrupts before it shuts a kernel down; a notebook that has run leaves nothing to
+        # interrupt, and ipykernel would print "KeyboardInterrupt caught in kernel" on the caller's terminal.
+        if self.shutting_down:
+            return
+        await super()._async_interrupt_kernel()
+
+
+def kernel_environment(settings: Settings, operator: str | None = None) -> dict[str, str]:
+    """The ``SGEN_OPS_*`` variables that point a kernel at the stack of ``settings`` as ``operator``: every
+    setting the caller resolved (from arguments, environment, ``sgen-ops.toml`` or defaults), with the home
+    as an absolute path."""
+    env = {f"{ENV_PREFIX}HOME": str(settings.home)}
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if f.name in _NOT_IN_ENV or value is None:
+            continue
+        env[ENV_PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
+    if operator:
+        env[f"{ENV_PREFIX}OPERATOR"] = operator
+    return env
+
+
+def execute(
+    notebook: Path,
+    output: Path,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Path:
+    """Execute ``notebook`` with papermill into ``output``, in a kernel with ``env`` added to this process's
+    environment and started in ``cwd`` (default: the notebook's folder, as in JupyterLab).
 
     A failing cell raises ``RunbookFailed`` naming the cell and its exception; ``output`` is kept.
     """
@@ -143,12 +204,14 @@ def execute(notebook: Path, output: Path, parameters: Mapping[str, Any] | None =
     from papermill.exceptions import PapermillExecutionError
 
     output.parent.mkdir(parents=True, exist_ok=True)
+    config = Config({NotebookKernel.__name__: {"kernel_env": dict(env or {})}})
     try:
-        # The kernel starts in the notebook's folder, as in JupyterLab; nbclient's resources path does
-        # that without papermill's process-wide chdir, so several notebooks may run at once.
+        # nbclient's resources path sets the kernel's folder without papermill's process-wide chdir, so
+        # several notebooks may run at once.
         papermill.execute_notebook(
             str(notebook), str(output), parameters=dict(parameters or {}), kernel_name=KERNEL,
-            progress_bar=False, log_output=False, resources={"metadata": {"path": str(notebook.parent)}},
+            progress_bar=False, log_output=False, resources={"metadata": {"path": str(cwd or notebook.parent)}},
+            kernel_manager_class=NotebookKernel, config=config,
         )
     except PapermillExecutionError as exc:
         raise RunbookFailed(
@@ -157,6 +220,28 @@ def execute(notebook: Path, output: Path, parameters: Mapping[str, Any] | None =
             path=output, ename=exc.ename, evalue=exc.evalue, cell_index=exc.cell_index,
         ) from None
     return output
+
+
+def result_of(path: Path) -> list[str]:
+    """What an executed notebook reported: the text output of its cells tagged ``result`` (else of its last
+    code cell with output), one item per line, blank lines dropped."""
+    def text(value: str | list[str]) -> str:  # nbformat keeps multi-line text as a list of lines
+        return value if isinstance(value, str) else "".join(value)
+
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    cells = [c for c in notebook["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+    tagged = [c for c in cells if RESULT_TAG in c.get("metadata", {}).get("tags", [])]
+    lines: list[str] = []
+    for cell in tagged or cells[-1:]:
+        for out in cell["outputs"]:
+            if out["output_type"] == "stream" and out["name"] == "stdout":
+                said = text(out["text"])
+            elif out["output_type"] in ("execute_result", "display_data"):
+                said = text(out["data"].get("text/plain", ""))
+            else:
+                continue
+            lines.extend(line for line in said.splitlines() if line.strip())
+    return lines
 
 
 def time_filter(text: str | None, name: str = "since") -> timedelta | str | None:
@@ -185,7 +270,8 @@ def run_path(home: Path, name: str, operator: str, now: datetime | None = None) 
 
 def run(name: str, params: Mapping[str, Any], operator: str | None = None) -> Path:
     """Execute runbook ``name`` as ``operator`` with ``params`` (``-p`` values, coerced to the declared
-    types) and return the executed copy under ``$SGEN_OPS_HOME/runs/``.
+    types) on the caller's stack, in the caller's working directory, and return the executed copy under
+    ``$SGEN_OPS_HOME/runs/``.
 
     Raises ValidationError (unknown runbook or parameter, bad value), AccessDenied (no or unknown
     operator) before anything runs, and RunbookFailed when a cell fails.
@@ -207,14 +293,16 @@ def run(name: str, params: Mapping[str, Any], operator: str | None = None) -> Pa
         acting = served.name
         served.close()
         home = load_settings().home
+        env = {f"{ENV_PREFIX}HOME": str(home), f"{ENV_PREFIX}OPERATOR": acting}
     else:
         hub = connect()
         try:
             hub.as_operator(acting)  # the admin gate, before a kernel starts
             home = hub.home
+            env = kernel_environment(hub.settings, acting)
         finally:
             hub.close()
     assert acting  # as_operator refused an empty name
     if "operator" in declared:
         values["operator"] = acting
-    return execute(notebook, run_path(home, name, acting), values)
+    return execute(notebook, run_path(home, name, acting), values, env=env, cwd=Path.cwd())
