@@ -36,7 +36,7 @@ def test_operators_add_and_the_admin_gate(stack: Stack, hub: sgen_ops.Hub) -> No
     assert hub.as_operator("ed").account == "acme"
 
     again = cli(stack, "operators", "add", "dana", "--role", "viewer")
-    assert again.returncode == 2 and "operator 'dana' already exists" in again.stderr
+    assert again.returncode == 1 and "operator 'dana' already exists" in again.stderr
     bad = cli(stack, "operators", "add", "vic", "--role", "superuser")
     assert bad.returncode == 2 and "invalid choice: 'superuser'" in bad.stderr
     listed = cli(stack, "operators", "list").stdout.splitlines()
@@ -46,11 +46,11 @@ def test_operators_add_and_the_admin_gate(stack: Stack, hub: sgen_ops.Hub) -> No
     with pytest.raises(sgen_ops.AccessDenied, match="'ed' is not registered or is disabled"):
         hub.as_operator("ed")
     refused = cli(stack, "jobs", "list", "--operator", "ed")
-    assert refused.returncode == 2 and "disabled" in refused.stderr
+    assert refused.returncode == 1 and "disabled" in refused.stderr
     assert cli(stack, "operators", "enable", "ed").returncode == 0
     assert hub.as_operator("ed").role == "editor"
     missing = cli(stack, "operators", "disable", "nobody")
-    assert missing.returncode == 2 and "'nobody' is not registered" in missing.stderr
+    assert missing.returncode == 1 and "'nobody' is not registered" in missing.stderr
 
 
 def test_jobs_list_filters_and_json(stack: Stack, hub: sgen_ops.Hub) -> None:
@@ -72,9 +72,9 @@ def test_jobs_list_filters_and_json(stack: Stack, hub: sgen_ops.Hub) -> None:
     assert "test.nodl" in table and "1 of 1 job(s)" in table
 
     unknown = cli(stack, "jobs", "list", "--operator", "mallory")
-    assert unknown.returncode == 2 and "AccessDenied" in unknown.stderr and "operators add mallory" in unknown.stderr
+    assert unknown.returncode == 1 and "AccessDenied" in unknown.stderr and "operators add mallory" in unknown.stderr
     bad = cli(stack, "jobs", "list", "--operator", "dana", "--state", "exploded")
-    assert bad.returncode == 2 and "ValidationError" in bad.stderr and "dead-letter" in bad.stderr
+    assert bad.returncode == 1 and "ValidationError" in bad.stderr and "dead-letter" in bad.stderr
 
 
 def test_audit_verify_names_the_altered_entry(stack: Stack, hub: sgen_ops.Hub) -> None:

@@ -1,34 +1,23 @@
-"""The ``sgen-ops`` command line."""
+"""The stack's processes and set-up: worker, scheduler, reconcile, demo, down, app, serve, db, operators,
+tokens, and runbooks."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
-import sys
-from collections.abc import Sequence
 from typing import Any
 
-from .errors import SgenOpsError
+from .base import UsageError, add_operator, hub, operator_from_env
 
-
-def operator_from_env() -> str | None:
-    """The acting operator: SGEN_OPS_OPERATOR, else JupyterHub's authenticated user, else nobody."""
-    return os.environ.get("SGEN_OPS_OPERATOR") or os.environ.get("JUPYTERHUB_USER") or None
-
-
-def _hub() -> Any:
-    from .hub import connect
-
-    return connect()
+APP_HOST = "127.0.0.1"
+APP_PORT = 8866
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from . import workers
+    from .. import workers
 
     workers.run(
-        _hub(),
+        hub(),
         burst=args.burst,
         concurrency=args.concurrency,
         logging_level=args.log_level,
@@ -38,38 +27,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from . import scheduler
+    from .. import scheduler
 
-    hub = _hub()
+    h = hub()
     if args.once:
-        print(json.dumps({"emitted": hub.tick()}))
+        print(json.dumps({"emitted": h.tick()}))
         return 0
-    scheduler.run_forever(hub, interval=args.interval)
+    scheduler.run_forever(h, interval=args.interval)
     return 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
-    hub = _hub()
-    lost = hub.recover_lost()
-    resent = hub.reconcile()
+    h = hub()
+    lost = h.recover_lost()
+    resent = h.reconcile()
     print(f"re-enqueued {resent} job(s) Redis had lost; recovered {lost} attempt(s) from lost workers")
     return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .config import load_settings
-    from .store import Ledger
+    from ..config import load_settings
+    from ..store import Ledger
 
-    settings = load_settings()
-    ledger = Ledger(settings.effective_database_url)
+    ledger = Ledger(load_settings().effective_database_url)
     ledger.upgrade(args.revision)
     print(f"ledger schema at {ledger.current_revision()} ({ledger.engine.url.render_as_string(hide_password=True)})")
     return 0
 
 
 def cmd_operators_add(args: argparse.Namespace) -> int:
-    hub = _hub()
-    op_id = hub.add_operator(args.name, args.role, account=args.account)
+    op_id = hub().add_operator(args.name, args.role, account=args.account)
     scope = f"account {args.account}" if args.account else "every account"
     print(f"operator {args.name!r} ({args.role}, {scope}) registered with id {op_id}")
     return 0
@@ -77,7 +64,7 @@ def cmd_operators_add(args: argparse.Namespace) -> int:
 
 def cmd_operators_enable(args: argparse.Namespace) -> int:
     enabled = args.ops_command == "enable"
-    _hub().set_operator_enabled(args.name, enabled)
+    hub().set_operator_enabled(args.name, enabled)
     print(f"operator {args.name!r} {'enabled' if enabled else 'disabled'}")
     return 0
 
@@ -85,52 +72,22 @@ def cmd_operators_enable(args: argparse.Namespace) -> int:
 def cmd_operators_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from .store import Operator
+    from ..store import Operator
 
-    hub = _hub()
-    with hub.ledger.read() as session:
+    with hub().ledger.read() as session:
         for op in session.scalars(select(Operator).order_by(Operator.name)):
             print(f"{op.name}\t{op.role}\t{op.account or '*'}\t{'enabled' if op.enabled else 'disabled'}")
     return 0
 
 
-def cmd_jobs_list(args: argparse.Namespace) -> int:
-    from .ui.session import served_session
-
-    ops: Any = served_session(args.operator) or _hub().as_operator(args.operator or operator_from_env())
-    filters: dict[str, Any] = {
-        k: v
-        for k, v in {
-            "state": args.state,
-            "task": args.task,
-            "since": args.since,
-            "until": args.until,
-            "error_code": args.error_code,
-            "text": args.text,
-        }.items()
-        if v is not None
-    }
-    page = ops.list_jobs(
-        **filters, include_old_succeeded=args.include_old_succeeded, page=args.page, per_page=args.per_page
-    )
-    frame = page.to_frame()
-    if args.json:
-        print(frame.to_json(orient="records", date_format="iso"))
-    else:
-        print(frame.to_string(index=False) if len(frame) else "no jobs match")
-        print(f"-- page {page.page}, {len(page.items)} of {page.total} job(s)")
-    return 0
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .api import server
+    from ..api import server
 
     return server.run(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
-    hub = _hub()
-    token = hub.create_token(args.operator, expires_in=args.expires_in)
+    token = hub().create_token(args.operator, expires_in=args.expires_in)
     until = f"expires in {args.expires_in}" if args.expires_in else "never expires"
     print(f"token for operator {args.operator!r} ({until}); it is shown once, only its hash is kept:")
     print(token)
@@ -138,9 +95,9 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_list(args: argparse.Namespace) -> int:
-    from . import tokens
+    from .. import tokens
 
-    found = tokens.list_tokens(_hub().ledger, operator=args.operator)
+    found = tokens.list_tokens(hub().ledger, operator=args.operator)
     if not found:
         print("no tokens")
         return 0
@@ -154,35 +111,23 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
-    from . import tokens
-    from .errors import ValidationError
+    from .. import tokens
 
-    ledger = _hub().ledger
     if args.all:
         if not args.operator or args.id is not None:
-            raise ValidationError("give --operator NAME with --all (or a token id without them)")
-        n = tokens.revoke_all(ledger, args.operator)
+            raise UsageError("give --operator NAME with --all (or a token id without them)")
+        n = tokens.revoke_all(hub().ledger, args.operator)
         print(f"revoked {n} token(s) of operator {args.operator!r}")
         return 0
     if args.id is None or args.operator:
-        raise ValidationError("give a token id (`sgen-ops tokens list`), or --operator NAME --all")
-    tokens.revoke(ledger, args.id)
+        raise UsageError("give a token id (`sgen-ops tokens list`), or --operator NAME --all")
+    tokens.revoke(hub().ledger, args.id)
     print(f"revoked token {args.id}")
     return 0
 
 
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from . import audit
-    from .config import load_settings
-    from .store import Ledger
-
-    result = audit.verify(Ledger(load_settings().effective_database_url))
-    print(result.message)
-    return 0 if result.ok else 1
-
-
 def cmd_runbook(args: argparse.Namespace) -> int:
-    from . import runbooks
+    from .. import runbooks
 
     params = dict(args.param or [])
     path = runbooks.run(args.name, params, operator=args.operator or operator_from_env())
@@ -193,29 +138,25 @@ def cmd_runbook(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo
+    from .. import demo
 
     return demo.main(headless=args.headless)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from . import demo
+    from .. import demo
 
     demo.down()
     return 0
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from . import demo
+    from .. import demo
 
     return demo.serve_app(port=args.port)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sgen-ops", description="Operate SGEN's background-job queue.")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub: Any) -> None:
     p = sub.add_parser("worker", help="run a worker over the high, normal and low queues")
     p.add_argument(
         "--concurrency", type=int, default=None, help="worker processes (default: setting worker_concurrency)"
@@ -240,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("app", help="serve the operator views as a Voila app")
-    p.add_argument("--port", type=int, default=8866)
+    p.add_argument("--port", type=int, default=APP_PORT)
     p.set_defaults(func=cmd_app)
 
     db = sub.add_parser("db", help="ledger schema").add_subparsers(dest="db_command", required=True)
@@ -262,21 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
         p = ops.add_parser(verb, help=f"{verb} an operator (a disabled one is refused at the admin gate)")
         p.add_argument("name")
         p.set_defaults(func=cmd_operators_enable)
-
-    jobs = sub.add_parser("jobs", help="the job queue").add_subparsers(dest="jobs_command", required=True)
-    p = jobs.add_parser("list", help="list jobs with the same filters as list_jobs")
-    p.add_argument("--operator", default=None, help="acting operator (default: SGEN_OPS_OPERATOR)")
-    p.add_argument("--state", action="append", default=None, help="state; repeat for several")
-    p.add_argument("--task")
-    p.add_argument("--since", help="ISO date or datetime (created at or after)")
-    p.add_argument("--until", help="ISO date or datetime (created before)")
-    p.add_argument("--error-code")
-    p.add_argument("--text", help="search payload and error text")
-    p.add_argument("--include-old-succeeded", action="store_true")
-    p.add_argument("--page", type=int, default=1)
-    p.add_argument("--per-page", type=int, default=50)
-    p.add_argument("--json", action="store_true", help="print the page as JSON records")
-    p.set_defaults(func=cmd_jobs_list)
 
     p = sub.add_parser("serve", help="serve the Jobs surface over HTTP (token-authenticated)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -300,29 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every token of --operator")
     p.set_defaults(func=cmd_tokens_revoke)
 
-    audit = sub.add_parser("audit", help="the Activity Log").add_subparsers(dest="audit_command", required=True)
-    p = audit.add_parser("verify", help="check the Activity Log's hash chain; names the first altered entry")
-    p.set_defaults(func=cmd_audit_verify)
-
     p = sub.add_parser("runbook", help="execute a parameterised runbook notebook (papermill)")
     p.add_argument("name", help="runbook name, e.g. replay_dead_letters")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
-    p.add_argument("--operator", default=None, help="acting operator (default: SGEN_OPS_OPERATOR)")
+    add_operator(p)
     p.set_defaults(func=cmd_runbook)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("alembic", "papermill"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
-    try:
-        return int(args.func(args))
-    except SgenOpsError as exc:
-        print(f"sgen-ops: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The ``sgen-ops`` command line, in the style of ``rq`` and ``kubectl``: readable tables by default, ``--json``
+for scripts, and every operation through the Jobs surface as the acting operator.
+
+Exit status: 0 done; 1 an operation was refused (a ``SgenOpsError``: the reason on stderr, no traceback);
+2 the command line itself was wrong (argparse's usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from ..errors import SgenOpsError
+from . import audit, jobs, stack
+from .base import UsageError, operator_from_env
+
+__all__ = ["build_parser", "main", "operator_from_env"]
+
+REFUSED = 1
+USAGE = 2
+# A shell's status for a command whose reader went away (128 + SIGPIPE), as `yes | head` gives.
+PIPE_CLOSED = 141
+
+
+def _version() -> str:
+    try:
+        return f"sgen-ops {version('sgen-ops')}"
+    except PackageNotFoundError:
+        return "sgen-ops (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sgen-ops", description="Operate SGEN's background-job queue.",
+        epilog="exit status: 0 done, 1 an operation was refused (reason on stderr), 2 a usage error",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    stack.register(sub)
+    jobs.register(sub)
+    audit.register(sub)
+    return parser
+
+
+def _quiet_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so that the interpreter's last flush
+    does not fail again on exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("alembic", "papermill"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        status = int(args.func(args))
+        sys.stdout.flush()
+        return status
+    except SgenOpsError as exc:
+        print(f"sgen-ops: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return REFUSED
+    except UsageError as exc:
+        print(f"sgen-ops {args.command}: error: {exc}", file=sys.stderr)
+        return USAGE
+    except BrokenPipeError:
+        _quiet_stdout()
+        return PIPE_CLOSED
+    except KeyboardInterrupt:
+        return 130

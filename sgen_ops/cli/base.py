@@ -1,0 +1,69 @@
+"""What every command shares: the acting operator, the surface it acts through, ``--json`` output and
+time arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from ..client import RemoteOperations
+    from ..hub import Hub
+    from ..surface import Operations
+
+
+class UsageError(Exception):
+    """Arguments that do not go together: reported as argparse reports its own errors (exit status 2)."""
+
+
+def operator_from_env() -> str | None:
+    """The acting operator: SGEN_OPS_OPERATOR, else JupyterHub's authenticated user, else nobody."""
+    return os.environ.get("SGEN_OPS_OPERATOR") or os.environ.get("JUPYTERHUB_USER") or None
+
+
+def hub() -> Hub:
+    from ..hub import connect
+
+    return connect()
+
+
+def operations(args: argparse.Namespace) -> Operations | RemoteOperations:
+    """The Jobs surface as the command's operator (``--operator``, else SGEN_OPS_OPERATOR): the server's when
+    SGEN_OPS_API_URL is set, else the ledger's. Capability, account scope, masking and the Activity Log apply
+    as in Python."""
+    from ..ui.session import served_session
+
+    served = served_session(args.operator)
+    if served is not None:
+        return served
+    return hub().as_operator(args.operator or operator_from_env())
+
+
+def add_operator(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--operator", default=None, help="acting operator (default: SGEN_OPS_OPERATOR)")
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def print_json(data: Any) -> None:
+    """``data`` (dataclasses, lists, dicts, times, DataFrames) as JSON on stdout: times in ISO 8601, blanks null."""
+    from .. import wire
+
+    plain = wire.encode_frame(data)["items"] if isinstance(data, pd.DataFrame) else wire.encode(data)
+    json.dump(plain, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def time_arg(value: str | None, name: str) -> timedelta | str | None:
+    """A time argument as the runbooks take it: '24h', '7d' mean that long ago; other text is an ISO time."""
+    from ..runbooks import time_filter
+
+    return time_filter(value, name)
