@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import SgenOpsError
-from . import audit, jobs, stack
+from . import audit, info, jobs, schedules, stack
 from .base import UsageError, operator_from_env
 
 __all__ = ["build_parser", "main", "operator_from_env"]
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     stack.register(sub)
     jobs.register(sub)
+    schedules.register(sub)
+    info.register(sub)
     audit.register(sub)
     return parser
 

@@ -7,10 +7,13 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from ..errors import SgenOpsError, ValidationError
 
 if TYPE_CHECKING:
     from ..client import RemoteOperations
@@ -46,7 +49,8 @@ def operations(args: argparse.Namespace) -> Operations | RemoteOperations:
 
 
 def add_operator(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--operator", default=None, help="acting operator (default: SGEN_OPS_OPERATOR)")
+    p.add_argument("--operator", "--as", dest="operator", default=None,
+                   help="acting operator (default: SGEN_OPS_OPERATOR)")
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
@@ -67,3 +71,34 @@ def time_arg(value: str | None, name: str) -> timedelta | str | None:
     from ..runbooks import time_filter
 
     return time_filter(value, name)
+
+
+def json_arg(value: str | None, name: str, example: str) -> Any:
+    """A JSON argument (None: not given); ValidationError saying where it stops being JSON."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(f"{name} is not JSON ({exc.msg} at character {exc.pos}); give e.g. '{example}'") from None
+
+
+def each(args: argparse.Namespace, what: str, act: Callable[[Any, int], str]) -> int:
+    """``act(ops, id)`` on every id of ``args.ids``, as the operator: a line per id ("job 12: cancelled"), each
+    refusal on stderr with its reason (or all as JSON with ``--json``); status 1 if any was refused."""
+    ops = operations(args)
+    results: list[dict[str, Any]] = []
+    for ident in args.ids:
+        try:
+            done = act(ops, ident)
+        except SgenOpsError as exc:
+            results.append({"id": ident, "ok": False, "error": type(exc).__name__, "reason": str(exc)})
+            if not args.json:
+                print(f"sgen-ops: {what} {ident}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        results.append({"id": ident, "ok": True, "result": done})
+        if not args.json:
+            print(f"{what} {ident}: {done}")
+    if args.json:
+        print_json(results)
+    return 0 if all(r["ok"] for r in results) else 1

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from typing import Any
 
-from ..errors import SgenOpsError, ValidationError
+from ..errors import ValidationError
 from . import table
-from .base import add_json, add_operator, operations, print_json, time_arg
+from .base import add_json, add_operator, each, json_arg, operations, print_json, time_arg
 
 LIST_COLUMNS = (
     table.Column("ID", "id", right=True),
@@ -118,39 +116,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _each(args: argparse.Namespace, act: Callable[[Any, int], Any], done: str) -> int:
-    """Apply ``act`` to every id, one result line each; exit status 1 if any was refused."""
-    ops = operations(args)
-    results: list[dict[str, Any]] = []
-    for job_id in args.ids:
-        try:
-            act(ops, job_id)
-        except SgenOpsError as exc:
-            results.append({"id": job_id, "ok": False, "error": type(exc).__name__, "reason": str(exc)})
-            if not args.json:
-                print(f"sgen-ops: job {job_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        results.append({"id": job_id, "ok": True, "result": done})
-        if not args.json:
-            print(f"job {job_id}: {done}")
-    if args.json:
-        print_json(results)
-    return 0 if all(r["ok"] for r in results) else 1
-
-
 def cmd_write(args: argparse.Namespace) -> int:
     method, done = WRITES[args.jobs_command]
-    if args.jobs_command == "resolve":
-        return _each(args, lambda ops, job_id: ops.resolve(job_id, args.note), done)
-    return _each(args, lambda ops, job_id: getattr(ops, method)(job_id), done)
+
+    def act(ops: Any, job_id: int) -> str:
+        if method == "resolve":
+            ops.resolve(job_id, args.note)
+        else:
+            getattr(ops, method)(job_id)
+        return done
+
+    return each(args, "job", act)
 
 
 def cmd_enqueue(args: argparse.Namespace) -> int:
-    try:
-        payload = json.loads(args.payload) if args.payload is not None else None
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"--payload is not JSON ({exc.msg} at character {exc.pos}); give e.g. "
-                              "'{\"sku\": \"A-1\"}'") from None
+    payload = json_arg(args.payload, "--payload", '{"sku": "A-1"}')
     delay = time_arg(args.delay, "delay") if args.delay else None
     if isinstance(delay, str):
         raise ValidationError(f"--delay {args.delay!r} is not a duration; give e.g. 30s, 15m, 2h")

@@ -1,0 +1,178 @@
+"""``sgen-ops info``: the stack at a glance, read-only, as ``rq info`` shows it: the live RQ workers of this
+stack's queues (host, pid, state, current job, last heartbeat, jobs done and failed; stale ones flagged), each
+priority queue's depth and oldest waiting job, and the scheduler's last tick. Ledger counts are scoped to
+the operator's account."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from rq import Worker
+from rq.serializers import JSONSerializer
+from sqlalchemy import func, select
+
+from ..states import WAITING, State
+from ..store import Job, Schedule, ScheduleTick, as_utc, utcnow
+from ..tasks import PRIORITIES
+from . import table
+from .base import add_json, add_operator, hub, operator_from_env, print_json
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    name: str
+    host: str | None
+    pid: int | None
+    state: str
+    current_job: int | None
+    last_heartbeat: datetime | None
+    successful: int
+    failed: int
+    stale: str | None  # why it looks dead; None: alive
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    priority: str
+    waiting: int  # due now, in the ledger
+    delayed: int  # waiting for a later time
+    running: int
+    in_redis: int  # deliveries on the RQ queue
+    oldest_due: datetime | None  # the earliest due time among the waiting jobs
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    workers: list[WorkerInfo]
+    queues: list[QueueInfo]
+    last_tick: datetime | None
+    enabled_schedules: int
+    at: datetime
+
+
+def _stale(worker: Any, now: datetime) -> str | None:
+    """Why ``worker`` looks dead: its process is gone (on this host), or its heartbeat is older than RQ's TTL."""
+    if worker.hostname == socket.gethostname() and worker.pid:
+        try:
+            os.kill(worker.pid, 0)
+        except ProcessLookupError:
+            return "process gone"
+        except PermissionError:
+            pass
+    if worker.last_heartbeat is None:
+        return "never sent a heartbeat"
+    quiet = (now - as_utc(worker.last_heartbeat)).total_seconds()
+    if quiet > worker.worker_ttl:
+        return f"no heartbeat for {table.span(quiet)}"
+    return None
+
+
+def gather(args: argparse.Namespace) -> StackInfo:
+    """What ``info`` shows, read from RQ and the ledger as the command's operator."""
+    with hub() as h:
+        return _gather(h, h.as_operator(args.operator or operator_from_env()))
+
+
+def _gather(h: Any, ops: Any) -> StackInfo:
+    ops.resolver.check("list_jobs")
+    now = utcnow()
+    seen: dict[str, Any] = {}
+    for queue in h.transport.ordered_queues:
+        for w in Worker.all(queue=queue, serializer=JSONSerializer):
+            seen.setdefault(w.name, w)
+    current = {name: w.get_current_job_id() for name, w in seen.items()}
+    scope = ops.resolver.scope(Job)
+    with h.ledger.read() as session:
+        ids = dict(
+            session.execute(select(Job.rq_job_id, Job.id).where(Job.rq_job_id.in_([c for c in current.values() if c]),
+                                                                 *scope)).all()
+        ) if any(current.values()) else {}
+        waiting = [s.value for s in WAITING]
+        due = dict(session.execute(
+            select(Job.priority, func.count()).where(Job.state.in_(waiting), Job.scheduled_for <= now, *scope)
+            .group_by(Job.priority)).all())
+        later = dict(session.execute(
+            select(Job.priority, func.count()).where(Job.state.in_(waiting), Job.scheduled_for > now, *scope)
+            .group_by(Job.priority)).all())
+        running = dict(session.execute(
+            select(Job.priority, func.count()).where(Job.state == State.RUNNING.value, *scope)
+            .group_by(Job.priority)).all())
+        oldest = dict(session.execute(
+            select(Job.priority, func.min(Job.scheduled_for)).where(Job.state.in_(waiting), Job.scheduled_for <= now,
+                                                                    *scope)
+            .group_by(Job.priority)).all())
+        schedule_scope = ops.resolver.scope(Schedule)
+        last_tick = session.scalar(
+            select(func.max(ScheduleTick.emitted_at)).join(Schedule, Schedule.id == ScheduleTick.schedule_id)
+            .where(ScheduleTick.kind == "tick", *schedule_scope))
+        enabled = session.scalar(select(func.count()).select_from(Schedule).where(Schedule.enabled.is_(True),
+                                                                                  *schedule_scope))
+    workers = [
+        WorkerInfo(
+            name=name, host=w.hostname, pid=w.pid, state=w.get_state(), current_job=ids.get(current[name]),
+            last_heartbeat=as_utc(w.last_heartbeat) if w.last_heartbeat else None,
+            successful=w.successful_job_count, failed=w.failed_job_count, stale=_stale(w, now),
+        )
+        for name, w in sorted(seen.items())
+    ]
+    queues = [
+        QueueInfo(p, int(due.get(p, 0)), int(later.get(p, 0)), int(running.get(p, 0)), h.transport.queues[p].count,
+                  as_utc(oldest[p]) if oldest.get(p) is not None else None)
+        for p in PRIORITIES
+    ]
+    return StackInfo(workers, queues, as_utc(last_tick) if last_tick else None, int(enabled or 0), now)
+
+
+WORKER_COLUMNS = (
+    table.Column("NAME", "name", cut=True),
+    table.Column("HOST", "host"),
+    table.Column("PID", "pid", right=True),
+    table.Column("STATE", "state"),
+    table.Column("JOB", "current_job", right=True),
+    table.Column("HEARTBEAT", "last_heartbeat", when=True),
+    table.Column("DONE", "successful", right=True),
+    table.Column("FAILED", "failed", right=True),
+    table.Column("STALE", lambda w: f"STALE: {w['stale']}" if w["stale"] else ""),
+)
+QUEUE_COLUMNS = (
+    table.Column("PRIORITY", "priority"),
+    table.Column("WAITING", "waiting", right=True),
+    table.Column("DELAYED", "delayed", right=True),
+    table.Column("RUNNING", "running", right=True),
+    table.Column("IN REDIS", "in_redis", right=True),
+    table.Column("OLDEST WAITING", lambda q: table.relative(q["oldest_due"]).removesuffix(" ago") if q["oldest_due"]
+                 else ""),
+)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = gather(args)
+    if args.json:
+        print_json(info)
+        return 0
+    stale = sum(1 for w in info.workers if w.stale)
+    print(f"workers: {len(info.workers)}" + (f" ({stale} stale)" if stale else ""))
+    if info.workers:
+        print(table.render([asdict(w) for w in info.workers], WORKER_COLUMNS, now=info.at))
+    print()
+    print("queues:")
+    print(table.render([asdict(q) for q in info.queues], QUEUE_COLUMNS, now=info.at))
+    print()
+    tick = "none yet"
+    if info.last_tick:
+        tick = f"{table.relative(info.last_tick, info.at)} ({table.text(info.last_tick)} UTC)"
+    print(f"scheduler: last tick {tick}; {info.enabled_schedules} enabled schedule(s)")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("info", help="workers, queue depths and the scheduler at a glance (read-only)")
+    add_operator(p)
+    add_json(p)
+    p.set_defaults(func=cmd_info)
+
