@@ -17,6 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import zmq
 from sqlalchemy import func, select
 
 from .config import load_settings
@@ -167,10 +168,15 @@ def down() -> None:
         print(f"stopped the embedded Redis of {home}")
 
 
-def serve_app(port: int = 8866) -> int:
-    """Serve the operator views as a Voila app (no code cells)."""
+def serve_app(port: int = 8866, *, host: str = "127.0.0.1", operator: str | None = None) -> int:
+    """Serve the operator views as a Voila app (no code cells) on ``host``:``port``, as ``operator``."""
     home = load_settings().home
     env = dict(os.environ, SGEN_OPS_HOME=str(home))
-    return subprocess.call(
-        [sys.executable, "-m", "voila", str(NOTEBOOKS / "app.ipynb"), f"--port={port}", "--no-browser"], env=env
-    )
+    if operator:
+        env["SGEN_OPS_OPERATOR"] = operator
+    argv = [sys.executable, "-m", "voila", str(NOTEBOOKS / "app.ipynb"), f"--port={port}", f"--Voila.ip={host}",
+            "--no-browser"]
+    if zmq.has("curve"):
+        # Kernels on an encrypted connection (as the runbooks'): no plain text on the socket, no warning about it.
+        argv.append("--KernelManager.transport_encryption=auto")
+    return subprocess.call(argv, env=env)

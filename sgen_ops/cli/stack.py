@@ -152,8 +152,20 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_app(args: argparse.Namespace) -> int:
     from .. import demo
+    from ..ui.session import served_session
 
-    return demo.serve_app(port=args.port)
+    # The admin gate before Voila starts: refused there, the page shows only Voila's generic error and the
+    # reason reaches the console as a coloured traceback.
+    operator = args.operator or operator_from_env()
+    served = served_session(operator)
+    if served is not None:
+        operator = served.name
+        served.close()
+    else:
+        with hub() as h:
+            operator = h.as_operator(operator).name
+    print(f"serving the operator app as {operator} on http://{args.host}:{args.port}/ (Ctrl-C stops it)", flush=True)
+    return demo.serve_app(port=args.port, host=args.host, operator=operator)
 
 
 def register(sub: Any) -> None:
@@ -181,7 +193,10 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("app", help="serve the operator views as a Voila app")
-    p.add_argument("--port", type=int, default=APP_PORT)
+    p.add_argument("--operator", default=None,
+                   help="the app's operator (default: SGEN_OPS_OPERATOR, else JUPYTERHUB_USER)")
+    p.add_argument("--host", default=APP_HOST, help=f"address to listen on (default {APP_HOST})")
+    p.add_argument("--port", type=int, default=APP_PORT, help=f"port (default {APP_PORT})")
     p.set_defaults(func=cmd_app)
 
     db = sub.add_parser("db", help="ledger schema").add_subparsers(dest="db_command", required=True)
