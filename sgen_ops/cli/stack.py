@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from typing import Any
 
-from .base import UsageError, add_operator, hub, operator_from_env
+from .base import UsageError, add_json, add_operator, hub, operator_from_env, print_json
 
 APP_HOST = "127.0.0.1"
 APP_PORT = 8866
@@ -75,8 +76,12 @@ def cmd_operators_list(args: argparse.Namespace) -> int:
     from ..store import Operator
 
     with hub().ledger.read() as session:
-        for op in session.scalars(select(Operator).order_by(Operator.name)):
-            print(f"{op.name}\t{op.role}\t{op.account or '*'}\t{'enabled' if op.enabled else 'disabled'}")
+        found = list(session.scalars(select(Operator).order_by(Operator.name)))
+    if args.json:
+        print_json([{"name": op.name, "role": op.role, "account": op.account, "enabled": op.enabled} for op in found])
+        return 0
+    for op in found:
+        print(f"{op.name}\t{op.role}\t{op.account or '*'}\t{'enabled' if op.enabled else 'disabled'}")
     return 0
 
 
@@ -98,6 +103,9 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
     from .. import tokens
 
     found = tokens.list_tokens(hub().ledger, operator=args.operator)
+    if args.json:
+        print_json([{**asdict(t), "status": t.status()} for t in found])
+        return 0
     if not found:
         print("no tokens")
         return 0
@@ -212,7 +220,8 @@ def register(sub: Any) -> None:
     p.add_argument("--role", required=True, choices=["administrator", "editor", "viewer"])
     p.add_argument("--account", default=None, help="bind the operator to one account (default: every account)")
     p.set_defaults(func=cmd_operators_add)
-    p = ops.add_parser("list", help="list operators")
+    p = ops.add_parser("list", help="list operators: name, role, account (* every account), enabled")
+    add_json(p)
     p.set_defaults(func=cmd_operators_list)
     for verb in ("disable", "enable"):
         p = ops.add_parser(verb, help=f"{verb} an operator (a disabled one is refused at the admin gate)")
@@ -234,6 +243,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_tokens_create)
     p = tok.add_parser("list", help="list tokens (never the tokens themselves)")
     p.add_argument("--operator", default=None, help="only this operator's tokens")
+    add_json(p)
     p.set_defaults(func=cmd_tokens_list)
     p = tok.add_parser("revoke", help="revoke a token by id, or every token of an operator")
     p.add_argument("id", nargs="?", type=int, default=None, help="the token id (`sgen-ops tokens list`)")

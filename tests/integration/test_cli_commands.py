@@ -234,3 +234,18 @@ def test_audit_log_filters_and_shows_the_chain(stack: Stack, hub: sgen_ops.Hub) 
     assert lines[0].split() == ["AT", "WHEN", "OPERATOR", "ACTION", "TARGET", "ACCOUNT", "CHANGE"]
     assert "mallory" in lines[2] and lines[-1].startswith("chain: ") and "intact" not in lines[-1]
     assert log()["chain"]["ok"] is False
+
+
+def test_operators_and_tokens_list_as_json(stack: Stack, hub: sgen_ops.Hub) -> None:
+    hub.add_operator("dana", "administrator")
+    hub.add_operator("ed", "editor", account="acme")
+    token = hub.create_token("ed", expires_in="1d")
+    assert as_json(cli(stack, "operators", "list", "--json")) == [
+        {"name": "dana", "role": "administrator", "account": None, "enabled": True},
+        {"name": "ed", "role": "editor", "account": "acme", "enabled": True},
+    ]
+    listed = cli(stack, "tokens", "list", "--json")
+    assert token not in listed.stdout
+    [row] = json.loads(listed.stdout)
+    assert (row["operator"], row["status"], row["revoked_at"]) == ("ed", "active", None)
+    assert row["expires_at"] is not None and "hash" not in json.dumps(row)
