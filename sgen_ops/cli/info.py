@@ -10,17 +10,22 @@ import os
 import socket
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rq import Worker
 from rq.serializers import JSONSerializer
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
 
 from ..states import WAITING, State
 from ..store import Job, Schedule, ScheduleTick, as_utc, utcnow
 from ..tasks import PRIORITIES
 from . import table
 from .base import add_json, add_operator, hub, operator_from_env, print_json
+
+if TYPE_CHECKING:
+    from ..hub import Hub
+    from ..surface import Operations
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,13 @@ def gather(args: argparse.Namespace) -> StackInfo:
         return _gather(h, h.as_operator(args.operator or operator_from_env()))
 
 
-def _gather(h: Any, ops: Any) -> StackInfo:
+def _per_priority(session: Session, *conds: ColumnElement[bool], value: Any = None) -> dict[str, Any]:
+    """``value`` (default: the count) of the jobs matching ``conds``, per priority."""
+    value = func.count() if value is None else value
+    return dict(session.execute(select(Job.priority, value).where(*conds).group_by(Job.priority)).all())
+
+
+def _gather(h: Hub, ops: Operations) -> StackInfo:
     ops.resolver.check("list_jobs")
     now = utcnow()
     seen: dict[str, Any] = {}
@@ -86,32 +97,22 @@ def _gather(h: Any, ops: Any) -> StackInfo:
         for w in Worker.all(queue=queue, serializer=JSONSerializer):
             seen.setdefault(w.name, w)
     current = {name: w.get_current_job_id() for name, w in seen.items()}
+    carrying = [c for c in current.values() if c]
     scope = ops.resolver.scope(Job)
+    waiting = Job.state.in_([s.value for s in WAITING])
+    schedule_scope = ops.resolver.scope(Schedule)
     with h.ledger.read() as session:
-        ids = dict(
-            session.execute(select(Job.rq_job_id, Job.id).where(Job.rq_job_id.in_([c for c in current.values() if c]),
-                                                                 *scope)).all()
-        ) if any(current.values()) else {}
-        waiting = [s.value for s in WAITING]
-        due = dict(session.execute(
-            select(Job.priority, func.count()).where(Job.state.in_(waiting), Job.scheduled_for <= now, *scope)
-            .group_by(Job.priority)).all())
-        later = dict(session.execute(
-            select(Job.priority, func.count()).where(Job.state.in_(waiting), Job.scheduled_for > now, *scope)
-            .group_by(Job.priority)).all())
-        running = dict(session.execute(
-            select(Job.priority, func.count()).where(Job.state == State.RUNNING.value, *scope)
-            .group_by(Job.priority)).all())
-        oldest = dict(session.execute(
-            select(Job.priority, func.min(Job.scheduled_for)).where(Job.state.in_(waiting), Job.scheduled_for <= now,
-                                                                    *scope)
-            .group_by(Job.priority)).all())
-        schedule_scope = ops.resolver.scope(Schedule)
+        ids = dict(session.execute(
+            select(Job.rq_job_id, Job.id).where(Job.rq_job_id.in_(carrying), *scope)).all()) if carrying else {}
+        due = _per_priority(session, waiting, Job.scheduled_for <= now, *scope)
+        oldest = _per_priority(session, waiting, Job.scheduled_for <= now, *scope, value=func.min(Job.scheduled_for))
+        later = _per_priority(session, waiting, Job.scheduled_for > now, *scope)
+        running = _per_priority(session, Job.state == State.RUNNING.value, *scope)
         last_tick = session.scalar(
             select(func.max(ScheduleTick.emitted_at)).join(Schedule, Schedule.id == ScheduleTick.schedule_id)
             .where(ScheduleTick.kind == "tick", *schedule_scope))
-        enabled = session.scalar(select(func.count()).select_from(Schedule).where(Schedule.enabled.is_(True),
-                                                                                  *schedule_scope))
+        enabled = session.scalar(
+            select(func.count()).select_from(Schedule).where(Schedule.enabled.is_(True), *schedule_scope))
     workers = [
         WorkerInfo(
             name=name, host=w.hostname, pid=w.pid, state=w.get_state(), current_job=ids.get(current[name]),
