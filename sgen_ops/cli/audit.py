@@ -28,7 +28,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..store import Ledger
 
     result = audit.verify(Ledger(load_settings().effective_database_url))
-    print(result.message)
+    if args.json:
+        print_json(result)
+    else:
+        print(result.message)
     return 0 if result.ok else 1
 
 
@@ -74,6 +77,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     audit = sub.add_parser("audit", help="the Activity Log").add_subparsers(dest="audit_command", required=True)
     p = audit.add_parser("verify", help="check the Activity Log's hash chain; names the first altered entry")
+    add_json(p)
     p.set_defaults(func=cmd_verify)
 
     p = audit.add_parser("log", help="the Activity Log, oldest first, with the chain's verification status")

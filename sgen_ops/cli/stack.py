@@ -42,6 +42,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     h = hub()
     lost = h.recover_lost()
     resent = h.reconcile()
+    if args.json:
+        print_json({"re_enqueued": resent, "recovered_attempts": lost})
+        return 0
     print(f"re-enqueued {resent} job(s) Redis had lost; recovered {lost} attempt(s) from lost workers")
     return 0
 
@@ -139,7 +142,11 @@ def cmd_runbook(args: argparse.Namespace) -> int:
 
     params = dict(args.param or [])
     path = runbooks.run(args.name, params, operator=args.operator or operator_from_env())
-    for line in runbooks.result_of(path):
+    result = runbooks.result_of(path)
+    if args.json:
+        print_json({"runbook": args.name, "result": result, "executed_copy": str(path)})
+        return 0
+    for line in result:
         print(line)
     print(f"executed runbook {args.name}: {path}")
     return 0
@@ -191,6 +198,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_scheduler)
 
     p = sub.add_parser("reconcile", help="re-enqueue jobs Redis lost and recover attempts of lost workers")
+    add_json(p)
     p.set_defaults(func=cmd_reconcile)
 
     p = sub.add_parser("demo", help="start the embedded demo stack and open JupyterLab")
@@ -255,4 +263,5 @@ def register(sub: Any) -> None:
     p.add_argument("name", help="runbook name, e.g. replay_dead_letters")
     p.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"))
     add_operator(p)
+    add_json(p)
     p.set_defaults(func=cmd_runbook)

@@ -91,6 +91,8 @@ def test_audit_verify_names_the_altered_entry(stack: Stack, hub: sgen_ops.Hub) -
     out = cli(stack, "audit", "verify")
     assert out.returncode == 1
     assert str(second) in out.stdout
+    answer = json.loads(cli(stack, "audit", "verify", "--json").stdout)
+    assert (answer["ok"], answer["first_bad_id"]) == (False, second)
 
 
 def test_db_upgrade_creates_a_fresh_ledger(stack: Stack, tmp_path: Path) -> None:

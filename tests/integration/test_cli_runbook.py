@@ -96,6 +96,14 @@ def test_the_readme_runbook_command_runs_on_the_callers_stack(caller: tuple[Path
     assert not [n for n in NOISE if n in ran.stderr], ran.stderr
     assert dead_letters(cwd, env) == count
 
+    as_json = subprocess.run(
+        [sys.executable, "-m", "sgen_ops.cli", "runbook", "replay_dead_letters", "--operator", "ops-admin", "--json"],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert as_json.returncode == 0, as_json.stderr
+    answer = json.loads(as_json.stdout)
+    assert answer["result"] == lines[:-1] and answer["executed_copy"].startswith(str(cwd / ".sgen-ops" / "runs"))
+
 
 def test_a_relative_output_dir_is_the_callers(caller: tuple[Path, dict[str, str]]) -> None:
     """-p output_dir reports/weekly lands under the caller's working directory, not under notebooks/runbooks/."""
