@@ -30,14 +30,14 @@ ATTEMPT_COLUMNS = (
     table.Column("ERROR", table.joined("error_code", "error"), cut=True),
     table.Column("WORKER", "worker", cut=True),
 )
-# The writes on jobs by id: command -> (the surface's method, what the job became).
-WRITES: dict[str, tuple[str, str]] = {
-    "rerun": ("rerun", "queued again with a fresh attempt counter"),
-    "cancel": ("cancel", "cancelled"),
-    "replay": ("replay", "replayed from the dead letter"),
-    "dismiss": ("dismiss", "dismissed (purged; the Activity Log keeps a snapshot)"),
-    "resolve": ("resolve", "resolved"),
-    "trigger": ("trigger", "triggered: due now"),
+# The writes on jobs by id, each the surface's method of that name: command -> what the job became.
+WRITES: dict[str, str] = {
+    "rerun": "queued again with a fresh attempt counter",
+    "cancel": "cancelled (a running job: at its next checkpoint)",
+    "replay": "replayed from the dead letter",
+    "dismiss": "dismissed (purged; the Activity Log keeps a snapshot)",
+    "resolve": "resolved",
+    "trigger": "triggered: due now",
 }
 
 
@@ -117,14 +117,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_write(args: argparse.Namespace) -> int:
-    method, done = WRITES[args.jobs_command]
+    method = args.jobs_command
 
     def act(ops: Any, job_id: int) -> str:
         if method == "resolve":
             ops.resolve(job_id, args.note)
         else:
             getattr(ops, method)(job_id)
-        return done
+        return WRITES[method]
 
     return each(args, "job", act)
 
@@ -168,7 +168,7 @@ def register(sub: Any) -> None:
     add_json(p)
     p.set_defaults(func=cmd_show)
 
-    for name, (_method, done) in WRITES.items():
+    for name, done in WRITES.items():
         p = jobs.add_parser(name, help=f"{name} jobs by id (each: {done})")
         p.add_argument("ids", nargs="+", type=int, metavar="ID")
         if name == "resolve":

@@ -33,7 +33,7 @@ def test_job_schedule_and_audit_commands_go_through_the_server(stack: Stack, hub
     assert refused.returncode == 1 and "AccessDenied" in refused.stderr
     done = cli("editor", "jobs", "cancel", *map(str, waiting))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [f"job {i}: cancelled" for i in waiting]
+    assert done.stdout.splitlines() == [f"job {i}: cancelled (a running job: at its next checkpoint)" for i in waiting]
     assert {job_row(hub, i)["state"] for i in waiting} == {"cancelled"}
     assert [(e.operator, e.action) for e in log_entries(hub) if e.action == "cancel"] == [("editor", "cancel")] * 2
 

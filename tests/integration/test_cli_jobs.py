@@ -130,7 +130,7 @@ def test_writes_on_several_ids_report_each(stack: Stack, hub: sgen_ops.Hub) -> N
     out = cli(stack, "jobs", "cancel", *map(str, [*waiting, done, 999_999]), "--operator", "dana")
 
     assert out.returncode == 1
-    assert out.stdout.splitlines() == [f"job {i}: cancelled" for i in waiting]
+    assert out.stdout.splitlines() == [f"job {i}: cancelled (a running job: at its next checkpoint)" for i in waiting]
     err = out.stderr.splitlines()
     assert err[0].startswith(f"sgen-ops: job {done}: InvalidTransition: cannot cancel job {done}: it is succeeded")
     assert err[1] == "sgen-ops: job 999999: NotFound: job 999999 not found"
