@@ -1,5 +1,5 @@
-"""``sgen-ops app``: its options and defaults, the admin gate before Voila starts, and the app served where
-the options say, as the operator they name."""
+"""``sgen-ops app``: its options and defaults, the admin gate before Voila starts, the app served where the
+options say, as the operator they name, and the page saying in words why it cannot open."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
+import nbformat
 import pytest
 
 import sgen_ops
+from sgen_ops import runbooks
 
 from ..conftest import ROOT, Stack
 from ..helpers import wait_for
@@ -102,3 +106,25 @@ def test_app_serves_as_the_operator_on_the_given_host_and_port(app_process: tupl
     console = proc.stdout.read()  # to the end: Voila and its kernels have gone
     assert "Kernel started" in console
     assert "without encryption" not in console and "\x1b[" not in console, console
+
+
+def _app_outputs(stack: Stack, tmp_path: Path, operator: str) -> list[Any]:
+    """The outputs of notebooks/app.ipynb run as Voila runs it, by ``operator`` ("" for nobody)."""
+    env = {**{k: v for k, v in stack.env().items() if k.startswith("SGEN_OPS_") or k == "PYTHONPATH"},
+           "SGEN_OPS_OPERATOR": operator, "JUPYTERHUB_USER": ""}
+    out = tmp_path / f"app-{operator or 'nobody'}.ipynb"
+    runbooks.execute(ROOT / "notebooks" / "app.ipynb", out, env=env)
+    [cell] = nbformat.read(str(out), as_version=4).cells
+    return list(cell.outputs)
+
+
+def test_the_app_page_says_why_it_cannot_open(stack: Stack, hub: sgen_ops.Hub, tmp_path: Path) -> None:
+    hub.add_operator("dana", "administrator")
+    [refused] = _app_outputs(stack, tmp_path, "")
+    page = refused["data"]["text/html"]
+    assert "The operator app cannot open: no operator given: set SGEN_OPS_OPERATOR" in page
+    assert "sgen-message-error" in page and "\x1b[" not in page
+    [unknown] = _app_outputs(stack, tmp_path, "mallory")
+    assert "operator &#x27;mallory&#x27; is not registered" in unknown["data"]["text/html"]
+    [shown] = _app_outputs(stack, tmp_path, "dana")
+    assert "application/vnd.jupyter.widget-view+json" in shown["data"]
