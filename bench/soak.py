@@ -45,8 +45,8 @@ from sgen_ops.embedded import start_redis_server, stop_process
 from sgen_ops.states import NON_TERMINAL
 from sgen_ops.store import Job
 
-from .common import sqlalchemy_url
-from .soak_check import check, parse_log, read_ledger
+from .common import record, sqlalchemy_url
+from .soak_check import Report, check, parse_log, read_ledger
 from .soak_tasks import LOG_ENV, append_line
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +78,7 @@ class Options:
     maintenance_interval: int = 5
     workdir: Path | None = None
     keep_database: bool = False
+    record: bool = False
 
     def describe(self) -> str:
         kinds = ", ".join(worker_kind(i) for i in range(self.workers))
@@ -100,6 +101,15 @@ class Options:
             )
             if p
         )
+
+
+def commit() -> str:
+    """The checked-out commit, marked when the work tree differs from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "?"
+    return head + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def sgen_ops_cli() -> str:
@@ -200,6 +210,7 @@ class Soak:
         self.workers: list[Worker | None] = [None] * options.workers
         self.worker_serial = 0
         self.redis_pid = 0
+        self.redis_pids: list[int] = []  # every redis-server the soak started
         self.redis_port = 0
         self.redis_url = ""
         self.database_url = ""
@@ -263,6 +274,7 @@ class Soak:
             # The application name tells the soak's connections apart for pg_terminate_backend.
             self.database_url = f"{self.pg_admin_url}{sep}options={options}&application_name={self.app_name}"
         url, self.redis_pid = start_redis_server(self.workdir / "redis")
+        self.redis_pids.append(self.redis_pid)
         self.redis_url = url
         self.redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
         self.hub = sgen_ops.connect(**self.settings(), auto_upgrade=True)
@@ -297,6 +309,7 @@ class Soak:
         self.note("redis-restart", pid=self.redis_pid, outage=self.o.redis_outage)
         time.sleep(self.o.redis_outage)
         _url, self.redis_pid = start_redis_server(self.workdir / "redis", self.redis_port)
+        self.redis_pids.append(self.redis_pid)
 
     def terminate_pg_backends(self) -> None:
         assert self.pg_admin_url is not None
@@ -438,6 +451,27 @@ class Soak:
             check=False,
         )
 
+    def markdown(self, report: Report, summary: dict[str, Any]) -> str:
+        """The run's section of bench/RESULTS.md: when, on what, with which settings, and the table."""
+        strays = summary["strays_killed_at_teardown"]
+        return "\n".join(
+            [
+                f"### {self.o.backend}: {summary['date']}, commit {commit()}",
+                "",
+                f"Settings: {summary['settings']}.",
+                "",
+                report.table(),
+                "",
+                f"Verdict: {'passed' if report.ok else 'FAILED (' + ', '.join(report.failed) + ')'}. "
+                f"Drain {summary['drain_seconds']:.0f} s; operator calls {summary['operators']}; "
+                f"enqueue batches refused and sent again: {summary['enqueue_failures']}; alive when the workers "
+                f"were stopped, then killed: {strays['horses']} work horses, {strays['other']} other processes "
+                "(RQ scheduler processes orphaned by killed workers).",
+                *(["", "Jobs behind the counts:", "", *[f"- {line}" for line in report.details().splitlines()]]
+                  if report.details() else []),
+            ]
+        )
+
     # -- the run --------------------------------------------------------------------------------
     def chaos(self) -> None:
         o = self.o
@@ -567,6 +601,7 @@ class Soak:
             "drain_seconds": round(drained, 1),
             "strays_killed_at_teardown": strays,
             "strays_after_teardown": leftover,
+            "redis_pids": self.redis_pids,
             "operators": self.operator_counts,
             "enqueue_failures": self.enqueue_failures,
             "report": report.to_json(),
@@ -581,6 +616,8 @@ class Soak:
             f"{self.enqueue_failures}; processes of the soak found alive after its workers stopped (killed): "
             f"{strays['horses']} work horses, {strays['other']} others (RQ scheduler processes of killed workers)"
         )
+        if o.record:
+            record(f"soak-{o.backend}", self.markdown(report, summary))
         if sum(leftover.values()):
             print(f"processes still alive after the teardown, killed: {leftover}", file=sys.stderr)
             return 1
@@ -629,6 +666,7 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument("--maintenance-interval", type=int, default=d.maintenance_interval)
     p.add_argument("--workdir", type=Path, help="run directory (default: a new one under the temp dir)")
     p.add_argument("--keep-database", action="store_true", help="keep the PostgreSQL schema")
+    p.add_argument("--record", action="store_true", help="write the table into bench/RESULTS.md (soak-BACKEND)")
     a = vars(p.parse_args(argv))
     a["kill_min"], a["kill_max"] = a.pop("kill_every")
     return Options(**a)
