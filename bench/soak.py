@@ -123,7 +123,8 @@ def worker_kind(i: int) -> str:
 
 
 def job_mix(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
-    """The seeded jobs: 60% quick, 15% failing (a third of them past their budget), 18% slow, 7% timing out."""
+    """The seeded jobs: 60% quick, 15% failing (a third of them past their budget), 18% slow (one in ten of
+    them longer than the soak's worker_lost_after, so that a run outliving its worker shows), 7% timing out."""
     rng = random.Random(seed)
     jobs: list[tuple[str, dict[str, Any]]] = []
     for i in range(n):
@@ -133,7 +134,8 @@ def job_mix(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
         elif r < 0.75:
             jobs.append(("soak.failing", {"i": i, "succeed_on": rng.choice((2, 3, 4))}))
         elif r < 0.93:
-            jobs.append(("soak.slow", {"i": i, "seconds": round(rng.uniform(0.3, 1.5), 2)}))
+            seconds = rng.uniform(12.0, 20.0) if rng.random() < 0.1 else rng.uniform(0.3, 1.5)
+            jobs.append(("soak.slow", {"i": i, "seconds": round(seconds, 2)}))
         else:
             jobs.append(("soak.timeout", {"i": i, "seconds": 3}))
     return jobs
@@ -223,6 +225,7 @@ class Soak:
         self.counts_lock = threading.Lock()
         self.acknowledged: list[int] = []
         self.enqueue_failures = 0
+        self.quits = 0  # workers that ended on their own (not killed by the soak) before the teardown
         self.log_offset = 0
         self.open_attempts: dict[tuple[int, int, int, int], int] = {}  # (job, run, attempt, pid) -> ppid
         self.attempt_pids: set[int] = set()  # every process that logged a start
@@ -351,6 +354,7 @@ class Soak:
             if worker is not None:
                 if not worker.noted:
                     worker.noted = True
+                    self.quits += 1
                     self.note("exit", pid=worker.pid, what="worker", status=worker.popen.returncode)
                 if time.monotonic() - worker.started < 1.0:
                     continue  # one that died at once (Redis down) is replaced a second after it started
@@ -464,7 +468,8 @@ class Soak:
                 "",
                 f"Verdict: {'passed' if report.ok else 'FAILED (' + ', '.join(report.failed) + ')'}. "
                 f"Drain {summary['drain_seconds']:.0f} s; operator calls {summary['operators']}; "
-                f"enqueue batches refused and sent again: {summary['enqueue_failures']}; alive when the workers "
+                f"enqueue batches refused and sent again: {summary['enqueue_failures']}; workers that quit on their "
+                f"own and were replaced: {summary['workers_quit']}; alive when the workers "
                 f"were stopped, then killed: {strays['horses']} work horses, {strays['other']} other processes "
                 "(RQ scheduler processes orphaned by killed workers).",
                 *(["", "Jobs behind the counts:", "", *[f"- {line}" for line in report.details().splitlines()]]
@@ -604,6 +609,7 @@ class Soak:
             "redis_pids": self.redis_pids,
             "operators": self.operator_counts,
             "enqueue_failures": self.enqueue_failures,
+            "workers_quit": self.quits,
             "report": report.to_json(),
         }
         (self.workdir / "report.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -613,7 +619,8 @@ class Soak:
             print(details)
         print(
             f"drain: {drained:.0f} s; operators: {self.operator_counts}; enqueue batches refused: "
-            f"{self.enqueue_failures}; processes of the soak found alive after its workers stopped (killed): "
+            f"{self.enqueue_failures}; workers that quit on their own (replaced): {self.quits}; "
+            "processes of the soak found alive after its workers stopped (killed): "
             f"{strays['horses']} work horses, {strays['other']} others (RQ scheduler processes of killed workers)"
         )
         if o.record:

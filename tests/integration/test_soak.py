@@ -95,7 +95,15 @@ def test_a_rerun_after_a_truly_lost_outcome_is_counted_and_allowed() -> None:
     lines.insert(4, _finish(2, 1, pid=101, mono=2.2))
     report = check(lines, ledger)
     assert report.counts["re-runs after a truly lost outcome"] == 1
-    assert report.ok
+    assert report.ok and report.orphan_finishes == 0
+
+    # The same attempt run by a work horse (of worker 200) that finished after its worker was killed.
+    horse = [line for line in lines if line["event"] != "kill"]
+    horse[3] = _start(2, 1, pid=101, mono=2.0, ppid=200)
+    horse.insert(4, {"event": "kill", "pid": 200, "what": "worker", "mono": 2.1})
+    orphaned = check(horse, ledger)
+    assert orphaned.ok and orphaned.orphan_finishes == 1
+    assert "1 finished by a work horse after its worker was killed" in orphaned.table()
 
 
 @pytest.mark.slow
