@@ -104,12 +104,13 @@ class Options:
 
 
 def commit() -> str:
-    """The checked-out commit, marked when the work tree differs from it."""
+    """The checked-out commit, marked when the work tree differs from it (RESULTS.md, which runs write, aside)."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
 
     head = git("rev-parse", "--short", "HEAD") or "?"
-    return head + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/RESULTS.md")
+    return head + (" (with uncommitted changes)" if changed else "")
 
 
 def sgen_ops_cli() -> str:
