@@ -64,6 +64,7 @@ class Options:
     backend: str = "sqlite"
     database_url: str | None = None
     seed: int = 12
+    long_share: float = 0.1
     kill_min: float = 2.0
     kill_max: float = 4.0
     kill_when: str = "any"
@@ -89,7 +90,7 @@ class Options:
             p
             for p in (
                 f"backend {self.backend}",
-                f"{self.jobs} jobs (seed {self.seed})",
+                f"{self.jobs} jobs (seed {self.seed}, {self.long_share:.0%} of the slow ones 12-20 s)",
                 f"{self.workers} workers ({kinds})",
                 f"{self.seconds:g} s of chaos",
                 f"SIGKILL {kills}",
@@ -123,9 +124,9 @@ def worker_kind(i: int) -> str:
     return "simple" if i % 2 == 0 else "fork"
 
 
-def job_mix(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
-    """The seeded jobs: 60% quick, 15% failing (a third of them past their budget), 18% slow (one in ten of
-    them longer than the soak's worker_lost_after, so that a run outliving its worker shows), 7% timing out."""
+def job_mix(n: int, seed: int, long_share: float = 0.1) -> list[tuple[str, dict[str, Any]]]:
+    """The seeded jobs: 60% quick, 15% failing (a third of them past their budget), 18% slow (``long_share``
+    of them longer than the soak's worker_lost_after, so that a run outliving its worker shows), 7% timing out."""
     rng = random.Random(seed)
     jobs: list[tuple[str, dict[str, Any]]] = []
     for i in range(n):
@@ -135,7 +136,7 @@ def job_mix(n: int, seed: int) -> list[tuple[str, dict[str, Any]]]:
         elif r < 0.75:
             jobs.append(("soak.failing", {"i": i, "succeed_on": rng.choice((2, 3, 4))}))
         elif r < 0.93:
-            seconds = rng.uniform(12.0, 20.0) if rng.random() < 0.1 else rng.uniform(0.3, 1.5)
+            seconds = rng.uniform(12.0, 20.0) if rng.random() < long_share else rng.uniform(0.3, 1.5)
             jobs.append(("soak.slow", {"i": i, "seconds": round(seconds, 2)}))
         else:
             jobs.append(("soak.timeout", {"i": i, "seconds": 3}))
@@ -394,7 +395,7 @@ class Soak:
     # -- the load -------------------------------------------------------------------------------
     def enqueue_all(self, window: float) -> None:
         assert self.hub is not None
-        mix = job_mix(self.o.jobs, self.o.seed)
+        mix = job_mix(self.o.jobs, self.o.seed, self.o.long_share)
         batches = max(1, int(window / 0.5))
         size = max(1, -(-len(mix) // batches))
         for start in range(0, len(mix), size):
@@ -658,6 +659,8 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument("--database-url", help="PostgreSQL server database the soak makes its schema in "
                    "(default: SGEN_OPS_SOAK_DATABASE_URL, then SGEN_OPS_TEST_DATABASE_URL)")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--long-share", type=float, default=d.long_share,
+                   help="share of the slow jobs that run 12-20 s, past the lease (default 0.1)")
     p.add_argument("--kill-every", nargs=2, type=float, default=(d.kill_min, d.kill_max), metavar=("MIN", "MAX"),
                    help="seconds between SIGKILLs, drawn uniformly (0 0: no kills)")
     p.add_argument("--kill-when", choices=("any", "busy"), default=d.kill_when,
