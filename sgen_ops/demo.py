@@ -11,7 +11,9 @@ exits non-zero if anything failed.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,6 +21,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +32,11 @@ from sqlalchemy import func, select
 
 from .config import load_settings
 from .embedded import REDIS_URL_FILE, stop_process, stop_redis
+from .errors import SgenOpsError
+from .execution import bind_hub
 from .hub import Hub, connect
 from .store import Job
+from .workers import SgenWorker, worker_name
 
 PROJECT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = PROJECT / "notebooks"
@@ -80,6 +87,154 @@ def state_summary(hub: Hub) -> dict[str, int]:
         return dict(Counter(dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())))
 
 
+class DemoClock:
+    """sgen-ops's clock moved into the past for seeding history: inside ``running()`` every ``utcnow()`` of
+    the package returns the moment last ``set``, plus the wall time elapsed since, times ``speedup`` (so a
+    handler's few milliseconds of work become seconds of recorded run time). Everything else, the
+    enqueue path, the worker, retries, backoff and the Activity Log, runs unchanged."""
+
+    def __init__(self, start: datetime, speedup: float) -> None:
+        self.speedup = speedup
+        self.set(start)
+
+    def set(self, moment: datetime) -> None:
+        self._base, self._wall = moment, time.monotonic()
+
+    def now(self) -> datetime:
+        return self._base + timedelta(seconds=(time.monotonic() - self._wall) * self.speedup)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[DemoClock]:
+        import importlib
+
+        for part in ("surface", "stats", "jobs", "queue", "audit", "execution", "schedules", "scheduler", "hub"):
+            importlib.import_module(f"{__package__}.{part}")
+        patched = [
+            (module, module.utcnow)
+            for name, module in list(sys.modules.items())
+            if name.split(".")[0] == __package__ and callable(getattr(module, "utcnow", None))
+        ]
+        for module, _original in patched:
+            module.utcnow = self.now  # type: ignore[attr-defined]
+        try:
+            yield self
+        finally:
+            for module, original in patched:
+                module.utcnow = original  # type: ignore[attr-defined]
+
+
+# Relative arrivals per hour of the day (UTC): quiet nights, a morning ramp, a busy working day.
+HOURLY = (2, 1, 1, 1, 1, 2, 4, 7, 10, 12, 12, 11, 9, 11, 12, 12, 11, 9, 7, 6, 5, 4, 3, 2)
+WEEKEND = 0.35
+SLICE = timedelta(minutes=5)
+# Real milliseconds of handler work (median) per task; the demo clock's speedup turns them into seconds.
+WORK_MS = {"webhook.dispatch": 3.0, "email.digest": 10.0, "import.products": 40.0, "cache.warm": 1.0,
+           "report.weekly": 100.0}
+SPEEDUP = 300.0
+
+
+class _HistoryWorker(SgenWorker):
+    """The burst worker without its pubsub channel (only for stop commands to a live worker), whose
+    teardown would cost a fifth of a second per slice of history."""
+
+    def subscribe(self) -> None:
+        pass
+
+
+def _run_due(hub: Hub) -> None:
+    """``hub.work(burst=True)`` with the worker above."""
+    bind_hub(hub)
+    while True:
+        hub.recover_lost()
+        hub.transport.move_due()
+        worker = _HistoryWorker(
+            hub.transport.ordered_queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix)
+        )
+        worker.work(burst=True, with_scheduler=False, logging_level="WARNING")
+        if not hub.transport.has_due_work():
+            return
+
+
+def seed_history(hub: Hub, *, days: int = 7, per_day: int = 50, seed: int = 42, end: datetime | None = None) -> int:
+    """A week (``days``) of history before ``end`` (default now), through the ledger's own paths: jobs
+    arrive at a rate that follows the hour of day and the weekday, a burst worker runs what is due every
+    five minutes, and failing jobs retry on their backoff and dead-letter as they would live. Run times vary
+    by task; a webhook endpoint goes down for an afternoon mid-week (timeouts, retries, dead letters that an
+    administrator dismisses and an editor re-runs), and each morning's email digest and Monday's weekly
+    report arrive on time. Returns the number of jobs created."""
+    from worker import demo as demo_data
+
+    rng = random.Random(seed)
+    end = (end or datetime.now(UTC)).replace(second=0, microsecond=0)
+    start = end.replace(minute=0) - timedelta(days=days)
+    midday = datetime.combine(start.date() + timedelta(days=days // 2), datetime.min.time(), UTC)
+    incident = (midday + timedelta(hours=14), midday + timedelta(hours=15, minutes=30))
+    weekday_units = sum(HOURLY) * (days * 5 / 7 + days * 2 / 7 * WEEKEND)
+    per_unit = per_day * days / weekday_units / (timedelta(hours=1) / SLICE)
+    clock = DemoClock(start, SPEEDUP)
+    created = 0
+    with clock.running():
+        for name, role, account in demo_data.OPERATORS:
+            with contextlib.suppress(SgenOpsError):
+                hub.add_operator(name, role, account=account)
+        moment = start
+        while moment + SLICE <= end:
+            mean = per_unit * HOURLY[moment.hour] * (WEEKEND if moment.weekday() >= 5 else 1.0)
+            count = _poisson(rng, mean)
+            # Reports come from Monday's schedule only.
+            specs = [spec for spec in demo_data.job_specs(rng, count) if spec[0] != "report.weekly"]
+            if moment.minute == 0 and moment.hour == 7:
+                specs += [s for s in demo_data.job_specs(rng, 40) if s[0] == "email.digest"][:3]
+            if moment.minute == 0 and moment.hour == 6 and moment.weekday() == 0:
+                specs += [s for s in demo_data.job_specs(rng, 40) if s[0] == "report.weekly"][:4]
+            if incident[0] <= moment < incident[1]:
+                specs += _outage(demo_data.job_specs(rng, 3))
+            arrivals = sorted(moment + timedelta(seconds=rng.uniform(0, SLICE.total_seconds())) for _ in specs)
+            for (task, payload, account), at in zip(specs, arrivals, strict=True):
+                payload["work_ms"] = round(rng.lognormvariate(0, 0.6) * WORK_MS[task], 2)
+                clock.set(at)
+                hub.enqueue(task, payload, account=account)
+            created += len(specs)
+            clock.set(max(moment + SLICE, clock.now()))
+            if hub.transport.has_due_work():
+                _run_due(hub)
+            if moment == incident[1] + timedelta(minutes=30):
+                _triage_incident(hub, clock)
+            moment += SLICE
+        clock.set(max(end, clock.now()))
+        _run_due(hub)
+    return created
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    count, threshold, product = 0, math.exp(-mean), rng.random()
+    while product > threshold:
+        count += 1
+        product *= rng.random()
+    return count
+
+
+def _outage(specs: list[tuple[str, dict[str, Any], str]]) -> list[tuple[str, dict[str, Any], str]]:
+    """Webhooks to one partner whose endpoint is down: every attempt times out."""
+    return [
+        ("webhook.dispatch", {**payload, "url": "https://hooks.globex.down.invalid/sgen/events", "flakiness": 0.0},
+         "globex")
+        for task, payload, _account in specs
+        if task == "webhook.dispatch"
+    ]
+
+
+def _triage_incident(hub: Hub, clock: DemoClock) -> None:
+    """After the outage: the administrator dismisses the outage's dead letters (the partner re-sent the
+    events); the next morning an editor re-runs the imports that failed overnight."""
+    admin, editor = hub.as_operator(DEMO_OPERATOR), hub.as_operator("ops-editor")
+    for item in admin.list_jobs(state="dead-letter", task="webhook.dispatch", text="globex.down", per_page=100).items:
+        admin.dismiss(item.id)
+    clock.set(clock.now() + timedelta(hours=17))
+    for item in editor.list_jobs(state="dead-letter", task="import.products", per_page=3).items:
+        editor.rerun(item.id)
+
+
 def seed_once(hub: Hub) -> None:
     from worker import demo as demo_data
 
@@ -87,9 +242,13 @@ def seed_once(hub: Hub) -> None:
     if marker.exists():
         print(f"demo data already seeded in {hub.home}")
         return
-    counts = demo_data.seed(hub, seed=int(os.environ.get("SGEN_OPS_DEMO_SEED", "42")))
+    seed = int(os.environ.get("SGEN_OPS_DEMO_SEED", "42"))
+    started = time.monotonic()
+    history = seed_history(hub, seed=seed)
+    counts = demo_data.seed(hub, seed=seed, jobs=40)
     marker.write_text("1")
-    print(f"seeded {counts['jobs']} demo jobs and {counts['schedules']} schedules in {hub.home}")
+    print(f"seeded a week of history ({history} jobs, {time.monotonic() - started:.0f} s), {counts['jobs']} jobs "
+          f"now and {counts['schedules']} schedules in {hub.home}")
 
 
 def _api_port() -> int:

@@ -10,17 +10,21 @@ import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import nbformat
+import pandas as pd
 import psutil
 import pytest
 
-from sgen_ops import notebooks_run, runbooks
+import sgen_ops.surface
+from sgen_ops import audit, notebooks_run, runbooks, stats
+from sgen_ops import demo as sgen_demo
 from sgen_ops.embedded import stop_process
 
-from ..conftest import ROOT
+from ..conftest import ROOT, Stack
 from .conftest import ADMIN, SQLITE_ONLY, Seeded
 from .reading import errors_of, outputs, text_of
 
@@ -261,12 +265,39 @@ def test_headless_demo_runs_every_notebook_and_stops_the_redis_it_started(tmp_pa
     home = tmp_path / "home"
     result = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "demo", "--headless"], env=_demo_env(home),
                             capture_output=True, text=True, timeout=900)
-    redis_pid = int((home / "redis.pid").read_text())
+    # redis-server runs in the home (its --dir) and removes its pid file as it stops.
+    left = [p for p in psutil.process_iter(["name", "cwd"]) if p.info["name"] == "redis-server"
+            and p.info["cwd"] == str(home)]
     try:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert "seeded a week of history" in result.stdout
         assert "stopped the embedded Redis this run started" in result.stdout
-        assert not _alive(redis_pid)
+        assert left == []
         assert not (home / "redis.url").exists()
     finally:
-        if _alive(redis_pid):
-            stop_process(redis_pid)
+        for proc in left:
+            stop_process(proc.pid)
+
+
+def test_demo_history_spreads_over_the_week_through_the_ledger(stack: Stack) -> None:
+    """The demo's history: jobs on every day and over most hours, a working-day rhythm, failures, retries
+    and dead letters, run times that differ by task, operator actions at their own times, a chain that
+    verifies, and sgen-ops's clock back to the wall clock afterwards."""
+    hub = stack.hub()
+    before = datetime.now(UTC)
+    created = sgen_demo.seed_history(hub, days=3, per_day=40)
+    assert created > 60
+    series = stats.throughput_series(hub.ledger, "4d", "1h")
+    hours = series.groupby("at")["count"].sum()
+    assert hours.index.normalize().nunique() >= 3
+    assert len(hours) >= 24
+    assert hours.max() > 3 * hours.median() or hours.quantile(0.9) > 2 * hours.quantile(0.1)
+    counts = hub.as_operator(ADMIN).throughput("4d").set_index("task")
+    assert counts["succeeded"].sum() > 0 and counts["failed"].sum() > 0 and counts["dead_lettered"].sum() > 0
+    timing = stats.run_time_percentiles(hub.ledger, "4d").set_index("task")
+    assert timing.loc["import.products", "run_p50"] > 2 * timing.loc["webhook.dispatch", "run_p50"]
+    log = hub.as_operator(ADMIN).activity_log(since=before - timedelta(days=4))
+    assert {"dismiss", "rerun"} <= set(log["action"])
+    assert log.loc[log["action"] == "dismiss", "at"].max() < pd.Timestamp(before - timedelta(hours=6))
+    assert audit.verify(hub.ledger).ok
+    assert abs(sgen_ops.surface.utcnow() - datetime.now(UTC)) < timedelta(minutes=1)
