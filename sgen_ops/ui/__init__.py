@@ -1,12 +1,13 @@
 """ipywidgets views of the Jobs surface, for JupyterLab notebooks and the Voilà app.
 
     ops = operator_session()          # SGEN_OPS_OPERATOR, else JUPYTERHUB_USER
-    app(ops)                          # Queue | Dead letter | Schedules | Throughput
+    app(ops)                          # Queue | Dead letter | Schedules | Throughput | Activity Log
     QueueView(ops, per_page=25)       # the seed's queue screen
     JobDetailView(ops, job_id)        # one job, masked for the operator, with its actions
     TriageView(ops)                   # dead letters grouped; replay, edit and replay, dismiss, bulk
     SchedulesView(ops)                # schedules; create/edit with live cron validation; pause, resume, run now
     ThroughputView(ops)               # counts, failure rate and run times over 15m / 1h / 24h / 7d
+    ActivityLogView(ops)              # the Activity Log (masked), filtered; the chain's verification status
 
 Every view is an ``ipywidgets.VBox`` with ``.refresh()`` and a ``.status`` HTML line where the errors of
 its operations appear (styled as errors; the view stays usable). Buttons the operator's role may not use
@@ -15,7 +16,8 @@ are disabled with the reason as tooltip ("editor may not dismiss; allowed for: a
 CSS classes for browser tests (each view's module docstring lists its own):
   every view     sgen-view, sgen-status (+ sgen-status-error | -ok | -info), sgen-refresh; the status line
                  also has <view>-status: sgen-queue-status, sgen-detail-status, sgen-triage-status,
-                 sgen-schedules-status, sgen-throughput-status (a detail view nests inside queue and triage)
+                 sgen-schedules-status, sgen-throughput-status, sgen-activity-status (a detail view nests
+                 inside queue and triage)
   tables         sgen-table, sgen-row-select, sgen-job-<id> / sgen-schedule-<id>, sgen-select-page,
                  sgen-table-header, sgen-table-empty, sgen-prev, sgen-next, sgen-page-label
   queue          sgen-queue, sgen-state-filter, sgen-task-filter, sgen-since-filter, sgen-until-filter,
@@ -36,9 +38,13 @@ CSS classes for browser tests (each view's module docstring lists its own):
                  sgen-retention, sgen-create-schedule, sgen-save-schedule, sgen-new-schedule
   throughput     sgen-throughput, sgen-window, sgen-throughput-summary, sgen-counts-chart, sgen-failure-chart,
                  sgen-timing-chart, sgen-throughput-table
+  activity       sgen-activity, sgen-activity-operator, sgen-activity-action, sgen-activity-target,
+                 sgen-activity-window, sgen-activity-table, sgen-activity-chain (+ sgen-chain-ok | -broken |
+                 -unchecked)
   app            sgen-app
 """
 
+from .activity import ActivityLogView
 from .app import app
 from .detail import JobDetailView
 from .queue import QueueView
@@ -48,6 +54,7 @@ from .throughput import ThroughputView
 from .triage import TriageView
 
 __all__ = [
+    "ActivityLogView",
     "JobDetailView",
     "QueueView",
     "SchedulesView",

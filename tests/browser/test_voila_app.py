@@ -161,3 +161,23 @@ def test_rerun_a_failed_job_and_replay_a_dead_letter(page: Any, seeded: Seeded) 
     assert (ADMIN, "replay", dead) in seeded.activity()
     expect(triage.locator(f".sgen-job-{dead}")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "triage-replay.png"), full_page=True)
+
+
+@SQLITE_ONLY
+def test_activity_log_tab_shows_entries_filters_and_the_chain(page: Any, seeded: Seeded) -> None:
+    """The Activity Log tab: the seeded stack's cancel and resolve, the chain verified, the action filter."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".sgen-queue")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_role("tab", name="Activity Log").click()
+    view = page.locator(".sgen-activity")
+    expect(view).to_be_visible()
+    expect(view.locator(".sgen-activity-chain.sgen-chain-ok")).to_contain_text("Chain verified")
+    table = view.locator(".sgen-activity-table")
+    expect(table).to_contain_text(f"job {seeded.cancelled}")
+    expect(table).to_contain_text(f"job {seeded.resolved}")
+    view.locator(".sgen-activity-action select").select_option("resolve")
+    expect(table).to_contain_text(f"job {seeded.resolved}")
+    expect(table).not_to_contain_text(f"job {seeded.cancelled}")
+    expect(view.locator(".sgen-page-label")).to_contain_text("1 entry")
+    page.screenshot(path=str(ARTIFACTS / "activity-log.png"), full_page=True)
