@@ -1,12 +1,13 @@
 """ipywidgets views of the Jobs surface, for JupyterLab notebooks and the Voilà app.
 
     ops = operator_session()          # SGEN_OPS_OPERATOR, else JUPYTERHUB_USER
-    app(ops)                          # Queue | Dead letter | Schedules | Throughput | Activity Log
+    app(ops)                          # Queue | Dead letter | Schedules | Throughput | Workers | Activity Log
     QueueView(ops, per_page=25)       # the seed's queue screen
     JobDetailView(ops, job_id)        # one job, masked for the operator, with its actions
     TriageView(ops)                   # dead letters grouped; replay, edit and replay, dismiss, bulk
     SchedulesView(ops)                # schedules; create/edit with live cron validation; pause, resume, run now
     ThroughputView(ops)               # counts, failure rate and run times over 15m / 1h / 24h / 7d
+    WorkersView(ops)                  # live RQ workers and priority queues, stale workers flagged (read-only)
     ActivityLogView(ops)              # the Activity Log (masked), filtered; the chain's verification status
 
 Every view is an ``ipywidgets.VBox`` with ``.refresh()`` and a ``.status`` HTML line where the errors of
@@ -38,6 +39,8 @@ CSS classes for browser tests (each view's module docstring lists its own):
                  sgen-retention, sgen-create-schedule, sgen-save-schedule, sgen-new-schedule
   throughput     sgen-throughput, sgen-window, sgen-throughput-summary, sgen-counts-chart, sgen-failure-chart,
                  sgen-timing-chart, sgen-throughput-table
+  workers        sgen-workers, sgen-workers-summary, sgen-queues-table, sgen-workers-table, sgen-worker-stale
+  live           sgen-live, sgen-live-toggle, sgen-live-interval (queue, dead letter and workers views)
   activity       sgen-activity, sgen-activity-operator, sgen-activity-action, sgen-activity-target,
                  sgen-activity-window, sgen-activity-table, sgen-activity-chain (+ sgen-chain-ok | -broken |
                  -unchecked)
@@ -52,6 +55,7 @@ from .schedules import SchedulesView
 from .session import operator_session
 from .throughput import ThroughputView
 from .triage import TriageView
+from .workers import WorkersView
 
 __all__ = [
     "ActivityLogView",
@@ -60,6 +64,7 @@ __all__ = [
     "SchedulesView",
     "ThroughputView",
     "TriageView",
+    "WorkersView",
     "app",
     "operator_session",
 ]

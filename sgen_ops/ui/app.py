@@ -1,11 +1,12 @@
 """The operator app: the views as tabs, what the Voilà app shows.
 
-``app(ops)`` returns an ``ipywidgets.Tab`` with Queue, Dead letter, Schedules, Throughput and Activity Log;
-each view is built when its tab is first opened (the queue at once), so opening the app reads only the queue.
+``app(ops)`` returns an ``ipywidgets.Tab`` with Queue, Dead letter, Schedules, Throughput, Workers and
+Activity Log; each view is built when its tab is first opened (the queue at once), so opening the app reads
+only the queue.
 ``tab.views`` maps each title to its view once built; choosing a tab again refreshes its view.
 
 CSS classes: ``sgen-app`` on the Tab, and each view's own (``sgen-queue``, ``sgen-triage``,
-``sgen-schedules``, ``sgen-throughput``, ``sgen-activity``).
+``sgen-schedules``, ``sgen-throughput``, ``sgen-workers``, ``sgen-activity``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .queue import QueueView
 from .schedules import SchedulesView
 from .throughput import ThroughputView
 from .triage import TriageView
+from .workers import WorkersView
 
 if TYPE_CHECKING:
     from ..surface import Operations
@@ -31,6 +33,7 @@ TABS: tuple[tuple[str, Callable[[Operations], View]], ...] = (
     ("Dead letter", TriageView),
     ("Schedules", SchedulesView),
     ("Throughput", ThroughputView),
+    ("Workers", WorkersView),
     ("Activity Log", ActivityLogView),
 )
 
@@ -74,5 +77,5 @@ class OperatorApp(widgets.Tab):  # type: ignore[misc]  # ipywidgets ships no typ
 
 
 def app(ops: Operations) -> widgets.Tab:
-    """Queue, Dead letter, Schedules, Throughput and Activity Log as tabs of one ``ipywidgets.Tab``."""
+    """Queue, Dead letter, Schedules, Throughput, Workers and Activity Log as tabs of one ``ipywidgets.Tab``."""
     return OperatorApp(ops)

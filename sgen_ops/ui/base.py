@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -91,6 +92,8 @@ class View(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type info
     def __init__(self, ops: Operations, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ops = ops
+        # Held by every guarded callback and by live refresh ticks: one change to the view at a time.
+        self.lock = threading.RLock()
         self.status = widgets.HTML(value="", layout=widgets.Layout(min_height="0", margin="4px 0"))
         self.status.add_class("sgen-status")
         self.status.add_class(f"{self.css_class}-status")  # e.g. sgen-queue-status: unique even with nested views
@@ -126,12 +129,13 @@ class View(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type info
 
     # -- never fail silently ------------------------------------------------------------------
     def attempt(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[bool, T | None]:
-        """Call ``fn``; an error is shown in ``.status`` and returns (False, None)."""
-        try:
-            return True, fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001  # shown in .status; unexpected ones are logged by show_error
-            self.show_error(exc)
-            return False, None
+        """Call ``fn`` under the view's lock; an error is shown in ``.status`` and returns (False, None)."""
+        with self.lock:
+            try:
+                return True, fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001  # shown in .status; unexpected ones are logged by show_error
+                self.show_error(exc)
+                return False, None
 
     def guard(self, handler: Callable[..., Any]) -> Callable[..., None]:
         """Wrap a button or observe handler so that its errors land in ``.status``."""

@@ -181,3 +181,34 @@ def test_activity_log_tab_shows_entries_filters_and_the_chain(page: Any, seeded:
     expect(table).not_to_contain_text(f"job {seeded.cancelled}")
     expect(view.locator(".sgen-page-label")).to_contain_text("1 entry")
     page.screenshot(path=str(ARTIFACTS / "activity-log.png"), full_page=True)
+
+
+@SQLITE_ONLY
+def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, request: pytest.FixtureRequest) -> None:
+    """The Workers tab: a registered worker with its host and pid, the priority queues; served, the page
+    says the view needs the machine that runs sgen-ops."""
+    import socket as _socket
+
+    from playwright.sync_api import expect
+
+    from sgen_ops.workers import SgenWorker, worker_name
+
+    hub = seeded.hub
+    worker = SgenWorker(hub.transport.ordered_queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix))
+    worker.register_birth()
+    try:
+        expect(page.locator(".sgen-queue")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+        page.get_by_role("tab", name="Workers").click()
+        view = page.locator(".sgen-workers")
+        expect(view).to_be_visible()
+        if "served" in request.node.callspec.id:
+            expect(view.locator(".sgen-status")).to_contain_text("client of the sgen-ops API")
+        else:
+            table = view.locator(".sgen-workers-table")
+            expect(table).to_contain_text(_socket.gethostname())
+            expect(table).to_contain_text(str(worker.pid))
+            expect(view.locator(".sgen-queues-table")).to_contain_text("normal")
+            expect(view.locator(".sgen-live-toggle")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / f"workers-{request.node.callspec.id}.png"), full_page=True)
+    finally:
+        worker.register_death()
