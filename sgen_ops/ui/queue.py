@@ -14,14 +14,16 @@ Widgets: ``state_filter`` (SelectMultiple), ``task_filter`` (Combobox), ``since_
 (``SelectableTable``), ``rows`` (its selection: ``.options``, ``.value``), ``prev_button``,
 ``next_button``, ``page_label``, ``throughput_line``, ``rerun_button``, ``cancel_button``,
 ``open_detail_button``, ``close_detail_button``, ``detail_area`` and ``detail`` (the open
-``JobDetailView`` or None), ``status``. ``job_page`` is the last ``JobPage`` read.
+``JobDetailView`` or None), ``live`` (``LiveRefresh``: re-reads the page and the throughput line every
+interval; the ticks and the open detail stay as they are), ``status``. ``job_page`` is the last ``JobPage``
+read.
 
 CSS classes: ``sgen-queue``, ``sgen-state-filter``, ``sgen-task-filter``, ``sgen-since-filter``,
 ``sgen-until-filter``, ``sgen-text-filter``, ``sgen-error-code-filter``, ``sgen-include-old-filter``,
 ``sgen-apply``, ``sgen-refresh``, ``sgen-reset``, ``sgen-job-table`` (plus the ``sgen-table`` classes:
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
 ``sgen-page-label``, ``sgen-throughput-line``, ``sgen-rerun``, ``sgen-cancel``, ``sgen-open-detail``,
-``sgen-close-detail``, ``sgen-detail-area``, ``sgen-status``.
+``sgen-close-detail``, ``sgen-detail-area``, ``sgen-live``, ``sgen-status``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from . import render
 from .base import View, button, close_tree, gate, run_each
 from .detail import JobDetailView
 from .joblist import JobList
+from .live import LiveRefresh
 from .table import Column
 
 if TYPE_CHECKING:
@@ -141,6 +144,7 @@ class QueueView(View):
         self.reset_button = button("Reset", "sgen-reset", tooltip="Clear every filter")
         self.apply_button.on_click(self.guard(lambda _b: self.apply()))
         self.refresh_button.on_click(self.guard(lambda _b: self.refresh()))
+        self.live = LiveRefresh(self, self.refresh)
         self.reset_button.on_click(self.guard(lambda _b: self.reset()))
 
         # -- the list, one page at a time --
@@ -179,6 +183,7 @@ class QueueView(View):
                 widgets.VBox([self.since_filter, self.until_filter, self.include_old_filter]),
                 widgets.VBox([self.apply_button, self.refresh_button, self.reset_button]),
             ], layout=box),
+            self.live,
             self.jobs,
             self.throughput_line,
             widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button], layout=box),

@@ -13,7 +13,9 @@ Widgets: ``groups`` (Select; value ``None`` for all, else ``(task, error_code)``
 ``dismiss_button``, ``confirm_dismiss_button``, ``keep_button``, ``payload_editor`` (Textarea),
 ``payload_error`` (HTML), ``edit_replay_button``, ``bulk_task``, ``bulk_error_code``, ``bulk_since``,
 ``preview_button``, ``bulk_count``, ``bulk_replay_button``, ``bulk_dismiss_button``,
-``bulk_confirm_dismiss_button``, ``progress`` (IntProgress), ``refresh_button``, ``status``.
+``bulk_confirm_dismiss_button``, ``progress`` (IntProgress), ``refresh_button``, ``live`` (``LiveRefresh``:
+``live_refresh`` every interval, keeping the ticks, the open detail and the payload being edited),
+``status``.
 
 CSS classes: ``sgen-triage``, ``sgen-groups``, ``sgen-dead-letter-table`` (plus the table's
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
@@ -41,6 +43,7 @@ from . import render
 from .base import View, button, close_tree, gate, run_each
 from .detail import JobDetailView
 from .joblist import JobList
+from .live import LiveRefresh
 from .queue import error_cell, names
 from .table import Column
 
@@ -135,6 +138,8 @@ class TriageView(View):
         self.groups_note = widgets.HTML()
         self.refresh_button = button("Refresh", "sgen-refresh", icon="refresh", tooltip="Read the dead letters again")
         self.refresh_button.on_click(self.guard(lambda _b: self.refresh()))
+        self.live = LiveRefresh(self, self.live_refresh)
+        self._live_tick = False
 
         # -- list and detail --
         self.jobs = JobList(self, COLUMNS, dead_letter_cells, per_page=per_page, fixed={"state": DEAD},
@@ -210,7 +215,8 @@ class TriageView(View):
             widgets.HTML(STYLESHEET),
             widgets.HTML(render.heading("Dead letter · triage", 2)),
             widgets.HBox([widgets.HTML(render.muted("Grouped by task and error code — pick one to list it")),
-                          self.refresh_button], layout=widgets.Layout(justify_content="space-between")),
+                          widgets.HBox([self.live, self.refresh_button])],
+                         layout=widgets.Layout(justify_content="space-between")),
             self.groups,
             self.groups_note,
             self.jobs,
@@ -238,6 +244,15 @@ class TriageView(View):
         """Count the groups again and read the current page of the list."""
         self._refresh_groups()
         self.jobs.refresh()
+
+    def live_refresh(self) -> None:
+        """A live tick: the groups and the page again, leaving the open detail and the payload being edited
+        as they are, even when the dead letter they show left the page."""
+        self._live_tick = True
+        try:
+            self.refresh()
+        finally:
+            self._live_tick = False
 
     def _refresh_groups(self) -> None:
         ok, found = self.attempt(dead_letter_groups, self.ops)
@@ -287,6 +302,8 @@ class TriageView(View):
         self.jobs.use(filters)
 
     def _on_selection(self, ids: tuple[int, ...]) -> None:
+        if self._live_tick:
+            return
         if self.pending_dismiss and set(ids) != set(self.pending_dismiss):
             self.keep()
         if len(ids) == 1:

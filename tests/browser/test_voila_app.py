@@ -212,3 +212,27 @@ def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, re
         page.screenshot(path=str(ARTIFACTS / f"workers-{request.node.callspec.id}.png"), full_page=True)
     finally:
         worker.register_death()
+
+
+@SQLITE_ONLY
+def test_live_queue_shows_new_jobs_and_keeps_the_selection(page: Any, seeded: Seeded) -> None:
+    """The queue's Live toggle: a job enqueued meanwhile appears on its own, the ticked row stays ticked and
+    the open detail stays open."""
+    from playwright.sync_api import expect
+
+    queue = page.locator(".sgen-queue")
+    expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    ticked = seeded.queued
+    row = queue.locator(f".sgen-job-{ticked} input[type=checkbox]")
+    row.check()
+    queue.locator("button.sgen-open-detail").click()
+    expect(queue.locator(".sgen-detail")).to_contain_text(str(ticked))
+    queue.locator(".sgen-live-interval select").select_option("2 s")
+    queue.locator("button.sgen-live-toggle").click()
+
+    newer = seeded.hub.enqueue("test.ok", {"live": True}, account="globex", delay=3600)
+    expect(queue.locator(f".sgen-job-{newer}")).to_be_visible()
+    expect(row).to_be_checked()
+    expect(queue.locator(".sgen-detail")).to_contain_text(str(ticked))
+    page.screenshot(path=str(ARTIFACTS / "queue-live.png"), full_page=True)
+    queue.locator("button.sgen-live-toggle").click()
