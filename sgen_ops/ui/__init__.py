@@ -12,7 +12,8 @@
 
 Every view is an ``ipywidgets.VBox`` with ``.refresh()`` and a ``.status`` HTML line where the errors of
 its operations appear (styled as errors; the view stays usable). Buttons the operator's role may not use
-are disabled with the reason as tooltip ("editor may not dismiss; allowed for: administrator").
+are disabled with the reason as tooltip, in plain words ("Only administrators can dismiss dead letters; you
+are signed in as an editor.").
 
 CSS classes for browser tests (each view's module docstring lists its own):
   every view     sgen-view, sgen-status (+ sgen-status-error | -ok | -info), sgen-refresh; the status line

@@ -3,7 +3,7 @@
 ``ActivityLogView(ops, per_page=50)`` reads ``ops.activity_log`` (the same read as the Python API and
 ``GET .../activity``: each change masked by the resolver for this operator) over a time window, newest
 first, filtered by operator, action and target ("job 42", "schedule 3", or an id). The chain line shows
-``ops.verify_audit()`` for an administrator, and says plainly that checking the chain is theirs otherwise.
+``ops.verify_audit()`` for an administrator, and says in plain words whose check it is otherwise.
 
 Widgets: ``operator_filter`` and ``action_filter`` (Dropdown, "any" first, then the values seen in the
 window), ``target_filter`` (Text), ``window`` (Dropdown: 1h, 24h, 7d, 30d, all), ``apply_button``,
@@ -30,7 +30,7 @@ from ..errors import ValidationError
 from ..stats import parse_window
 from ..store.types import utcnow
 from . import render
-from .base import View, button
+from .base import View, button, denial
 
 if TYPE_CHECKING:
     from ..surface import Operations
@@ -124,9 +124,9 @@ class ActivityLogView(View):
     # -- reading ------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Re-read the log over the window and the chain's status; the filters chosen stay."""
-        if not self.ops.can("activity_log"):
-            roles = " and ".join(f"{r}s" for r in self.ops.policy.roles_for("activity_log")) or "no role"
-            self.show_status(f"The Activity Log is open to {roles}; you are signed in as a {self.ops.role}.", "info")
+        reason = denial(self.ops, "activity_log")
+        if reason is not None:
+            self.show_status(reason, "info")
             return
         since = None if self.window.value == "all" else utcnow() - parse_window(self.window.value)
         self.entries = self.ops.activity_log(since=since)
@@ -149,8 +149,8 @@ class ActivityLogView(View):
     def _check_chain(self) -> None:
         if not self.ops.can("verify_audit"):
             self.chain_ok = None
-            self._show_chain("sgen-chain-unchecked", "info",
-                             "Checking that no entry was removed or altered is for administrators.")
+            self._show_chain("sgen-chain-unchecked", "info", f"{denial(self.ops, 'verify_audit')} It checks that "
+                             "no entry was removed or altered.")
             return
         result = self.ops.verify_audit()
         self.chain_ok = bool(result.ok)

@@ -113,7 +113,8 @@ def test_chain_status_verified_broken_and_for_administrators_only(
 
     editor = ActivityLogView(ops["editor"])
     assert editor.chain_ok is None and "sgen-chain-unchecked" in editor.chain._dom_classes
-    assert "is for administrators" in text(editor.chain.value)
+    assert "Only administrators can check the Activity Log's chain; you are signed in as an editor." in text(
+        editor.chain.value)
     assert "verify_audit" not in text(editor.chain.value)
 
     with hub.ledger.write() as session:
@@ -126,8 +127,8 @@ def test_chain_status_verified_broken_and_for_administrators_only(
 def test_a_viewer_is_told_the_log_is_not_theirs(ops: dict[str, Operations]) -> None:
     view = ActivityLogView(ops["viewer"])
     kind, message = status_of(view)
-    assert (kind, message) == ("info", "ℹ The Activity Log is open to administrators and editors; you are signed in "
-                                       "as a viewer.")
+    assert (kind, message) == ("info", "ℹ Only administrators and editors can read the Activity Log; you are signed "
+                                       "in as a viewer.")
     assert view.frame.empty
 
 

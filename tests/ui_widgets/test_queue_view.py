@@ -178,8 +178,12 @@ def test_partial_success_reports_both(hub: sgen_ops.Hub, admin: Operations, jobs
 def test_buttons_without_the_role_are_disabled_with_the_reason(ops: dict[str, Operations]) -> None:
     viewer = QueueView(ops["viewer"])
     assert viewer.rerun_button.disabled and viewer.cancel_button.disabled
-    assert viewer.rerun_button.tooltip == "viewer may not rerun; allowed for: administrator, editor"
-    assert viewer.cancel_button.tooltip == "viewer may not cancel; allowed for: administrator, editor"
+    assert viewer.rerun_button.tooltip == (
+        "Only administrators and editors can re-run jobs; you are signed in as a viewer."
+    )
+    assert viewer.cancel_button.tooltip == (
+        "Only administrators and editors can cancel jobs; you are signed in as a viewer."
+    )
     assert not viewer.open_detail_button.disabled
     editor = QueueView(ops["editor"])
     assert not editor.rerun_button.disabled and not editor.cancel_button.disabled

@@ -131,11 +131,13 @@ def test_edit_the_ticked_schedule(admin: Operations) -> None:
 def test_buttons_follow_the_role(ops: dict[str, Operations]) -> None:
     editor = SchedulesView(ops["editor"])
     assert editor.create_button.disabled
-    assert editor.create_button.tooltip == "editor may not create_schedule; allowed for: administrator"
+    assert editor.create_button.tooltip == "Only administrators can create schedules; you are signed in as an editor."
     assert editor.pause_button.disabled and editor.resume_button.disabled
     assert not editor.run_now_button.disabled
     viewer = SchedulesView(ops["viewer"])
     assert viewer.run_now_button.disabled
-    assert viewer.run_now_button.tooltip == "viewer may not run_schedule_now; allowed for: administrator, editor"
+    assert viewer.run_now_button.tooltip == (
+        "Only administrators and editors can run schedules now; you are signed in as a viewer."
+    )
     viewer.cron_input.value = "0 0 * * *"  # previewing is reading: everyone may
     assert len(viewer.fire_times) == 5
