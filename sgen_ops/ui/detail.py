@@ -97,8 +97,10 @@ def facts_html(d: JobDetail, worker: str | None = None) -> str:
     schedule = render.DASH
     if d.schedule:
         s = d.schedule
-        timing = f"cron {s['cron']}" if s.get("cron") else f"every {render.duration(float(s['every']))}" if s.get(
-            "every") else ""
+        every = s.get("every")
+        # The interval comes as list_schedules gives it ("5m"); seconds from an older server.
+        every_text = render.duration(float(every)) if isinstance(every, int | float) else every
+        timing = f"cron {s['cron']}" if s.get("cron") else f"every {every_text}" if every else ""
         state = "enabled" if s.get("enabled") else "paused"
         schedule = (f"#{render.esc(s['id'])} {render.esc(s['task'])} · {render.esc(timing)} · {render.badge(state)}"
                     f" · next {render.when(s.get('next_run'))}")

@@ -87,6 +87,9 @@ def test_every_notebook_and_runbook_runs_headless(seeded: Seeded, tmp_path: Path
     schedules = text_of(reports / "03_schedules.ipynb")
     for task in ("report.weekly", "cache.warm", "email.digest"):
         assert task in schedules
+    # Retention as the form takes it (7d), not a float of days (7.0); every as an interval (5m).
+    assert re.search(r"\b\d+d\b", schedules) and not re.search(r"\b\d+\.0\b", schedules)
+    assert "5m" in schedules
 
     # 04: a CSV under exports/ with one row per task that had events, counts as throughput says.
     exported = sorted((home / "exports").glob("throughput_24h_*.csv"))
