@@ -38,6 +38,7 @@ import ipywidgets as widgets
 from .. import workers_info
 from ..config import Settings
 from ..query import JobDetail
+from ..schedule_timing import format_interval
 from ..surface import OPERATIONS
 from . import render
 from .base import View, button, gate
@@ -98,8 +99,8 @@ def facts_html(d: JobDetail, worker: str | None = None) -> str:
     if d.schedule:
         s = d.schedule
         every = s.get("every")
-        # The interval comes as list_schedules gives it ("5m"); seconds from an older server.
-        every_text = render.duration(float(every)) if isinstance(every, int | float) else every
+        # Seconds in the job's record; written as the schedules table and form write it ("1h", "5m").
+        every_text = format_interval(float(every)) if isinstance(every, int | float) else every
         timing = f"cron {s['cron']}" if s.get("cron") else f"every {every_text}" if every else ""
         state = "enabled" if s.get("enabled") else "paused"
         schedule = (f"#{render.esc(s['id'])} {render.esc(s['task'])} · {render.esc(timing)} · {render.badge(state)}"

@@ -50,6 +50,13 @@ def test_shows_attempts_error_log_and_worker(hub: sgen_ops.Hub, admin: Operation
     assert "Attempts 2 of 2" in text(view.facts.value)
 
 
+def test_shows_an_interval_schedule(admin: Operations) -> None:
+    schedule_id = admin.create_schedule("test.ok", every="1h", payload={"n": 1})
+    view = JobDetailView(admin, admin.run_schedule_now(schedule_id))
+    assert status_of(view) == ("", "")
+    assert f"Schedule #{schedule_id} test.ok · every 1h · enabled" in text(view.facts.value)
+
+
 def test_worker_label_names_host_and_pid() -> None:
     assert worker_label("sgen-ab12-web-1-4242-0f3a9c", "sgen-ab12") == "web-1 · pid 4242"
     assert worker_label("sgen-web-1-4242-0f3a9c") == "sgen-web-1 · pid 4242"
