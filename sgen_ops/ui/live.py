@@ -20,6 +20,7 @@ import ipywidgets as widgets
 if TYPE_CHECKING:
     from .base import View
 
+STOP_WAIT_S = 5.0
 INTERVALS = (("2 s", 2.0), ("5 s", 5.0), ("10 s", 10.0), ("30 s", 30.0), ("1 min", 60.0))
 
 
@@ -69,11 +70,12 @@ class LiveRefresh(widgets.HBox):  # type: ignore[misc]  # ipywidgets ships no ty
             self.tick()
 
     def stop(self) -> None:
-        """Stop the timer (the toggle goes off) and wait for a tick under way to end."""
+        """Stop the timer (the toggle goes off); a tick under way finishes, waited for a few seconds at most
+        (a caller holding the view's lock must not wait for a tick that needs it)."""
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(timeout=STOP_WAIT_S)
         if self.toggle.value:
             self.toggle.value = False
 

@@ -38,6 +38,9 @@ COUNT_COLUMNS = ("succeeded", "failed", "dead_lettered", "cancelled")
 # Axes grow their margins to fit their labels, so task names and axis titles are never cut.
 LAYOUT: dict[str, Any] = {"margin": {"t": 48, "b": 20, "l": 20, "r": 20}, "xaxis": {"automargin": True,
                                                                                      "tickangle": -20}}
+# Fixed widths: a figure sized by a flex box it has not been laid out in yet draws wider than the box,
+# which cuts its right side (and its legend); two half-width charts wrap under each other when narrow.
+WIDE_PX, HALF_PX = 900, 440
 BAR_COLOURS = {"succeeded": "#abefc6", "failed": "#fecdca", "dead_lettered": "#fda29b", "cancelled": "#eaecf0"}
 
 
@@ -75,9 +78,10 @@ def counts_figure(series: pd.DataFrame, window: str) -> Any:
 
     table = counts_by_task(series)
     fig = go.Figure(layout={**LAYOUT, "title": f"Events per task ({window}, every {INTERVALS.get(window, window)})",
-                            "barmode": "stack", "height": 380, "yaxis": {"title": "events", "automargin": True},
-                            # The legend lists every task in full, on its own rows under the axis.
-                            "legend": {"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0}})
+                            "barmode": "stack", "height": 440, "width": WIDE_PX,
+                            "yaxis": {"title": "events", "automargin": True},
+                            # The legend lists every task in full, on its own rows under the time axis's labels.
+                            "legend": {"orientation": "h", "yanchor": "top", "y": -0.32, "x": 0}})
     for task in table.columns:
         fig.add_bar(x=list(table.index), y=[int(v) for v in table[task]], name=str(task))
     return fig
@@ -87,7 +91,7 @@ def failure_figure(tp: pd.DataFrame, window: str) -> Any:
     import plotly.graph_objects as go
 
     rates = failure_rates(tp)
-    fig = go.Figure(layout={**LAYOUT, "title": f"Failure rate per task ({window})", "height": 340,
+    fig = go.Figure(layout={**LAYOUT, "title": f"Failure rate per task ({window})", "height": 340, "width": HALF_PX,
                             "yaxis": {"title": "% of attempts", "range": [0, 100], "automargin": True}})
     fig.add_bar(x=list(rates["task"]), y=list(rates["failure_rate"]), marker_color="#f04438", name="failure rate",
                 customdata=list(zip(rates["failed"], rates["ended"], strict=True)),
@@ -99,7 +103,11 @@ def timing_figure(pct: pd.DataFrame, window: str) -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure(layout={**LAYOUT, "title": f"Run time per task ({window})", "barmode": "group", "height": 340,
-                            "yaxis": {"title": "seconds", "automargin": True}})
+                            "width": HALF_PX,
+                            "yaxis": {"title": "seconds", "automargin": True},
+                            # Above the bars, at the right: a legend beside a half-width chart gets cut.
+                            "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1,
+                                       "xanchor": "right"}})
     fig.add_bar(x=list(pct["task"]), y=[float(v) for v in pct["run_p50"]], name="p50", marker_color="#53b1fd")
     fig.add_bar(x=list(pct["task"]), y=[float(v) for v in pct["run_p95"]], name="p95", marker_color="#1849a9")
     return fig
@@ -190,6 +198,7 @@ class ThroughputView(View):
         self.counts_box = widgets.VBox([self.counts_chart])
         self.failure_box = widgets.VBox([self.failure_chart])
         self.timing_box = widgets.VBox([self.timing_chart])
+        half = f"0 0 {HALF_PX + 10}px"
         self.children = (
             widgets.HTML(render.heading("Throughput", 2)),
             widgets.HBox([self.window, self.refresh_button], layout=widgets.Layout(align_items="center")),
@@ -197,9 +206,10 @@ class ThroughputView(View):
             self.summary,
             self.counts_box,
             widgets.HBox([
-                widgets.VBox([self.failure_box, self.throughput_table], layout=widgets.Layout(flex="1 1 380px")),
-                widgets.VBox([self.timing_box], layout=widgets.Layout(flex="1 1 380px")),
+                widgets.VBox([self.failure_box], layout=widgets.Layout(flex=half)),
+                widgets.VBox([self.timing_box], layout=widgets.Layout(flex=half)),
             ], layout=widgets.Layout(flex_flow="row wrap")),
+            self.throughput_table,  # full width under the charts: its columns are never cut
         )
         self.attempt(self.refresh)
 

@@ -236,3 +236,35 @@ def test_live_queue_shows_new_jobs_and_keeps_the_selection(page: Any, seeded: Se
     expect(queue.locator(".sgen-detail")).to_contain_text(str(ticked))
     page.screenshot(path=str(ARTIFACTS / "queue-live.png"), full_page=True)
     queue.locator("button.sgen-live-toggle").click()
+
+
+@SQLITE_ONLY
+def test_state_chips_throughput_and_schedules_as_an_operator_sees_them(
+    page: Any, seeded: Seeded, request: pytest.FixtureRequest
+) -> None:
+    """The queue's state chips with their counts filter at a click; the throughput tab says which window it
+    shows once loaded, with every task named in the chart; the schedules form asks for a task."""
+    from playwright.sync_api import expect
+
+    queue = page.locator(".sgen-queue")
+    expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    failed = seeded.admin.list_jobs(state="failed", per_page=1).total
+    chip = queue.locator(".sgen-state-chip-failed")
+    expect(chip).to_contain_text(f"failed · {failed}")
+    chip.click()
+    expect(queue.locator(".sgen-page-label")).to_contain_text(f"{failed} jobs")
+    page.screenshot(path=str(ARTIFACTS / "queue-state-chips.png"), full_page=True)
+
+    page.get_by_role("tab", name="Throughput").click()
+    view = page.locator(".sgen-throughput")
+    expect(view.locator(".sgen-throughput-summary")).to_contain_text("Last 24h:", timeout=ACTION_TIMEOUT_MS)
+    expect(view).not_to_have_class(re.compile("sgen-loading"))
+    counts = view.locator(".sgen-counts-chart")
+    for task in ("webhook.dispatch", "import.products", "test.boom"):
+        expect(counts).to_contain_text(task, timeout=ACTION_TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / f"throughput-{request.node.callspec.id}.png"), full_page=True)
+
+    page.get_by_role("tab", name="Schedules").click()
+    form = page.locator(".sgen-schedule-form")
+    expect(form.locator(".sgen-form-task select")).to_have_value("choose a task…")
+    page.screenshot(path=str(ARTIFACTS / "schedules.png"), full_page=True)

@@ -111,5 +111,7 @@ def test_chart_axes_fit_their_labels_and_the_legend_sits_below(admin: Operations
         assert fig.layout.xaxis.automargin is True and fig.layout.yaxis.automargin is True, name
     legend = view.figures["counts"].layout.legend
     assert legend.orientation == "h" and legend.y < 0  # under the axis, not over the bars or cut at the top
+    timing = view.figures["timing"].layout.legend
+    assert timing.orientation == "h" and timing.y >= 1  # above the bars, not beside them where it is cut
     # Task names in full on the axis.
     assert set(view.figures["failure"].data[0].x) == {"test.ok", "test.boom", "test.flaky"}
