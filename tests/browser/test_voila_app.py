@@ -191,9 +191,11 @@ def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, re
 
     from playwright.sync_api import expect
 
+    from sgen_ops.execution import bind_hub
     from sgen_ops.workers import SgenWorker, worker_name
 
     hub = seeded.hub
+    bind_hub(hub)  # the worker's settings come from the process's hub, not from a stack of its own
     worker = SgenWorker(hub.transport.ordered_queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix))
     worker.register_birth()
     try:

@@ -12,6 +12,7 @@ from rq.executions import prepare_execution
 from rq.utils import utcformat
 
 import sgen_ops
+from sgen_ops.execution import bind_hub
 from sgen_ops.surface import Operations
 from sgen_ops.ui import WorkersView, app
 from sgen_ops.workers import SgenWorker, worker_name
@@ -21,6 +22,7 @@ from .helpers import status_of, text
 
 def _register(hub: sgen_ops.Hub, *, pid: int | None = None) -> Any:
     """A worker of this hub's queues registered in Redis as a running one registers itself."""
+    bind_hub(hub)  # a worker takes its settings from the process's hub (else it would connect one of its own)
     worker = SgenWorker(hub.transport.ordered_queues, connection=hub.redis,
                         name=worker_name(hub.settings.queue_prefix))
     if pid is not None:
