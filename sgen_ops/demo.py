@@ -388,8 +388,10 @@ def wait_for(lab: subprocess.Popen[bytes], children: list[int]) -> int:
 def stop_tree(pid: int) -> bool:
     """Stop a process and everything it started (JupyterLab and its kernels, each in a session of its
     own): SIGTERM the process, let it shut its children down, then stop whichever are left."""
-    import psutil
-
+    try:
+        import psutil  # with ipykernel, which JupyterLab needs
+    except ImportError:
+        return stop_process(pid)
     try:
         descendants = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
