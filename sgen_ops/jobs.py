@@ -475,7 +475,8 @@ class JobBook:
         for job_id in ids:
             delivery = None
             with self.ledger.write() as session:
-                job = session.get(Job, job_id)
+                # Locked and checked again: another pass, or the attempt's own outcome, may have won meanwhile.
+                job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
                 if job is None or job.state != State.RUNNING.value or job.lease_until is None or job.lease_until >= now:
                     continue
                 detail = (
@@ -513,7 +514,8 @@ class JobBook:
         return self.after_failed_attempt(session, job, now, "worker-lost", detail, detail)
 
     def reconcile(self, batch: int = 2000) -> int:
-        """Re-send every queued or retrying job whose delivery Redis no longer holds; returns how many."""
+        """Re-send every queued or retrying job whose delivery no longer leads to an attempt (Redis lost it,
+        or the worker that took it died before claiming); returns how many."""
         waiting = [State.QUEUED.value, State.RETRYING.value]
         resent = 0
         last_id = 0
@@ -528,13 +530,13 @@ class JobBook:
             if not rows:
                 return resent
             last_id = rows[-1].id
-            present = self.transport.exists([r.rq_job_id for r in rows])
+            present = self.transport.held([r.rq_job_id for r in rows])
             lost = [r for r, ok in zip(rows, present, strict=True) if not ok]
             deliveries = []
             with self.ledger.write() as session:
                 for row in lost:
                     # Compare-and-set on the delivery id: of two reconcilers, one re-sends.
-                    job = session.get(Job, row.id)
+                    job = session.get(Job, row.id, with_for_update=True, populate_existing=True)
                     if job is None or job.state not in waiting or job.rq_job_id != row.rq_job_id:
                         continue
                     deliveries.append(self.next_delivery(job))

@@ -1,0 +1,159 @@
+"""Nothing lost, nothing run twice, under real faults: each finding of the chaos soak, pinned."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from rq import Queue
+from rq.job import Job as RQJob
+from rq.serializers import JSONSerializer
+from sqlalchemy import Connection, func, select, text
+
+import sgen_ops
+from sgen_ops import execution
+from sgen_ops.store import Attempt, JobEvent, utcnow
+from sgen_ops.workers import SgenWorker
+
+from ..conftest import Stack
+from ..helpers import attempts_of, job_row, wait_for
+
+
+def _running_attempt(hub: sgen_ops.Hub) -> int:
+    """A job whose attempt was claimed and then left alone, as by a worker that vanished."""
+    job_id = hub.enqueue("test.ok")
+    rq_job_id = job_row(hub, job_id).rq_job_id
+    assert execution.claim(hub, job_id, rq_job_id) is not None
+    return job_id
+
+
+def _events(hub: sgen_ops.Hub, job_id: int) -> list[tuple[str | None, str]]:
+    with hub.ledger.read() as session:
+        rows = session.execute(
+            select(JobEvent.from_state, JobEvent.to_state).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        ).all()
+    return [(r.from_state, r.to_state) for r in rows]
+
+
+@contextmanager
+def _row_held(hub: sgen_ops.Hub, job_id: int) -> Iterator[Connection]:
+    """A write transaction holding job ``job_id``'s row (the whole database on SQLite), as a worker
+    recording an outcome does; committed when the block ends."""
+    engine = hub.ledger.engine
+    if engine.dialect.name == "sqlite":
+        engine = engine.execution_options(sqlite_begin="IMMEDIATE")
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT id FROM jobs WHERE id = :id FOR UPDATE"), {"id": job_id})
+        yield conn
+
+
+def _wait_until_blocked(hub: sgen_ops.Hub, n: int) -> None:
+    """Wait until ``n`` other transactions wait for a lock (PostgreSQL); SQLite's waiters cannot be
+    seen, so there the threads are given a moment to reach the lock."""
+    if hub.ledger.engine.dialect.name != "postgresql":
+        time.sleep(1.0)
+        return
+    probe = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+
+    def blocked() -> bool:
+        with hub.ledger.engine.connect() as conn:
+            return int(conn.execute(probe).scalar() or 0) >= n
+
+    wait_for(blocked, what=f"{n} transactions to wait on the job's row")
+
+
+def _in_threads(*calls: Callable[[], Any]) -> tuple[list[threading.Thread], list[Any]]:
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    return threads, results
+
+
+# -- 2. recovery locks what it changes -----------------------------------------------------------
+def test_two_concurrent_recoveries_record_one_loss(stack: Stack) -> None:
+    hub = stack.hub()
+    job_id = _running_attempt(hub)
+    later = utcnow() + timedelta(hours=1)
+    a, b = stack.hub(), stack.hub()
+    with _row_held(hub, job_id):
+        # Both passes have seen the expired lease before either may write.
+        threads, results = _in_threads(lambda: a.recover_lost(later), lambda: b.recover_lost(later))
+        _wait_until_blocked(hub, 2)
+    for t in threads:
+        t.join(60)
+    assert sorted(results) == [0, 1]
+    [attempt] = attempts_of(hub, job_id)
+    assert attempt.exit == "worker-lost"
+    assert _events(hub, job_id).count(("running", "failed")) == 1
+    assert job_row(hub, job_id).state == "retrying"
+
+
+def test_an_outcome_recorded_during_recovery_is_never_overwritten(stack: Stack) -> None:
+    hub = stack.hub()
+    job_id = _running_attempt(hub)
+    later = utcnow() + timedelta(hours=1)
+    other = stack.hub()
+    with _row_held(hub, job_id) as conn:
+        threads, results = _in_threads(lambda: other.recover_lost(later))
+        _wait_until_blocked(hub, 1)
+        # The attempt's worker records its success while recovery waits for the row.
+        conn.execute(
+            text("UPDATE jobs SET state = 'succeeded', lease_until = NULL WHERE id = :id"), {"id": job_id}
+        )
+    for t in threads:
+        t.join(60)
+    assert results == [0]
+    assert job_row(hub, job_id).state == "succeeded"
+    with hub.ledger.read() as session:
+        lost = session.scalar(select(func.count()).select_from(Attempt).where(Attempt.exit == "worker-lost"))
+    assert lost == 0
+
+
+# -- 1. a delivery taken but never claimed is re-sent --------------------------------------------
+def test_a_delivery_whose_worker_died_before_claiming_is_sent_again(stack: Stack) -> None:
+    hub = stack.hub()
+    job_id = hub.enqueue("test.ok")
+    # A worker takes the delivery as RQ does (off the queue, marked started by it) and dies before the claim.
+    taker = SgenWorker(hub.transport.ordered_queues, connection=hub.redis, name=f"{stack.prefix}-taker")
+    dequeued = Queue.dequeue_any(hub.transport.ordered_queues, None, connection=hub.redis, serializer=JSONSerializer)
+    assert dequeued is not None
+    rq_job, _queue = dequeued
+    taker.prepare_job_execution(rq_job)
+    assert rq_job.get_status(refresh=True) == "started"
+    assert hub.reconcile() == 0  # its worker is alive: the delivery is on its way
+    hub.redis.delete(taker.key)  # the killed worker's heartbeat key runs out
+    assert job_row(hub, job_id).state == "queued"
+    assert hub.reconcile() == 1
+    assert hub.reconcile() == 0
+    hub.work()
+    assert job_row(hub, job_id).state == "succeeded"
+    assert stack.runs() == [f"{job_id}:1:1"]
+
+
+def test_a_failed_delivery_of_a_waiting_job_is_sent_again(stack: Stack) -> None:
+    """RQ's own upkeep fails a delivery its worker abandoned; the hash stays, the job must not."""
+    hub = stack.hub()
+    job_id = hub.enqueue("test.ok")
+    rq_job = RQJob.fetch(job_row(hub, job_id).rq_job_id, connection=hub.redis, serializer=JSONSerializer)
+    for queue in hub.transport.ordered_queues:
+        queue.remove(rq_job)
+    rq_job.set_status("failed")
+    assert hub.reconcile() == 1
+    hub.work()
+    assert job_row(hub, job_id).state == "succeeded"
+    assert stack.runs() == [f"{job_id}:1:1"]
