@@ -8,10 +8,13 @@ runs an attempt twice; the outcome is written only if the attempt still owns the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
+import signal
 import socket
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -379,6 +382,21 @@ def _outcome_file() -> int:
                 fd = os.dup(file.fileno())
         _outcome_fd = (os.getpid(), fd)
     return _outcome_fd[1]
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """In a work horse: die when the worker that forked it dies, so that a killed worker never leaves a
+    horse running its attempt beside the retry (Linux: PR_SET_PDEATHSIG; elsewhere the check below)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The worker may have died before the signal was armed.
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 @contextlib.contextmanager

@@ -71,21 +71,50 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
             return
         self._horse_exit = "exit status 0"
         with execution.handed_over(hub, job.id, ctx) as handover:
-            super().execute_job(job, queue)
+            try:
+                super().execute_job(job, queue)
+            except BaseException:
+                # RQ stopped watching the horse (Redis went away, say): its outcome still counts.
+                self._outlive_horse()
+                raise
+            finally:
+                try:
+                    execution.record_handed(hub, handover, self._horse_exit)
+                except Exception:
+                    # The attempt stays running: its lease runs out and ledger upkeep records it as worker-lost.
+                    log.exception("could not record the outcome of job %s", job_id)
+
+    def main_work_horse(self, job: RQJob, queue: Queue) -> None:
+        execution.die_with_parent(self._worker_pid)
+        super().main_work_horse(job, queue)
+
+    def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
+        self._worker_pid = os.getpid()
+        super().fork_work_horse(job, queue)
+
+    def _outlive_horse(self) -> None:
+        """Wait for a horse RQ left running, noting how it ended."""
+        pid = self._horse_pid
+        if not pid:
+            return
         try:
-            execution.record_handed(hub, handover, self._horse_exit)
-        except Exception:
-            # The attempt stays running: its lease runs out and ledger upkeep records it as worker-lost.
-            log.exception("could not record the outcome of job %s", job_id)
+            _pid, status, _rusage = os.wait4(pid, 0)
+        except ChildProcessError:
+            return
+        self._horse_pid = 0
+        self._horse_exit = _wait_status(status)
 
     def handle_work_horse_killed(self, job: RQJob, retpid: int, ret_val: int, rusage: Any) -> None:
-        if ret_val is not None and os.WIFSIGNALED(ret_val):
-            self._horse_exit = f"killed by signal {os.WTERMSIG(ret_val)}"
-        elif ret_val is not None and os.WIFEXITED(ret_val):
-            self._horse_exit = f"exit status {os.WEXITSTATUS(ret_val)}"
-        else:
-            self._horse_exit = f"wait status {ret_val}"
+        self._horse_exit = _wait_status(ret_val)
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
+
+
+def _wait_status(status: int | None) -> str:
+    if status is not None and os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    if status is not None and os.WIFEXITED(status):
+        return f"exit status {os.WEXITSTATUS(status)}"
+    return f"wait status {status}"
 
 
 WORKER_CLASSES: dict[str, type[BaseWorker]] = {"simple": SgenWorker, "fork": SgenForkWorker}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -9,6 +12,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from rq import Queue
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
@@ -20,7 +24,7 @@ from sgen_ops.store import Attempt, JobEvent, utcnow
 from sgen_ops.workers import SgenWorker
 
 from ..conftest import Stack
-from ..helpers import attempts_of, job_row, wait_for
+from ..helpers import attempts_of, job_row, start_worker, wait_for
 
 
 def _running_attempt(hub: sgen_ops.Hub) -> int:
@@ -157,3 +161,46 @@ def test_a_failed_delivery_of_a_waiting_job_is_sent_again(stack: Stack) -> None:
     hub.work()
     assert job_row(hub, job_id).state == "succeeded"
     assert stack.runs() == [f"{job_id}:1:1"]
+
+
+# -- 3. a work horse dies with its worker ------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    with open(path) as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+def _gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for its new parent to reap it has ended too)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_fork_worker_takes_its_horse_with_it(stack: Stack) -> None:
+    hub = stack.hub(worker_lost_after=1.5)
+    job_id = hub.enqueue("test.slow", {"seconds": 60, "only_first_attempt": True})
+    worker = start_worker(stack, "--concurrency", "1", "--fork", worker_lost_after=1.5)
+    try:
+        wait_for(lambda: hub.redis.get(f"{stack.prefix}:started:{job_id}"), what="the horse to start the job")
+        children = _children(worker.pid)
+        # The horse leads a process group of its own; the other child is RQ's scheduler.
+        [horse] = [pid for pid in children if os.getpgid(pid) == pid]
+        assert job_row(hub, job_id).state == "running"
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    wait_for(lambda: _gone(horse), what="the horse to die with its worker")
+    for pid in children:
+        if pid != horse and not _gone(pid):
+            os.kill(pid, signal.SIGKILL)
+            wait_for(lambda pid=pid: _gone(pid), what="RQ's scheduler process to end")
+    wait_for(lambda: hub.recover_lost() == 1, what="the lost attempt to be recovered")
+    hub.work()
+    job = job_row(hub, job_id)
+    assert (job.state, job.attempts) == ("succeeded", 2)
+    assert [a.exit for a in attempts_of(hub, job_id)] == ["worker-lost", "succeeded"]
+    assert stack.runs() == [f"{job_id}:1:1", f"{job_id}:1:2"]
