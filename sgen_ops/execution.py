@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,11 +24,12 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import Engine, bindparam, event, insert, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from . import validate
 from .errors import JobCancelled, TaskError
@@ -41,6 +43,8 @@ from .tasks import find_task
 
 if TYPE_CHECKING:
     from .hub import Hub
+
+log = logging.getLogger(__name__)
 
 ERROR_EXCERPT = 500
 
@@ -301,7 +305,30 @@ def run_attempt(hub: Hub, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
         outcome = run_handler(ctx)
     finally:
         _heartbeat.discard(job_id)
-    return record_outcome(hub, ctx, *outcome)
+    return riding_out(lambda: record_outcome(hub, ctx, *outcome))
+
+
+# How long a worker keeps trying to record an outcome while the database is unreachable. Past it the
+# attempt is left to its lease: upkeep records it as worker-lost.
+RECORD_PATIENCE = 60.0
+T = TypeVar("T")
+
+
+def riding_out(write: Callable[[], T], patience: float = RECORD_PATIENCE) -> T:
+    """Run ``write``, trying again with bounded backoff while the database is unreachable (an outage, a
+    restart, a terminated backend): an outcome the handler produced is not given up at the first error.
+    A write that did commit before its connection dropped is a no-op the second time (compare-and-set)."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("the ledger is unreachable (%s); trying again in %.1fs", exc.orig or exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 Outcome = tuple[str, str, str, str | None]

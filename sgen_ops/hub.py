@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from . import execution, validate, workers
 from .config import Settings, load_settings
-from .embedded import ensure_redis, home_lock, private_file, private_home
+from .embedded import ensure_redis, home_lock, private_file, private_home, repoint
 from .errors import AccessDenied, ValidationError
 from .jobs import JobBook
 from .permissions import ROLES
@@ -190,6 +190,12 @@ class Hub:
     @property
     def home(self) -> Path:
         return self.settings.home
+
+    def reattach_redis(self) -> None:
+        """After a Redis outage: follow the embedded stack's Redis to the address it answers on now
+        (starting it if it is down); a configured ``redis_url`` stays as it is."""
+        if self.settings.redis_url is None:
+            repoint(self.redis, ensure_redis(self.settings.home))
 
     def after_fork(self) -> None:
         self.ledger.after_fork()

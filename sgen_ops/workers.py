@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
@@ -22,8 +24,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Redis going away: RQ's worker quits on these outside its dequeue; ours waits for Redis to come back.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError)
+# The longest wait between two tries to reach Redis again.
+MAX_BACKOFF = 5.0
+
+
 class _LedgerUpkeep(BaseWorker):
-    """Ledger upkeep on RQ's maintenance schedule: reap lost attempts, reconcile Redis with the ledger."""
+    """Ledger upkeep on its own interval, busy or idle: reap lost attempts, reconcile Redis with the ledger.
+    A Redis outage is ridden out: the worker waits, with bounded backoff, and carries on."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
@@ -32,8 +41,17 @@ class _LedgerUpkeep(BaseWorker):
         self.maintenance_interval = hub.settings.maintenance_interval
         execution.worker_name = self.name
 
+    @property
+    def dequeue_timeout(self) -> int:
+        # RQ runs upkeep only before a blocking dequeue, which waits ~400 s on empty queues: an idle
+        # worker wakes on the upkeep interval instead.
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
         hub = execution.current_hub()
         try:
             lost = hub.recover_lost()
@@ -42,6 +60,49 @@ class _LedgerUpkeep(BaseWorker):
                 log.info("maintenance: %d lost attempts recovered, %d deliveries re-sent", lost, resent)
         except Exception:
             log.exception("ledger maintenance failed; will try again")
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        try:
+            super().heartbeat(timeout)
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
+
+    def execute_job(self, job: RQJob, queue: Queue) -> None:
+        try:
+            self.run_delivery(job, queue)
+        except REDIS_DOWN as exc:
+            # The ledger holds the attempt's outcome (or its claim, whose lease upkeep watches); what RQ
+            # failed to note about the delivery it does not need.
+            self._ride_out(exc)
+
+    def run_delivery(self, job: RQJob, queue: Queue) -> None:
+        super().execute_job(job, queue)
+
+    def _ride_out(self, exc: BaseException) -> None:
+        """Wait until Redis answers again, at most MAX_BACKOFF seconds between tries; a worker of the
+        embedded stack follows its Redis to the address it has after a restart."""
+        log.warning("worker %s lost Redis (%s); waiting for it to come back", self.name, exc)
+        hub = execution.current_hub()
+        delay = 0.2
+        while not self._stop_requested:
+            time.sleep(delay)
+            try:
+                hub.reattach_redis()
+                self.connection.ping()
+            except (*REDIS_DOWN, OSError, RuntimeError):
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            log.warning("worker %s reached Redis again; carrying on", self.name)
+            return
 
 
 class SgenWorker(_LedgerUpkeep, SimpleWorker):
@@ -57,29 +118,29 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
     at once, not when its lease runs out.
     """
 
-    def execute_job(self, job: RQJob, queue: Queue) -> None:
+    def run_delivery(self, job: RQJob, queue: Queue) -> None:
         job_id = execution.ledger_job_id(job)
         if job_id is None:
-            super().execute_job(job, queue)
+            super().run_delivery(job, queue)
             return
         hub = execution.current_hub()
         try:
             ctx = execution.claim(hub, job_id, job.id)
         except Exception:
             log.exception("could not claim job %s here; its work horse will try", job_id)
-            super().execute_job(job, queue)
+            super().run_delivery(job, queue)
             return
         self._horse_exit = "exit status 0"
         with execution.handed_over(hub, job.id, ctx) as handover:
             try:
-                super().execute_job(job, queue)
+                super().run_delivery(job, queue)
             except BaseException:
                 # RQ stopped watching the horse (Redis went away, say): its outcome still counts.
                 self._outlive_horse()
                 raise
             finally:
                 try:
-                    execution.record_handed(hub, handover, self._horse_exit)
+                    execution.riding_out(lambda: execution.record_handed(hub, handover, self._horse_exit))
                 except Exception:
                     # The attempt stays running: its lease runs out and ledger upkeep records it as worker-lost.
                     log.exception("could not record the outcome of job %s", job_id)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +21,12 @@ from sqlalchemy import Connection, func, select, text
 
 import sgen_ops
 from sgen_ops import execution
+from sgen_ops.embedded import ensure_redis, start_redis_server, stop_process, stop_redis
 from sgen_ops.store import Attempt, JobEvent, utcnow
 from sgen_ops.workers import SgenWorker
 
-from ..conftest import Stack
-from ..helpers import attempts_of, job_row, start_worker, wait_for
+from ..conftest import Stack, cleanup_redis
+from ..helpers import Process, attempts_of, job_row, start_worker, wait_for
 
 
 def _running_attempt(hub: sgen_ops.Hub) -> int:
@@ -131,6 +133,7 @@ def test_an_outcome_recorded_during_recovery_is_never_overwritten(stack: Stack) 
 # -- 1. a delivery taken but never claimed is re-sent --------------------------------------------
 def test_a_delivery_whose_worker_died_before_claiming_is_sent_again(stack: Stack) -> None:
     hub = stack.hub()
+    execution.bind_hub(hub)
     job_id = hub.enqueue("test.ok")
     # A worker takes the delivery as RQ does (off the queue, marked started by it) and dies before the claim.
     taker = SgenWorker(hub.transport.ordered_queues, connection=hub.redis, name=f"{stack.prefix}-taker")
@@ -204,3 +207,78 @@ def test_a_killed_fork_worker_takes_its_horse_with_it(stack: Stack) -> None:
     assert (job.state, job.attempts) == ("succeeded", 2)
     assert [a.exit for a in attempts_of(hub, job_id)] == ["worker-lost", "succeeded"]
     assert stack.runs() == [f"{job_id}:1:1", f"{job_id}:1:2"]
+
+
+# -- 4. an idle worker keeps up its upkeep ---------------------------------------------------------
+def _idle_worker(hub: sgen_ops.Hub, prefix: str) -> bool:
+    return any(hub.redis.hget(key, "state") == b"idle" for key in hub.redis.scan_iter(match=f"rq:worker:{prefix}-*"))
+
+
+def test_an_idle_worker_recovers_a_lost_attempt_with_no_new_work(stack: Stack) -> None:
+    hub = stack.hub(worker_lost_after=1.5)
+    worker = start_worker(stack, "--concurrency", "1", worker_lost_after=1.5, maintenance_interval=1)
+    try:
+        # Waiting on empty queues, its first upkeep done.
+        wait_for(lambda: _idle_worker(hub, stack.prefix), what="the worker to wait for work")
+        # An attempt claimed by a worker that then vanished; its delivery is not due for an hour, so
+        # nothing reaches the queues until upkeep finds the lapsed lease.
+        job_id = hub.enqueue("test.ok", delay=3600)
+        assert execution.claim(hub, job_id, job_row(hub, job_id).rq_job_id) is not None
+        wait_for(lambda: job_row(hub, job_id).state == "succeeded", what="upkeep to recover the attempt and retry it")
+        assert worker.popen.poll() is None
+    finally:
+        worker.stop()
+    assert [a.exit for a in attempts_of(hub, job_id)] == ["worker-lost", "succeeded"]
+    assert stack.runs() == [f"{job_id}:1:2"]
+
+
+# -- 5. a worker rides out a Redis outage -----------------------------------------------------------
+@pytest.mark.parametrize("worker_class", ["simple", "fork"])
+def test_a_worker_rides_out_a_redis_restart_mid_attempt(stack: Stack, tmp_path: Path, worker_class: str) -> None:
+    directory = tmp_path / "restarting-redis"
+    url, pid = start_redis_server(directory)
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    hub = stack.hub(redis_url=url)
+    fork = ["--fork"] if worker_class == "fork" else []
+    worker = start_worker(stack, "--concurrency", "1", *fork, redis_url=url, maintenance_interval=1)
+    try:
+        slow = hub.enqueue("test.slow", {"seconds": 3})
+        wait_for(lambda: hub.redis.get(f"{stack.prefix}:started:{slow}"), what="the attempt to start")
+        stop_process(pid)  # Redis goes, and everything it held with it
+        time.sleep(1.5)
+        url, pid = start_redis_server(directory, port)
+        # The attempt that ran through the outage is recorded once, by its worker.
+        wait_for(lambda: job_row(hub, slow).state == "succeeded", what="the attempt's outcome to be recorded")
+        # And the worker carries on: a job sent after the restart runs (upkeep re-sends it if the send failed).
+        after = hub.enqueue("test.ok")
+        wait_for(lambda: job_row(hub, after).state == "succeeded", what="a new job to run after the restart")
+        assert worker.popen.poll() is None, worker.output()
+    finally:
+        worker.stop()
+        stop_process(pid)
+    assert [a.exit for a in attempts_of(hub, slow)] == ["succeeded"]
+    assert [a.exit for a in attempts_of(hub, after)] == ["succeeded"]
+
+
+def test_a_worker_of_the_embedded_stack_follows_its_redis_to_a_new_address(stack: Stack) -> None:
+    hub = stack.hub(redis_url=None)
+    first_url = (stack.home / "redis.url").read_text()
+    env = stack.env()
+    del env["SGEN_OPS_REDIS_URL"]
+    env["SGEN_OPS_MAINTENANCE_INTERVAL"] = "1"
+    worker = Process([sys.executable, "-m", "worker", "--concurrency", "1"], env, stack.home / "embedded-worker.log")
+    try:
+        first = hub.enqueue("test.ok")
+        wait_for(lambda: job_row(hub, first).state == "succeeded", what="the worker to run a job")
+        stop_redis(stack.home)
+        # The stack's Redis comes back on another port, as after `sgen-ops down` and a new start.
+        ensure_redis(stack.home)
+        again = stack.hub(redis_url=None)
+        assert (stack.home / "redis.url").read_text() != first_url
+        after = again.enqueue("test.ok")
+        wait_for(lambda: job_row(hub, after).state == "succeeded", what="the worker to follow Redis to its new address")
+        assert worker.popen.poll() is None, worker.output()
+    finally:
+        worker.stop()
+        cleanup_redis((stack.home / "redis.url").read_text(), stack.prefix)
+        stop_redis(stack.home)
