@@ -33,10 +33,10 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from . import validate
 from .errors import JobCancelled, TaskError
-from .jobs import touch_lease, transition
+from .jobs import touch_lease
 from .queue import PERFORM
 from .states import WAITING, State
-from .store import ATTEMPTS, EVENTS, JOBS, Job, Ledger, utcnow
+from .store import ATTEMPTS, JOBS, Job, Ledger, utcnow
 from .store.db import driver_error
 from .store.types import UTCDateTime
 from .tasks import find_task
@@ -219,7 +219,6 @@ _FINISH_ATTEMPT = (
     )
     .values(finished_at=bindparam("p_now", type_=UTCDateTime), exit=bindparam("p_exit"))
 )
-_ADD_EVENTS = insert(EVENTS)
 _ADD_ATTEMPT = insert(ATTEMPTS)
 
 
@@ -238,12 +237,6 @@ def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | N
         row = conn.execute(_CLAIM_READ, {"p_id": job_id}).first()
         if row is None or row.state not in WAITING or row.rq_job_id != rq_job_id or row.cancel_requested:
             return None
-        events = []
-        state = row.state
-        if state == State.RETRYING:
-            events.append(transition(job_id, row.task, row.account, state, State.QUEUED, now))
-            state = State.QUEUED.value
-        events.append(transition(job_id, row.task, row.account, state, State.RUNNING, now))
         number = row.attempts + 1
         lease = now + timedelta(seconds=hub.settings.worker_lost_after)
         claimed = conn.execute(
@@ -260,7 +253,6 @@ def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | N
         )
         if claimed.rowcount != 1:
             return None
-        conn.execute(_ADD_EVENTS, events)
         conn.execute(
             _ADD_ATTEMPT,
             {
@@ -498,13 +490,11 @@ def _record_stop_core(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any
             return {"job_id": ctx.job_id, "outcome": "superseded"}
         # A task without checkpoints runs to completion and is then marked cancelled.
         target = State.CANCELLED if outcome == "cancelled" or row.cancel_requested else State.SUCCEEDED
-        event = transition(ctx.job_id, ctx.task, ctx.account, row.state, target, now)
         conn.execute(_STOP, {"p_id": ctx.job_id, "p_state": target.value, "p_now": now})
         conn.execute(
             _FINISH_ATTEMPT,
             {"p_id": ctx.job_id, "p_run": ctx.run, "p_number": ctx.attempt, "p_now": now, "p_exit": outcome},
         )
-        conn.execute(_ADD_EVENTS, [event])
     return {"job_id": ctx.job_id, "outcome": outcome, "state": target.value}
 
 
@@ -517,23 +507,14 @@ def _record_stop_core(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any
 # * SQLite: BEGIN IMMEDIATE, the same compare-and-set statements as the Core path (the record is one
 #   UPDATE ... RETURNING where SQLite >= 3.35), COMMIT; the connection gets the engine's PRAGMAs.
 # * PostgreSQL: each transaction is ONE statement in autocommit mode, its writes chained as
-#   data-modifying CTEs (lock and compare-and-set the job row, insert its events and attempt): one
+#   data-modifying CTEs (lock and compare-and-set the job row, insert its attempt): one
 #   round trip instead of six.
 #
-# Other backends use the Core statements above. Both paths write the same rows and events.
+# Other backends use the Core statements above. Both paths write the same rows; the state-change events
+# are the ledger trigger's (migration 0007) on every path.
 
-WAITING_STATES = tuple(sorted(s.value for s in WAITING))
 _RUN, _OK, _CANCELLED = State.RUNNING.value, State.SUCCEEDED.value, State.CANCELLED.value
-_RETRYING, _QUEUED = State.RETRYING.value, State.QUEUED.value
-
-
-def _check_fixed_transitions() -> None:
-    """The transitions the fixed SQL writes, checked against the state machine once, at import."""
-    for src, dst in ((_RETRYING, _QUEUED), (_QUEUED, _RUN), (_RUN, _OK), (_RUN, _CANCELLED)):
-        transition(0, "", None, src, dst, utcnow())
-
-
-_check_fixed_transitions()
+_WAITING_SQL = ", ".join(f"'{s.value}'" for s in sorted(WAITING))
 
 _SQLITE_CLAIM_READ = (
     "SELECT state, task, payload, attempts, run, max_attempts, account, schedule_id, scheduled_for, rq_job_id, "
@@ -543,8 +524,6 @@ _SQLITE_CLAIM = (
     f"UPDATE jobs SET state = '{_RUN}', attempts = ?, worker = ?, updated_at = ?, lease_until = ? "
     "WHERE id = ? AND state = ? AND rq_job_id = ?"
 )
-_SQLITE_EVENT = "(?, ?, ?, ?, ?, ?)"
-_SQLITE_EVENTS = "INSERT INTO job_events (job_id, task, account, from_state, to_state, at) VALUES "
 _SQLITE_ATTEMPT = (
     "INSERT INTO attempts (job_id, task, run, number, ready_at, started_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
@@ -560,21 +539,13 @@ _SQLITE_FINISH = "UPDATE attempts SET finished_at = ?, exit = ? WHERE job_id = ?
 _PG_CLAIM = f"""
 WITH cur AS (
     SELECT id, state FROM jobs
-    WHERE id = %(id)s AND state IN ('{_QUEUED}', '{_RETRYING}') AND rq_job_id = %(rq)s AND NOT cancel_requested
+    WHERE id = %(id)s AND state IN ({_WAITING_SQL}) AND rq_job_id = %(rq)s AND NOT cancel_requested
     FOR UPDATE
 ), claimed AS (
     UPDATE jobs AS j SET state = '{_RUN}', attempts = j.attempts + 1, worker = %(worker)s,
         updated_at = %(now)s, lease_until = %(lease)s
     FROM cur WHERE j.id = cur.id
-    RETURNING cur.state AS from_state, j.task, j.payload, j.attempts, j.run, j.max_attempts, j.account,
-        j.schedule_id, j.scheduled_for
-), events AS (
-    INSERT INTO job_events (job_id, task, account, from_state, to_state, at)
-    SELECT %(id)s, c.task, c.account, t.from_state, t.to_state, %(now)s
-    FROM claimed AS c
-    CROSS JOIN (VALUES (1, '{_RETRYING}', '{_QUEUED}'), (2, '{_QUEUED}', '{_RUN}')) AS t (ord, from_state, to_state)
-    WHERE t.ord = 2 OR c.from_state = '{_RETRYING}'
-    ORDER BY t.ord
+    RETURNING j.task, j.payload, j.attempts, j.run, j.max_attempts, j.account, j.schedule_id, j.scheduled_for
 ), attempt AS (
     INSERT INTO attempts (job_id, task, run, number, ready_at, started_at, worker)
     SELECT %(id)s, c.task, c.run, c.attempts, c.scheduled_for, %(now)s, %(worker)s FROM claimed AS c
@@ -590,9 +561,6 @@ WITH done AS (
 ), attempt AS (
     UPDATE attempts SET finished_at = %(now)s, exit = %(exit)s
     WHERE job_id = %(id)s AND run = %(run)s AND number = %(number)s AND EXISTS (SELECT 1 FROM done)
-), event AS (
-    INSERT INTO job_events (job_id, task, account, from_state, to_state, at)
-    SELECT %(id)s, %(task)s, %(account)s, '{_RUN}', state, %(now)s FROM done
 )
 SELECT state FROM done
 """
@@ -710,24 +678,15 @@ class HotPath:
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     r = cur.execute(_SQLITE_CLAIM_READ, (job_id,)).fetchone()
-                    if r is None or r[0] not in WAITING_STATES or r[9] != rq_job_id or r[10]:
+                    if r is None or r[0] not in WAITING or r[9] != rq_job_id or r[10]:
                         dbapi.rollback()
                         return False
-                    state, task, _p, attempts, _run, _m, account, _s, ready_at = r[:9]
-                    events = []
-                    if state == _RETRYING:
-                        events.append(transition(job_id, task, account, state, State.QUEUED, now))
-                        state = _QUEUED
-                    events.append(transition(job_id, task, account, state, State.RUNNING, now))
+                    _state, task, _p, attempts, _run, _m, _a, _s, ready_at = r[:9]
                     at = self._time(now)
                     cur.execute(_SQLITE_CLAIM, (attempts + 1, worker, at, self._time(lease), job_id, r[0], rq_job_id))
                     if cur.rowcount != 1:
                         dbapi.rollback()
                         return False
-                    values: list[Any] = []
-                    for e in events:
-                        values += (job_id, task, account, e["from_state"], e["to_state"], at)
-                    cur.execute(_SQLITE_EVENTS + ", ".join([_SQLITE_EVENT] * len(events)), values)
                     cur.execute(_SQLITE_ATTEMPT, (job_id, task, _run, attempts + 1, ready_at, at, worker))
                     dbapi.commit()
                     found.append(r)
@@ -761,7 +720,7 @@ class HotPath:
         cancelled = outcome == "cancelled"
         if self.postgres:
             params = {"id": ctx.job_id, "run": ctx.run, "number": ctx.attempt, "now": now, "exit": outcome,
-                      "cancelled": cancelled, "task": ctx.task, "account": ctx.account}
+                      "cancelled": cancelled}
 
             def pg(dbapi: Any) -> str | None:
                 with dbapi.cursor() as cur:
@@ -792,7 +751,6 @@ class HotPath:
                         state = _CANCELLED if cancelled or row[3] else _OK
                         cur.execute(_SQLITE_STOP, (state, now, ctx.job_id))
                     cur.execute(_SQLITE_FINISH, (now, outcome, ctx.job_id, ctx.run, ctx.attempt))
-                    cur.execute(_SQLITE_EVENTS + _SQLITE_EVENT, (ctx.job_id, ctx.task, ctx.account, _RUN, state, now))
                     dbapi.commit()
                     return state
                 except BaseException:
