@@ -42,35 +42,20 @@ from .store.types import UTCDateTime
 from .tasks import find_task
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .stack import Stack
 
 log = logging.getLogger(__name__)
 
 ERROR_EXCERPT = 500
 
-_hub: Hub | None = None
-_hub_pid: int | None = None
-worker_name: str = f"{socket.gethostname()}.{os.getpid()}"
-
-
-def bind_hub(hub: Hub) -> None:
+def bind_hub(hub: Stack) -> None:
     """Make ``hub`` the one that ``perform`` uses in this process."""
-    global _hub, _hub_pid
-    _hub, _hub_pid = hub, os.getpid()
+    RUNTIME.bind(hub)
 
 
-def current_hub() -> Hub:
-    """The hub of this process; after a fork, the inherited one drops its parent's connections."""
-    global _hub_pid
-    if _hub is None:
-        from .hub import connect
-
-        bind_hub(connect())
-    elif _hub_pid != os.getpid():
-        _hub.after_fork()
-        _hub_pid = os.getpid()
-    assert _hub is not None
-    return _hub
+def current_hub() -> Stack:
+    """The hub of this process's worker runtime (see ``WorkerRuntime.hub``)."""
+    return RUNTIME.hub()
 
 
 class _Heartbeat:
@@ -132,9 +117,6 @@ class _Heartbeat:
                     touch_lease(ledger, ids, utcnow() + timedelta(seconds=seconds))
 
 
-_heartbeat = _Heartbeat()
-
-
 @dataclass
 class TaskContext:
     """What a handler gets besides its payload."""
@@ -165,10 +147,10 @@ def perform(job_id: int) -> dict[str, Any]:
     """
     rq_job = get_current_job()
     rq_job_id = rq_job.id if rq_job else None
-    handed = _handover
+    handed = RUNTIME.handover
     if handed is not None and handed.rq_job_id == rq_job_id and handed.worker_pid != os.getpid():
         return handed.run_in_horse(int(job_id))
-    return run_attempt(current_hub(), int(job_id), rq_job_id)
+    return run_attempt(RUNTIME.hub(), int(job_id), rq_job_id)
 
 
 # The hot path's statements are built once: constructing them per attempt costs more than running them.
@@ -222,15 +204,15 @@ _FINISH_ATTEMPT = (
 _ADD_ATTEMPT = insert(ATTEMPTS)
 
 
-def claim(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | None:
+def claim(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
     """Take the next attempt of a job if this delivery owns it (one short transaction)."""
-    fast = hot_path(hub.ledger)
+    fast = RUNTIME.hot_path(hub.ledger)
     if fast is not None:
         return fast.claim(hub, job_id, rq_job_id)
     return _claim_core(hub, job_id, rq_job_id)
 
 
-def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | None:
+def _claim_core(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
     """``claim`` on any SQLAlchemy backend, through Core."""
     now = utcnow()
     with hub.ledger.write_conn() as conn:
@@ -246,7 +228,7 @@ def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | N
                 "p_state": row.state,
                 "p_rq": rq_job_id,
                 "p_attempts": number,
-                "p_worker": worker_name,
+                "p_worker": RUNTIME.name,
                 "p_now": now,
                 "p_lease": lease,
             },
@@ -262,7 +244,7 @@ def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | N
                 "number": number,
                 "ready_at": row.scheduled_for,
                 "started_at": now,
-                "worker": worker_name,
+                "worker": RUNTIME.name,
             },
         )
     return TaskContext(
@@ -288,15 +270,15 @@ def ledger_job_id(rq_job: Any) -> int | None:
         return None
 
 
-def run_attempt(hub: Hub, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
+def run_attempt(hub: Stack, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
     ctx = claim(hub, job_id, rq_job_id)
     if ctx is None:
         return {"job_id": job_id, "outcome": "skipped"}
-    _heartbeat.add(job_id, hub.ledger, hub.settings.worker_lost_after)
+    RUNTIME.heartbeat.add(job_id, hub.ledger, hub.settings.worker_lost_after)
     try:
         outcome = run_handler(ctx)
     finally:
-        _heartbeat.discard(job_id)
+        RUNTIME.heartbeat.discard(job_id)
     return riding_out(lambda: record_outcome(hub, ctx, *outcome))
 
 
@@ -359,7 +341,7 @@ class Handover:
         self.rq_job_id = rq_job_id
         self.ctx = ctx
         self.worker_pid = os.getpid()
-        self.fd = _outcome_file()
+        self.fd = RUNTIME.outcome_file()
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
 
@@ -386,23 +368,6 @@ class Handover:
         return str(outcome), str(code), str(detail), log_text
 
 
-_handover: Handover | None = None
-_outcome_fd: tuple[int, int] | None = None  # (pid, fd)
-
-
-def _outcome_file() -> int:
-    """This process's outcome file (anonymous, in memory where the platform allows), made once."""
-    global _outcome_fd
-    if _outcome_fd is None or _outcome_fd[0] != os.getpid():
-        if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("sgen-ops-outcome", os.MFD_CLOEXEC)
-        else:  # pragma: no cover - platforms without memfd
-            with tempfile.TemporaryFile() as file:
-                fd = os.dup(file.fileno())
-        _outcome_fd = (os.getpid(), fd)
-    return _outcome_fd[1]
-
-
 _PR_SET_PDEATHSIG = 1
 
 
@@ -419,36 +384,35 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 @contextlib.contextmanager
-def handed_over(hub: Hub, rq_job_id: str, ctx: TaskContext | None) -> Iterator[Handover]:
+def handed_over(hub: Stack, rq_job_id: str, ctx: TaskContext | None) -> Iterator[Handover]:
     """Make ``ctx`` the attempt the next forked horse runs, with its lease renewed from this process."""
-    global _handover
     handover = Handover(rq_job_id, ctx)
     if ctx is not None:
-        _heartbeat.add(ctx.job_id, hub.ledger, hub.settings.worker_lost_after)
-    _handover = handover
+        RUNTIME.heartbeat.add(ctx.job_id, hub.ledger, hub.settings.worker_lost_after)
+    RUNTIME.handover = handover
     try:
         yield handover
     finally:
-        _handover = None
+        RUNTIME.handover = None
         if ctx is not None:
-            _heartbeat.discard(ctx.job_id)
+            RUNTIME.heartbeat.discard(ctx.job_id)
 
 
-def record_handed(hub: Hub, handover: Handover, horse_exit: str) -> dict[str, Any] | None:
+def record_handed(hub: Stack, handover: Handover, horse_exit: str) -> dict[str, Any] | None:
     """Record what the horse reported; a horse that reported nothing lost its attempt."""
     ctx = handover.ctx
     if ctx is None:
         return None
     outcome = handover.outcome()
     if outcome is None:
-        detail = f"the work horse of worker {worker_name} ended without an outcome ({horse_exit})"
+        detail = f"the work horse of worker {RUNTIME.name} ended without an outcome ({horse_exit})"
         lost = hub.book.record_lost(ctx.job_id, ctx.run, ctx.attempt, detail)
         return {"job_id": ctx.job_id, "outcome": "worker-lost" if lost else "superseded"}
     return record_outcome(hub, ctx, *outcome)
 
 
 def record_outcome(
-    hub: Hub, ctx: TaskContext, outcome: str, code: str, detail: str, log_text: str | None
+    hub: Stack, ctx: TaskContext, outcome: str, code: str, detail: str, log_text: str | None
 ) -> dict[str, Any]:
     """Write the attempt's outcome if the attempt still owns the job; decide what comes next."""
     if outcome in ("succeeded", "cancelled"):
@@ -473,15 +437,15 @@ def record_outcome(
     return {"job_id": ctx.job_id, "outcome": outcome, "state": state}
 
 
-def _record_stop(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any]:
+def _record_stop(hub: Stack, ctx: TaskContext, outcome: str) -> dict[str, Any]:
     """The common case, kept to one short transaction: the attempt ended without error."""
-    fast = hot_path(hub.ledger)
+    fast = RUNTIME.hot_path(hub.ledger)
     if fast is not None:
         return fast.record_stop(ctx, outcome)
     return _record_stop_core(hub, ctx, outcome)
 
 
-def _record_stop_core(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any]:
+def _record_stop_core(hub: Stack, ctx: TaskContext, outcome: str) -> dict[str, Any]:
     """``_record_stop`` on any SQLAlchemy backend, through Core."""
     now = utcnow()
     with hub.ledger.write_conn() as conn:
@@ -653,10 +617,10 @@ class HotPath:
         raise AssertionError("unreachable")
 
     # -- claim --------------------------------------------------------------------------------
-    def claim(self, hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | None:
+    def claim(self, hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
         now = utcnow()
         lease = now + timedelta(seconds=hub.settings.worker_lost_after)
-        worker = worker_name
+        worker = RUNTIME.name
         if self.postgres:
             params = {"id": job_id, "rq": rq_job_id, "worker": worker, "now": self._time(now),
                       "lease": self._time(lease)}
@@ -767,18 +731,71 @@ class HotPath:
 
 # Connections inherited from a parent process: referenced so that they are never reset from the child.
 _INHERITED: list[Any] = []
-_HOT: weakref.WeakKeyDictionary[Engine, HotPath | None] = weakref.WeakKeyDictionary()
 _HOT_DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg", "psycopg2")}
 
 
 def hot_path(ledger: Ledger) -> HotPath | None:
     """The fixed-SQL hot path for this ledger's engine, or None where the Core path is used."""
-    engine = ledger.engine
-    try:
-        return _HOT[engine]
-    except KeyError:
-        pass
-    dialect = engine.dialect
-    fast = HotPath(engine) if dialect.driver in _HOT_DRIVERS.get(dialect.name, ()) else None
-    _HOT[engine] = fast
-    return fast
+    return RUNTIME.hot_path(ledger)
+
+
+class WorkerRuntime:
+    """The state of a process that runs attempts, in one object: its hub, its worker's name, the heartbeat
+    renewing its leases, the attempt handed to a work horse, the outcome file it shares with its horses, and
+    the hot path per ledger engine. RQ calls ``perform`` as a plain function, so a process has one runtime
+    (``RUNTIME``); the worker names it and binds its hub.
+
+    ``connect`` makes a hub from the environment for a process that was given none (a pool's worker); the
+    hub module hands it down, so nothing here imports the hub.
+    """
+
+    def __init__(self, connect: Callable[[], Stack] | None = None) -> None:
+        self.connect = connect
+        self.name = f"{socket.gethostname()}.{os.getpid()}"
+        self.heartbeat = _Heartbeat()
+        self.handover: Handover | None = None
+        self._hub: Stack | None = None
+        self._hub_pid: int | None = None
+        self._outcome_fd: tuple[int, int] | None = None  # (pid, fd)
+        self._hot: weakref.WeakKeyDictionary[Engine, HotPath | None] = weakref.WeakKeyDictionary()
+
+    def bind(self, hub: Stack) -> None:
+        self._hub, self._hub_pid = hub, os.getpid()
+
+    def hub(self) -> Stack:
+        """The bound hub; after a fork, the inherited one drops its parent's connections first."""
+        if self._hub is None:
+            if self.connect is None:
+                raise RuntimeError("no hub is bound in this process: call sgen_ops.connect() first")
+            self.bind(self.connect())
+        elif self._hub_pid != os.getpid():
+            self._hub.after_fork()
+            self._hub_pid = os.getpid()
+        assert self._hub is not None
+        return self._hub
+
+    def outcome_file(self) -> int:
+        """This process's outcome file (anonymous, in memory where the platform allows), made once."""
+        if self._outcome_fd is None or self._outcome_fd[0] != os.getpid():
+            if hasattr(os, "memfd_create"):
+                fd = os.memfd_create("sgen-ops-outcome", os.MFD_CLOEXEC)
+            else:  # pragma: no cover - platforms without memfd
+                with tempfile.TemporaryFile() as file:
+                    fd = os.dup(file.fileno())
+            self._outcome_fd = (os.getpid(), fd)
+        return self._outcome_fd[1]
+
+    def hot_path(self, ledger: Ledger) -> HotPath | None:
+        """The fixed-SQL hot path for this ledger's engine, or None where the Core path is used."""
+        engine = ledger.engine
+        try:
+            return self._hot[engine]
+        except KeyError:
+            pass
+        dialect = engine.dialect
+        fast = HotPath(engine) if dialect.driver in _HOT_DRIVERS.get(dialect.name, ()) else None
+        self._hot[engine] = fast
+        return fast
+
+
+RUNTIME = WorkerRuntime()

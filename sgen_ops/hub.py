@@ -223,3 +223,7 @@ def connect(
 ) -> Hub:
     """Connect to a stack: the embedded one of ``home`` by default, or the given services."""
     return Hub(load_settings(database_url=database_url, redis_url=redis_url, home=home, **settings))
+
+
+# A process given no hub (a worker of RQ's pool) makes one from the environment: handed down, not imported.
+execution.RUNTIME.connect = connect

@@ -35,7 +35,7 @@ from .states import ALL_STATES, WAITING, State
 from .store import Attempt, Job, Operator, OperatorNote, Schedule, as_utc, utcnow
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .stack import Stack
 
 # -- declarations ---------------------------------------------------------------------------------
 
@@ -523,7 +523,7 @@ class Operations:
     """The Jobs surface as one operator: each method checks the capability, scopes to the operator's
     account, masks for their role and records operator writes in the Activity Log."""
 
-    def __init__(self, hub: Hub, operator: Operator) -> None:
+    def __init__(self, hub: Stack, operator: Operator) -> None:
         self.hub = hub
         self.operator = operator
         self.policy = Policy(hub.settings.capabilities)

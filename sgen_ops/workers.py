@@ -19,7 +19,7 @@ from rq.worker_pool import WorkerPool
 from . import execution
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class _LedgerUpkeep(BaseWorker):
         super().__init__(*args, **kwargs)
         hub = execution.current_hub()
         self.maintenance_interval = hub.settings.maintenance_interval
-        execution.worker_name = self.name
+        execution.RUNTIME.name = self.name
 
     @property
     def dequeue_timeout(self) -> int:
@@ -186,7 +186,7 @@ def worker_name(prefix: str) -> str:
 
 
 def run(
-    hub: Hub,
+    hub: Stack,
     *,
     burst: bool = False,
     concurrency: int | None = None,
