@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from rq import Queue, SimpleWorker, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.job import Job as RQJob
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.worker import BaseWorker
 from rq.worker_pool import WorkerPool
@@ -30,6 +32,18 @@ REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError)
 MAX_BACKOFF = 5.0
 
 
+class _Scheduler(RQScheduler):
+    """RQ's scheduler process, which dies with the worker that forked it (a killed worker left it behind)."""
+
+    def start(self) -> Any:
+        self._worker_pid = os.getpid()
+        return super().start()  # type: ignore[no-untyped-call]
+
+    def work(self) -> None:
+        execution.die_with_parent(self._worker_pid)
+        super().work()  # type: ignore[no-untyped-call]
+
+
 class _LedgerUpkeep(BaseWorker):
     """Ledger upkeep on its own interval, busy or idle: reap lost attempts, reconcile Redis with the ledger.
     A Redis outage is ridden out: the worker waits, with bounded backoff, and carries on."""
@@ -46,6 +60,35 @@ class _LedgerUpkeep(BaseWorker):
         # RQ runs upkeep only before a blocking dequeue, which waits ~400 s on empty queues: an idle
         # worker wakes on the upkeep interval instead.
         return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own, with a scheduler process that dies with this worker."""
+        self.scheduler = _Scheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+        finally:
+            self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+            self.scheduler.register_death()
 
     def run_maintenance_tasks(self) -> None:
         try:

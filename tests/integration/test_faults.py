@@ -191,16 +191,14 @@ def test_a_killed_fork_worker_takes_its_horse_with_it(stack: Stack) -> None:
         wait_for(lambda: hub.redis.get(f"{stack.prefix}:started:{job_id}"), what="the horse to start the job")
         children = _children(worker.pid)
         # The horse leads a process group of its own; the other child is RQ's scheduler.
-        [horse] = [pid for pid in children if os.getpgid(pid) == pid]
+        [_horse] = [pid for pid in children if os.getpgid(pid) == pid]
         assert job_row(hub, job_id).state == "running"
     finally:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(10)
-    wait_for(lambda: _gone(horse), what="the horse to die with its worker")
+    # The horse, and RQ's scheduler process the worker forked too, die with it.
     for pid in children:
-        if pid != horse and not _gone(pid):
-            os.kill(pid, signal.SIGKILL)
-            wait_for(lambda pid=pid: _gone(pid), what="RQ's scheduler process to end")
+        wait_for(lambda pid=pid: _gone(pid), what=f"child {pid} of the worker to die with it")
     wait_for(lambda: hub.recover_lost() == 1, what="the lost attempt to be recovered")
     hub.work()
     job = job_row(hub, job_id)
