@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..query import JobPage, JobRow
-from ..states import ALL_STATES
+from ..states import ALL_STATES, WAITING
 from ..store.types import as_utc
 from ..tasks import registered
 from . import render
@@ -57,7 +57,6 @@ COLUMNS = (
     Column("Operator", "max-content"),
 )
 THROUGHPUT_WINDOW = "1h"
-_WAITING = ("queued", "retrying")
 _FILTER_LAYOUT = {"width": "260px"}
 _LABEL_STYLE = {"description_width": "72px"}
 
@@ -71,7 +70,7 @@ def names(text: str) -> list[str] | None:
 def next_run_cell(row: JobRow, now: datetime) -> str:
     if row.state == "dead-letter":
         return render.muted("dead-letter")
-    if row.state not in _WAITING or row.next_run is None:
+    if row.state not in WAITING or row.next_run is None:
         return render.DASH
     if as_utc(row.next_run) <= now:
         return f'<span title="{render.timestamp(row.next_run)}">due {render.relative(row.next_run, now)}</span>'
