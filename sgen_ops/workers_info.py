@@ -27,7 +27,7 @@ from .store.types import as_utc, utcnow
 from .tasks import PRIORITIES
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .stack import Stack
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def _stale(worker: BaseWorker, now: datetime) -> str | None:
     return None
 
 
-def snapshot(hub: Hub, now: datetime | None = None) -> Snapshot:
+def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
     """The hub's workers and queues now (read-only)."""
     now = now or utcnow()
     queues = hub.transport.queues
