@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test lint bench down clean
+.PHONY: venv demo test lint bench soak down clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ lint: venv
 ## bench: the benchmarks under bench/, run by hand; results go to bench/RESULTS.md
 bench: venv
 	$(PY) -m bench $(BENCH_ARGS)
+
+## soak: the chaos soak (issue 12), by hand, not part of `make test`; prints the checker's table and fails
+## on a fault. SOAK_ARGS e.g. --seconds 300 --backend postgresql --database-url postgresql://.../postgres
+soak: venv
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 down: venv
 	$(VENV)/bin/sgen-ops down

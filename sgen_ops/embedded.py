@@ -143,6 +143,19 @@ def ensure_redis(home: Path) -> str:
         return url
 
 
+def repoint(client: redis.Redis, url: str) -> bool:
+    """Point ``client`` (and everything sharing it: RQ's queues, a worker) at ``url``; returns whether the
+    address changed."""
+    target = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    pool = client.connection_pool
+    if all(pool.connection_kwargs.get(k) == v for k, v in target.items()):
+        return False
+    pool.connection_kwargs.update(target)
+    # Its connections keep the address they were made with: drop them, not just their sockets.
+    pool.reset()
+    return True
+
+
 def stop_process(pid: int, timeout: float = 10.0) -> bool:
     """SIGTERM a process and wait for it to go; returns whether it was running."""
     try:

@@ -8,10 +8,14 @@ runs an attempt twice; the outcome is written only if the attempt still owns the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
+import logging
 import os
+import signal
 import socket
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -20,50 +24,38 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 from sqlalchemy import Engine, bindparam, event, insert, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from . import validate
 from .errors import JobCancelled, TaskError
-from .jobs import touch_lease, transition
+from .jobs import touch_lease
 from .queue import PERFORM
 from .states import WAITING, State
-from .store import ATTEMPTS, EVENTS, JOBS, Job, Ledger, utcnow
+from .store import ATTEMPTS, JOBS, Job, Ledger, utcnow
 from .store.db import driver_error
 from .store.types import UTCDateTime
 from .tasks import find_task
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .stack import Stack
+
+log = logging.getLogger(__name__)
 
 ERROR_EXCERPT = 500
 
-_hub: Hub | None = None
-_hub_pid: int | None = None
-worker_name: str = f"{socket.gethostname()}.{os.getpid()}"
-
-
-def bind_hub(hub: Hub) -> None:
+def bind_hub(hub: Stack) -> None:
     """Make ``hub`` the one that ``perform`` uses in this process."""
-    global _hub, _hub_pid
-    _hub, _hub_pid = hub, os.getpid()
+    RUNTIME.bind(hub)
 
 
-def current_hub() -> Hub:
-    """The hub of this process; after a fork, the inherited one drops its parent's connections."""
-    global _hub_pid
-    if _hub is None:
-        from .hub import connect
-
-        bind_hub(connect())
-    elif _hub_pid != os.getpid():
-        _hub.after_fork()
-        _hub_pid = os.getpid()
-    assert _hub is not None
-    return _hub
+def current_hub() -> Stack:
+    """The hub of this process's worker runtime (see ``WorkerRuntime.hub``)."""
+    return RUNTIME.hub()
 
 
 class _Heartbeat:
@@ -125,9 +117,6 @@ class _Heartbeat:
                     touch_lease(ledger, ids, utcnow() + timedelta(seconds=seconds))
 
 
-_heartbeat = _Heartbeat()
-
-
 @dataclass
 class TaskContext:
     """What a handler gets besides its payload."""
@@ -158,10 +147,10 @@ def perform(job_id: int) -> dict[str, Any]:
     """
     rq_job = get_current_job()
     rq_job_id = rq_job.id if rq_job else None
-    handed = _handover
+    handed = RUNTIME.handover
     if handed is not None and handed.rq_job_id == rq_job_id and handed.worker_pid != os.getpid():
         return handed.run_in_horse(int(job_id))
-    return run_attempt(current_hub(), int(job_id), rq_job_id)
+    return run_attempt(RUNTIME.hub(), int(job_id), rq_job_id)
 
 
 # The hot path's statements are built once: constructing them per attempt costs more than running them.
@@ -212,31 +201,24 @@ _FINISH_ATTEMPT = (
     )
     .values(finished_at=bindparam("p_now", type_=UTCDateTime), exit=bindparam("p_exit"))
 )
-_ADD_EVENTS = insert(EVENTS)
 _ADD_ATTEMPT = insert(ATTEMPTS)
 
 
-def claim(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | None:
+def claim(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
     """Take the next attempt of a job if this delivery owns it (one short transaction)."""
-    fast = hot_path(hub.ledger)
+    fast = RUNTIME.hot_path(hub.ledger)
     if fast is not None:
         return fast.claim(hub, job_id, rq_job_id)
     return _claim_core(hub, job_id, rq_job_id)
 
 
-def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | None:
+def _claim_core(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
     """``claim`` on any SQLAlchemy backend, through Core."""
     now = utcnow()
     with hub.ledger.write_conn() as conn:
         row = conn.execute(_CLAIM_READ, {"p_id": job_id}).first()
         if row is None or row.state not in WAITING or row.rq_job_id != rq_job_id or row.cancel_requested:
             return None
-        events = []
-        state = row.state
-        if state == State.RETRYING:
-            events.append(transition(job_id, row.task, row.account, state, State.QUEUED, now))
-            state = State.QUEUED.value
-        events.append(transition(job_id, row.task, row.account, state, State.RUNNING, now))
         number = row.attempts + 1
         lease = now + timedelta(seconds=hub.settings.worker_lost_after)
         claimed = conn.execute(
@@ -246,14 +228,13 @@ def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | N
                 "p_state": row.state,
                 "p_rq": rq_job_id,
                 "p_attempts": number,
-                "p_worker": worker_name,
+                "p_worker": RUNTIME.name,
                 "p_now": now,
                 "p_lease": lease,
             },
         )
         if claimed.rowcount != 1:
             return None
-        conn.execute(_ADD_EVENTS, events)
         conn.execute(
             _ADD_ATTEMPT,
             {
@@ -263,7 +244,7 @@ def _claim_core(hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | N
                 "number": number,
                 "ready_at": row.scheduled_for,
                 "started_at": now,
-                "worker": worker_name,
+                "worker": RUNTIME.name,
             },
         )
     return TaskContext(
@@ -289,16 +270,39 @@ def ledger_job_id(rq_job: Any) -> int | None:
         return None
 
 
-def run_attempt(hub: Hub, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
+def run_attempt(hub: Stack, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
     ctx = claim(hub, job_id, rq_job_id)
     if ctx is None:
         return {"job_id": job_id, "outcome": "skipped"}
-    _heartbeat.add(job_id, hub.ledger, hub.settings.worker_lost_after)
+    RUNTIME.heartbeat.add(job_id, hub.ledger, hub.settings.worker_lost_after)
     try:
         outcome = run_handler(ctx)
     finally:
-        _heartbeat.discard(job_id)
-    return record_outcome(hub, ctx, *outcome)
+        RUNTIME.heartbeat.discard(job_id)
+    return riding_out(lambda: record_outcome(hub, ctx, *outcome))
+
+
+# How long a worker keeps trying to record an outcome while the database is unreachable. Past it the
+# attempt is left to its lease: upkeep records it as worker-lost.
+RECORD_PATIENCE = 60.0
+T = TypeVar("T")
+
+
+def riding_out(write: Callable[[], T], patience: float = RECORD_PATIENCE) -> T:
+    """Run ``write``, trying again with bounded backoff while the database is unreachable (an outage, a
+    restart, a terminated backend): an outcome the handler produced is not given up at the first error.
+    A write that did commit before its connection dropped is a no-op the second time (compare-and-set)."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("the ledger is unreachable (%s); trying again in %.1fs", exc.orig or exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 Outcome = tuple[str, str, str, str | None]
@@ -337,7 +341,7 @@ class Handover:
         self.rq_job_id = rq_job_id
         self.ctx = ctx
         self.worker_pid = os.getpid()
-        self.fd = _outcome_file()
+        self.fd = RUNTIME.outcome_file()
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
 
@@ -364,54 +368,51 @@ class Handover:
         return str(outcome), str(code), str(detail), log_text
 
 
-_handover: Handover | None = None
-_outcome_fd: tuple[int, int] | None = None  # (pid, fd)
+_PR_SET_PDEATHSIG = 1
 
 
-def _outcome_file() -> int:
-    """This process's outcome file (anonymous, in memory where the platform allows), made once."""
-    global _outcome_fd
-    if _outcome_fd is None or _outcome_fd[0] != os.getpid():
-        if hasattr(os, "memfd_create"):
-            fd = os.memfd_create("sgen-ops-outcome", os.MFD_CLOEXEC)
-        else:  # pragma: no cover - platforms without memfd
-            with tempfile.TemporaryFile() as file:
-                fd = os.dup(file.fileno())
-        _outcome_fd = (os.getpid(), fd)
-    return _outcome_fd[1]
+def die_with_parent(parent_pid: int) -> None:
+    """In a work horse: die when the worker that forked it dies, so that a killed worker never leaves a
+    horse running its attempt beside the retry (Linux: PR_SET_PDEATHSIG; elsewhere the check below)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The worker may have died before the signal was armed.
+    if os.getppid() != parent_pid:
+        os._exit(1)
 
 
 @contextlib.contextmanager
-def handed_over(hub: Hub, rq_job_id: str, ctx: TaskContext | None) -> Iterator[Handover]:
+def handed_over(hub: Stack, rq_job_id: str, ctx: TaskContext | None) -> Iterator[Handover]:
     """Make ``ctx`` the attempt the next forked horse runs, with its lease renewed from this process."""
-    global _handover
     handover = Handover(rq_job_id, ctx)
     if ctx is not None:
-        _heartbeat.add(ctx.job_id, hub.ledger, hub.settings.worker_lost_after)
-    _handover = handover
+        RUNTIME.heartbeat.add(ctx.job_id, hub.ledger, hub.settings.worker_lost_after)
+    RUNTIME.handover = handover
     try:
         yield handover
     finally:
-        _handover = None
+        RUNTIME.handover = None
         if ctx is not None:
-            _heartbeat.discard(ctx.job_id)
+            RUNTIME.heartbeat.discard(ctx.job_id)
 
 
-def record_handed(hub: Hub, handover: Handover, horse_exit: str) -> dict[str, Any] | None:
+def record_handed(hub: Stack, handover: Handover, horse_exit: str) -> dict[str, Any] | None:
     """Record what the horse reported; a horse that reported nothing lost its attempt."""
     ctx = handover.ctx
     if ctx is None:
         return None
     outcome = handover.outcome()
     if outcome is None:
-        detail = f"the work horse of worker {worker_name} ended without an outcome ({horse_exit})"
+        detail = f"the work horse of worker {RUNTIME.name} ended without an outcome ({horse_exit})"
         lost = hub.book.record_lost(ctx.job_id, ctx.run, ctx.attempt, detail)
         return {"job_id": ctx.job_id, "outcome": "worker-lost" if lost else "superseded"}
     return record_outcome(hub, ctx, *outcome)
 
 
 def record_outcome(
-    hub: Hub, ctx: TaskContext, outcome: str, code: str, detail: str, log_text: str | None
+    hub: Stack, ctx: TaskContext, outcome: str, code: str, detail: str, log_text: str | None
 ) -> dict[str, Any]:
     """Write the attempt's outcome if the attempt still owns the job; decide what comes next."""
     if outcome in ("succeeded", "cancelled"):
@@ -436,15 +437,15 @@ def record_outcome(
     return {"job_id": ctx.job_id, "outcome": outcome, "state": state}
 
 
-def _record_stop(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any]:
+def _record_stop(hub: Stack, ctx: TaskContext, outcome: str) -> dict[str, Any]:
     """The common case, kept to one short transaction: the attempt ended without error."""
-    fast = hot_path(hub.ledger)
+    fast = RUNTIME.hot_path(hub.ledger)
     if fast is not None:
         return fast.record_stop(ctx, outcome)
     return _record_stop_core(hub, ctx, outcome)
 
 
-def _record_stop_core(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any]:
+def _record_stop_core(hub: Stack, ctx: TaskContext, outcome: str) -> dict[str, Any]:
     """``_record_stop`` on any SQLAlchemy backend, through Core."""
     now = utcnow()
     with hub.ledger.write_conn() as conn:
@@ -453,13 +454,11 @@ def _record_stop_core(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any
             return {"job_id": ctx.job_id, "outcome": "superseded"}
         # A task without checkpoints runs to completion and is then marked cancelled.
         target = State.CANCELLED if outcome == "cancelled" or row.cancel_requested else State.SUCCEEDED
-        event = transition(ctx.job_id, ctx.task, ctx.account, row.state, target, now)
         conn.execute(_STOP, {"p_id": ctx.job_id, "p_state": target.value, "p_now": now})
         conn.execute(
             _FINISH_ATTEMPT,
             {"p_id": ctx.job_id, "p_run": ctx.run, "p_number": ctx.attempt, "p_now": now, "p_exit": outcome},
         )
-        conn.execute(_ADD_EVENTS, [event])
     return {"job_id": ctx.job_id, "outcome": outcome, "state": target.value}
 
 
@@ -472,23 +471,14 @@ def _record_stop_core(hub: Hub, ctx: TaskContext, outcome: str) -> dict[str, Any
 # * SQLite: BEGIN IMMEDIATE, the same compare-and-set statements as the Core path (the record is one
 #   UPDATE ... RETURNING where SQLite >= 3.35), COMMIT; the connection gets the engine's PRAGMAs.
 # * PostgreSQL: each transaction is ONE statement in autocommit mode, its writes chained as
-#   data-modifying CTEs (lock and compare-and-set the job row, insert its events and attempt): one
+#   data-modifying CTEs (lock and compare-and-set the job row, insert its attempt): one
 #   round trip instead of six.
 #
-# Other backends use the Core statements above. Both paths write the same rows and events.
+# Other backends use the Core statements above. Both paths write the same rows; the state-change events
+# are the ledger trigger's (migration 0007) on every path.
 
-WAITING_STATES = tuple(sorted(s.value for s in WAITING))
 _RUN, _OK, _CANCELLED = State.RUNNING.value, State.SUCCEEDED.value, State.CANCELLED.value
-_RETRYING, _QUEUED = State.RETRYING.value, State.QUEUED.value
-
-
-def _check_fixed_transitions() -> None:
-    """The transitions the fixed SQL writes, checked against the state machine once, at import."""
-    for src, dst in ((_RETRYING, _QUEUED), (_QUEUED, _RUN), (_RUN, _OK), (_RUN, _CANCELLED)):
-        transition(0, "", None, src, dst, utcnow())
-
-
-_check_fixed_transitions()
+_WAITING_SQL = ", ".join(f"'{s.value}'" for s in sorted(WAITING))
 
 _SQLITE_CLAIM_READ = (
     "SELECT state, task, payload, attempts, run, max_attempts, account, schedule_id, scheduled_for, rq_job_id, "
@@ -498,8 +488,6 @@ _SQLITE_CLAIM = (
     f"UPDATE jobs SET state = '{_RUN}', attempts = ?, worker = ?, updated_at = ?, lease_until = ? "
     "WHERE id = ? AND state = ? AND rq_job_id = ?"
 )
-_SQLITE_EVENT = "(?, ?, ?, ?, ?, ?)"
-_SQLITE_EVENTS = "INSERT INTO job_events (job_id, task, account, from_state, to_state, at) VALUES "
 _SQLITE_ATTEMPT = (
     "INSERT INTO attempts (job_id, task, run, number, ready_at, started_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
@@ -515,21 +503,13 @@ _SQLITE_FINISH = "UPDATE attempts SET finished_at = ?, exit = ? WHERE job_id = ?
 _PG_CLAIM = f"""
 WITH cur AS (
     SELECT id, state FROM jobs
-    WHERE id = %(id)s AND state IN ('{_QUEUED}', '{_RETRYING}') AND rq_job_id = %(rq)s AND NOT cancel_requested
+    WHERE id = %(id)s AND state IN ({_WAITING_SQL}) AND rq_job_id = %(rq)s AND NOT cancel_requested
     FOR UPDATE
 ), claimed AS (
     UPDATE jobs AS j SET state = '{_RUN}', attempts = j.attempts + 1, worker = %(worker)s,
         updated_at = %(now)s, lease_until = %(lease)s
     FROM cur WHERE j.id = cur.id
-    RETURNING cur.state AS from_state, j.task, j.payload, j.attempts, j.run, j.max_attempts, j.account,
-        j.schedule_id, j.scheduled_for
-), events AS (
-    INSERT INTO job_events (job_id, task, account, from_state, to_state, at)
-    SELECT %(id)s, c.task, c.account, t.from_state, t.to_state, %(now)s
-    FROM claimed AS c
-    CROSS JOIN (VALUES (1, '{_RETRYING}', '{_QUEUED}'), (2, '{_QUEUED}', '{_RUN}')) AS t (ord, from_state, to_state)
-    WHERE t.ord = 2 OR c.from_state = '{_RETRYING}'
-    ORDER BY t.ord
+    RETURNING j.task, j.payload, j.attempts, j.run, j.max_attempts, j.account, j.schedule_id, j.scheduled_for
 ), attempt AS (
     INSERT INTO attempts (job_id, task, run, number, ready_at, started_at, worker)
     SELECT %(id)s, c.task, c.run, c.attempts, c.scheduled_for, %(now)s, %(worker)s FROM claimed AS c
@@ -545,9 +525,6 @@ WITH done AS (
 ), attempt AS (
     UPDATE attempts SET finished_at = %(now)s, exit = %(exit)s
     WHERE job_id = %(id)s AND run = %(run)s AND number = %(number)s AND EXISTS (SELECT 1 FROM done)
-), event AS (
-    INSERT INTO job_events (job_id, task, account, from_state, to_state, at)
-    SELECT %(id)s, %(task)s, %(account)s, '{_RUN}', state, %(now)s FROM done
 )
 SELECT state FROM done
 """
@@ -640,10 +617,10 @@ class HotPath:
         raise AssertionError("unreachable")
 
     # -- claim --------------------------------------------------------------------------------
-    def claim(self, hub: Hub, job_id: int, rq_job_id: str | None) -> TaskContext | None:
+    def claim(self, hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
         now = utcnow()
         lease = now + timedelta(seconds=hub.settings.worker_lost_after)
-        worker = worker_name
+        worker = RUNTIME.name
         if self.postgres:
             params = {"id": job_id, "rq": rq_job_id, "worker": worker, "now": self._time(now),
                       "lease": self._time(lease)}
@@ -665,24 +642,15 @@ class HotPath:
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     r = cur.execute(_SQLITE_CLAIM_READ, (job_id,)).fetchone()
-                    if r is None or r[0] not in WAITING_STATES or r[9] != rq_job_id or r[10]:
+                    if r is None or r[0] not in WAITING or r[9] != rq_job_id or r[10]:
                         dbapi.rollback()
                         return False
-                    state, task, _p, attempts, _run, _m, account, _s, ready_at = r[:9]
-                    events = []
-                    if state == _RETRYING:
-                        events.append(transition(job_id, task, account, state, State.QUEUED, now))
-                        state = _QUEUED
-                    events.append(transition(job_id, task, account, state, State.RUNNING, now))
+                    _state, task, _p, attempts, _run, _m, _a, _s, ready_at = r[:9]
                     at = self._time(now)
                     cur.execute(_SQLITE_CLAIM, (attempts + 1, worker, at, self._time(lease), job_id, r[0], rq_job_id))
                     if cur.rowcount != 1:
                         dbapi.rollback()
                         return False
-                    values: list[Any] = []
-                    for e in events:
-                        values += (job_id, task, account, e["from_state"], e["to_state"], at)
-                    cur.execute(_SQLITE_EVENTS + ", ".join([_SQLITE_EVENT] * len(events)), values)
                     cur.execute(_SQLITE_ATTEMPT, (job_id, task, _run, attempts + 1, ready_at, at, worker))
                     dbapi.commit()
                     found.append(r)
@@ -716,7 +684,7 @@ class HotPath:
         cancelled = outcome == "cancelled"
         if self.postgres:
             params = {"id": ctx.job_id, "run": ctx.run, "number": ctx.attempt, "now": now, "exit": outcome,
-                      "cancelled": cancelled, "task": ctx.task, "account": ctx.account}
+                      "cancelled": cancelled}
 
             def pg(dbapi: Any) -> str | None:
                 with dbapi.cursor() as cur:
@@ -747,7 +715,6 @@ class HotPath:
                         state = _CANCELLED if cancelled or row[3] else _OK
                         cur.execute(_SQLITE_STOP, (state, now, ctx.job_id))
                     cur.execute(_SQLITE_FINISH, (now, outcome, ctx.job_id, ctx.run, ctx.attempt))
-                    cur.execute(_SQLITE_EVENTS + _SQLITE_EVENT, (ctx.job_id, ctx.task, ctx.account, _RUN, state, now))
                     dbapi.commit()
                     return state
                 except BaseException:
@@ -764,18 +731,71 @@ class HotPath:
 
 # Connections inherited from a parent process: referenced so that they are never reset from the child.
 _INHERITED: list[Any] = []
-_HOT: weakref.WeakKeyDictionary[Engine, HotPath | None] = weakref.WeakKeyDictionary()
 _HOT_DRIVERS = {"sqlite": ("pysqlite",), "postgresql": ("psycopg", "psycopg2")}
 
 
 def hot_path(ledger: Ledger) -> HotPath | None:
     """The fixed-SQL hot path for this ledger's engine, or None where the Core path is used."""
-    engine = ledger.engine
-    try:
-        return _HOT[engine]
-    except KeyError:
-        pass
-    dialect = engine.dialect
-    fast = HotPath(engine) if dialect.driver in _HOT_DRIVERS.get(dialect.name, ()) else None
-    _HOT[engine] = fast
-    return fast
+    return RUNTIME.hot_path(ledger)
+
+
+class WorkerRuntime:
+    """The state of a process that runs attempts, in one object: its hub, its worker's name, the heartbeat
+    renewing its leases, the attempt handed to a work horse, the outcome file it shares with its horses, and
+    the hot path per ledger engine. RQ calls ``perform`` as a plain function, so a process has one runtime
+    (``RUNTIME``); the worker names it and binds its hub.
+
+    ``connect`` makes a hub from the environment for a process that was given none (a pool's worker); the
+    hub module hands it down, so nothing here imports the hub.
+    """
+
+    def __init__(self, connect: Callable[[], Stack] | None = None) -> None:
+        self.connect = connect
+        self.name = f"{socket.gethostname()}.{os.getpid()}"
+        self.heartbeat = _Heartbeat()
+        self.handover: Handover | None = None
+        self._hub: Stack | None = None
+        self._hub_pid: int | None = None
+        self._outcome_fd: tuple[int, int] | None = None  # (pid, fd)
+        self._hot: weakref.WeakKeyDictionary[Engine, HotPath | None] = weakref.WeakKeyDictionary()
+
+    def bind(self, hub: Stack) -> None:
+        self._hub, self._hub_pid = hub, os.getpid()
+
+    def hub(self) -> Stack:
+        """The bound hub; after a fork, the inherited one drops its parent's connections first."""
+        if self._hub is None:
+            if self.connect is None:
+                raise RuntimeError("no hub is bound in this process: call sgen_ops.connect() first")
+            self.bind(self.connect())
+        elif self._hub_pid != os.getpid():
+            self._hub.after_fork()
+            self._hub_pid = os.getpid()
+        assert self._hub is not None
+        return self._hub
+
+    def outcome_file(self) -> int:
+        """This process's outcome file (anonymous, in memory where the platform allows), made once."""
+        if self._outcome_fd is None or self._outcome_fd[0] != os.getpid():
+            if hasattr(os, "memfd_create"):
+                fd = os.memfd_create("sgen-ops-outcome", os.MFD_CLOEXEC)
+            else:  # pragma: no cover - platforms without memfd
+                with tempfile.TemporaryFile() as file:
+                    fd = os.dup(file.fileno())
+            self._outcome_fd = (os.getpid(), fd)
+        return self._outcome_fd[1]
+
+    def hot_path(self, ledger: Ledger) -> HotPath | None:
+        """The fixed-SQL hot path for this ledger's engine, or None where the Core path is used."""
+        engine = ledger.engine
+        try:
+            return self._hot[engine]
+        except KeyError:
+            pass
+        dialect = engine.dialect
+        fast = HotPath(engine) if dialect.driver in _HOT_DRIVERS.get(dialect.name, ()) else None
+        self._hot[engine] = fast
+        return fast
+
+
+RUNTIME = WorkerRuntime()

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from . import execution, validate, workers
 from .config import Settings, load_settings
-from .embedded import ensure_redis, home_lock, private_file, private_home
+from .embedded import ensure_redis, home_lock, private_file, private_home, repoint
 from .errors import AccessDenied, ValidationError
 from .jobs import JobBook
 from .permissions import ROLES
@@ -191,6 +191,12 @@ class Hub:
     def home(self) -> Path:
         return self.settings.home
 
+    def reattach_redis(self) -> None:
+        """After a Redis outage: follow the embedded stack's Redis to the address it answers on now
+        (starting it if it is down); a configured ``redis_url`` stays as it is."""
+        if self.settings.redis_url is None:
+            repoint(self.redis, ensure_redis(self.settings.home))
+
     def after_fork(self) -> None:
         self.ledger.after_fork()
         self.redis.connection_pool.reset()
@@ -217,3 +223,7 @@ def connect(
 ) -> Hub:
     """Connect to a stack: the embedded one of ``home`` by default, or the given services."""
     return Hub(load_settings(database_url=database_url, redis_url=redis_url, home=home, **settings))
+
+
+# A process given no hub (a worker of RQ's pool) makes one from the environment: handed down, not imported.
+execution.RUNTIME.connect = connect

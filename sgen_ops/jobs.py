@@ -1,7 +1,8 @@
-"""Changes to job records: create, state moves with their events, (re)delivery to RQ, recovery.
+"""Changes to job records: create, state moves, (re)delivery to RQ, recovery.
 
-Every state change of a job goes through ``JobBook.move`` so the state machine is checked and the
-change is recorded with its time (``job_events``) in one place. Deliveries to RQ are returned by the
+Every state change of a job is recorded with its time (``job_events``) by the ledger's trigger on
+``jobs.state`` (migration 0007), which also refuses a change the state machine does not allow; ``JobBook.move``
+checks the state machine first, for a clear error. Deliveries to RQ are returned by the
 writing transaction and sent after it commits, so RQ never carries a job the ledger does not hold.
 """
 
@@ -14,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import redis
-from sqlalchemy import Connection, Dialect, Table, insert, select, text, update
+from sqlalchemy import Connection, Dialect, Table, select, text, update
 from sqlalchemy.orm import Session
 
 from . import validate
@@ -23,8 +24,8 @@ from .errors import ValidationError
 from .masking import MASK, MaskingRule
 from .queue import Delivery, Transport
 from .rules import MaskingRules
-from .states import State, check_transition
-from .store import EVENTS, JOBS, Attempt, Job, JobEvent, Ledger, utcnow
+from .states import WAITING, State, check_transition
+from .store import JOBS, Attempt, Job, Ledger, utcnow
 from .store.db import driver_error
 from .tasks import PRIORITIES, find_task, get_task
 
@@ -68,35 +69,18 @@ def check_max_attempts(value: Any) -> int:
     return validate.whole(value, "max_attempts", lo=1, hi=validate.INT_MAX)
 
 
-def transition(
-    job_id: int, task: str, account: str | None, current: str, target: State | str, at: datetime
-) -> dict[str, Any]:
-    """The event row of a state change, after checking the state machine allows it."""
-    check_transition(current, target, job_id=job_id)
-    return {
-        "job_id": job_id,
-        "task": task,
-        "account": account,
-        "from_state": current,
-        "to_state": str(target),
-        "at": at,
-    }
-
-
 _PG_NEXT_IDS = text("SELECT nextval(pg_get_serial_sequence('jobs', 'id')) FROM generate_series(1, :n)")
 # Per row only these differ; every other column is the same for a batch from prepare_rows.
 _OWN = ("id", "payload", "rq_job_id", "search_masked")
 _SHARED = (*(c.name for c in JOBS.columns if c.name not in _OWN and c.name != "enqueue_seq"), "enqueue_seq")
 _JOB_COLUMNS = (*_OWN, *_SHARED)
-_EVENT_SHARED = ("task", "account", "from_state", "to_state", "at")
-_EVENT_COLUMNS = ("job_id", *_EVENT_SHARED)
 
 
 def _pg_enqueue_one(synchronous_commit: bool) -> str:
-    """One job and its first event in one statement (PostgreSQL): the id from the sequence, the RQ job
-    id made from it, both rows, the id returned. Run outside a transaction block it is its own
-    transaction, so an enqueue costs one round trip. Parameters: payload, the RQ job id's text before
-    and after the ledger id, search_masked, the shared columns, then the event's shared columns.
+    """One job in one statement (PostgreSQL): the id from the sequence, the RQ job id made from it, the
+    row (its first event is the ledger's trigger's), the id returned. Run outside a transaction block it is
+    its own transaction, so an enqueue costs one round trip. Parameters: payload, the RQ job id's text
+    before and after the ledger id, search_masked, then the shared columns.
 
     ``synchronous_commit`` False lets this one transaction commit without waiting for its WAL flush
     (``set_config(..., true)`` is transaction-local; see ``Settings.enqueue_synchronous_commit``).
@@ -106,9 +90,7 @@ def _pg_enqueue_one(synchronous_commit: bool) -> str:
     return (
         f"WITH n AS (SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id{relax}), "
         f"job AS (INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ((SELECT id FROM n), %s, "
-        f"CAST(%s AS TEXT) || (SELECT id FROM n) || CAST(%s AS TEXT), %s, {shared})), "
-        f"event AS (INSERT INTO job_events ({', '.join(_EVENT_COLUMNS)}) "
-        f"VALUES ((SELECT id FROM n), {', '.join(['%s'] * len(_EVENT_SHARED))})) "
+        f"CAST(%s AS TEXT) || (SELECT id FROM n) || CAST(%s AS TEXT), %s, {shared})) "
         "SELECT id FROM n"
     )
 
@@ -122,7 +104,6 @@ class _Bound(NamedTuple):
 
     own: list[tuple[Any, Any]]  # (payload, search_masked) per row
     shared: tuple[Any, ...]  # the values of _SHARED
-    event: tuple[Any, ...]  # the values of _EVENT_SHARED
 
 
 # Rows per multi-row INSERT on SQLite: 500 x 28 columns stays below its limit of 32,766 parameters.
@@ -142,7 +123,6 @@ class _Binder:
         self.shared = tuple(processor(JOBS, c) for c in _SHARED)
         self.payload = processor(JOBS, "payload")
         self.search_masked = processor(JOBS, "search_masked")
-        self.event = tuple(processor(EVENTS, c) for c in _EVENT_SHARED)
         self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
 
     def bind(self, rows: Sequence[dict[str, Any]]) -> _Bound:
@@ -152,16 +132,14 @@ class _Binder:
         for row in rows:
             if tuple(map(row.get, same)) != shared:
                 raise ValueError("rows of one batch must share every column but payload and search_masked")
-        event = (first["task"], first["account"], None, first["state"], first["created_at"])
         payload, search_masked = self.payload, self.search_masked
         return _Bound(
             own=[(payload(row["payload"]), search_masked(row["search_masked"])) for row in rows],
             shared=tuple(p(v) for p, v in zip(self.shared, (*shared, 1), strict=True)),
-            event=tuple(p(v) for p, v in zip(self.event, event, strict=True)),
         )
 
     def insert(self, conn: Connection, ids: Sequence[int], rq_ids: Sequence[str], bound: _Bound) -> None:
-        """Insert a bound batch under ids already taken, and their first events: one executemany each."""
+        """Insert a bound batch under ids already taken (their first events are the ledger trigger's)."""
         mark = self.mark
         rows = [
             (job_id, payload, rq_id, search_masked, *bound.shared)
@@ -177,27 +155,18 @@ class _Binder:
                 conn.exec_driver_sql(head + ", ".join([one] * len(chunk)), tuple(v for row in chunk for v in row))
         else:
             conn.exec_driver_sql(head + one, rows)
-        conn.exec_driver_sql(
-            f"INSERT INTO job_events ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})",
-            [(job_id, *bound.event) for job_id in ids],
-        )
 
     def copy(self, conn: Connection, ids: Sequence[int], rq_ids: Sequence[str], bound: _Bound) -> None:
-        """``insert`` through COPY (psycopg 3 on PostgreSQL): one statement for the jobs and one for their
-        events instead of a statement per row, so that the ledger's statement-level triggers run once.
+        """``insert`` through COPY (psycopg 3 on PostgreSQL): one statement for the jobs instead of a statement
+        per row, so that the ledger's statement-level triggers (text index, first events) run once.
         The values are the ones ``insert`` binds, dumped by the same psycopg adapters."""
         dbapi: Any = conn.connection.driver_connection
-        shared, event = bound.shared, bound.event
+        shared = bound.shared
         try:
-            with dbapi.cursor() as cur:
-                with cur.copy(f"COPY jobs ({', '.join(_JOB_COLUMNS)}) FROM STDIN") as copy:
-                    write = copy.write_row
-                    for job_id, rq_id, (payload, search_masked) in zip(ids, rq_ids, bound.own, strict=True):
-                        write((job_id, payload, rq_id, search_masked, *shared))
-                with cur.copy(f"COPY job_events ({', '.join(_EVENT_COLUMNS)}) FROM STDIN") as copy:
-                    write = copy.write_row
-                    for job_id in ids:
-                        write((job_id, *event))
+            with dbapi.cursor() as cur, cur.copy(f"COPY jobs ({', '.join(_JOB_COLUMNS)}) FROM STDIN") as copy:
+                write = copy.write_row
+                for job_id, rq_id, (payload, search_masked) in zip(ids, rq_ids, bound.own, strict=True):
+                    write((job_id, payload, rq_id, search_masked, *shared))
         except conn.dialect.loaded_dbapi.Error as exc:
             # As SQLAlchemy reports a failed statement (the transaction is rolled back by the caller).
             raise driver_error(conn.dialect, exc, "COPY") from exc
@@ -311,13 +280,7 @@ class JobBook:
         """Add prepared jobs in the caller's transaction; returns their deliveries to send after commit."""
         session.add_all(jobs)
         session.flush()
-        deliveries = []
-        for job in jobs:
-            session.add(
-                JobEvent(job_id=job.id, task=job.task, account=job.account, to_state=job.state, at=job.created_at)
-            )
-            deliveries.append(self.next_delivery(job))
-        return deliveries
+        return [self.next_delivery(job) for job in jobs]
 
     def create(self, jobs: Sequence[Job]) -> list[int]:
         with self.ledger.write() as session:
@@ -356,7 +319,7 @@ class JobBook:
         [(payload, search_masked)] = bound.own
         sql = _PG_ENQUEUE_ONE[self.settings.enqueue_synchronous_commit]
         with self.ledger.autocommit_dbapi() as dbapi, dbapi.cursor() as cur:
-            cur.execute(sql, (payload, head, tail, search_masked, *bound.shared, *bound.event))
+            cur.execute(sql, (payload, head, tail, search_masked, *bound.shared))
             [job_id] = cur.fetchone()
         return int(job_id)
 
@@ -379,27 +342,12 @@ class JobBook:
 
     # -- state and delivery ---------------------------------------------------------------------
     @staticmethod
-    def move(
-        session: Session, job: Job, target: State | str, now: datetime, events: list[dict[str, Any]] | None = None
-    ) -> None:
-        """Change a job's state as the state machine allows, recording the change with its time.
-
-        With ``events`` the event row is appended there, for the caller to insert with others in one
-        statement (``insert_events``), instead of being added to the session as an object."""
-        event = transition(job.id, job.task, job.account, job.state, target, now)
-        if events is None:
-            session.add(JobEvent(**event))
-        else:
-            events.append(event)
+    def move(job: Job, target: State | str, now: datetime) -> None:
+        """Change a job's state as the state machine allows. The ledger's state-change trigger records the
+        change with its time (``updated_at``) when the row is written: no caller writes the event."""
+        check_transition(job.state, target, job_id=job.id)
         job.state = str(target)
         job.updated_at = now
-
-    @staticmethod
-    def insert_events(session: Session, events: list[dict[str, Any]]) -> None:
-        """Insert the event rows ``move`` collected: one executemany, no objects to track."""
-        if events:
-            session.execute(insert(EVENTS), events)
-            events.clear()
 
     def next_delivery(self, job: Job, at: datetime | None = None) -> Delivery:
         """Give the job a fresh RQ job id; only that delivery may claim its next attempt."""
@@ -423,11 +371,9 @@ class JobBook:
         except redis.RedisError as exc:
             log.warning("could not withdraw deliveries %s: %s", rq_job_ids, exc)
 
-    def requeue(
-        self, session: Session, job: Job, now: datetime, *, fresh_run: bool, events: list[dict[str, Any]] | None = None
-    ) -> Delivery:
-        """Move a job back to queued, due now; a fresh run clears the attempt counter (``events``: as ``move``)."""
-        self.move(session, job, State.QUEUED, now, events)
+    def requeue(self, job: Job, now: datetime, *, fresh_run: bool) -> Delivery:
+        """Move a job back to queued, due now; a fresh run clears the attempt counter."""
+        self.move(job, State.QUEUED, now)
         if fresh_run:
             job.run = (job.run or 1) + 1
             job.attempts = 0
@@ -453,17 +399,17 @@ class JobBook:
         job.lease_until = None
         if job.cancel_requested:
             # A cancelled job is not retried, whatever its last attempt did.
-            self.move(session, job, State.CANCELLED, now)
+            self.move(job, State.CANCELLED, now)
             return None
-        self.move(session, job, State.FAILED, now)
+        self.move(job, State.FAILED, now)
         spec = find_task(job.task)
         if job.attempts < job.max_attempts:
-            self.move(session, job, State.RETRYING, now)
+            self.move(job, State.RETRYING, now)
             wait = spec.backoff_seconds(job.attempts) if spec else 0.0
             job.scheduled_for = now + timedelta(seconds=wait)
             return self.next_delivery(job)
         if spec is None or spec.dead_letter:
-            self.move(session, job, State.DEAD_LETTER, now)
+            self.move(job, State.DEAD_LETTER, now)
         return None
 
     def recover_lost(self, now: datetime | None = None) -> int:
@@ -475,7 +421,8 @@ class JobBook:
         for job_id in ids:
             delivery = None
             with self.ledger.write() as session:
-                job = session.get(Job, job_id)
+                # Locked and checked again: another pass, or the attempt's own outcome, may have won meanwhile.
+                job = session.get(Job, job_id, with_for_update=True, populate_existing=True)
                 if job is None or job.state != State.RUNNING.value or job.lease_until is None or job.lease_until >= now:
                     continue
                 detail = (
@@ -513,8 +460,9 @@ class JobBook:
         return self.after_failed_attempt(session, job, now, "worker-lost", detail, detail)
 
     def reconcile(self, batch: int = 2000) -> int:
-        """Re-send every queued or retrying job whose delivery Redis no longer holds; returns how many."""
-        waiting = [State.QUEUED.value, State.RETRYING.value]
+        """Re-send every queued or retrying job whose delivery no longer leads to an attempt (Redis lost it,
+        or the worker that took it died before claiming); returns how many."""
+        waiting = sorted(s.value for s in WAITING)
         resent = 0
         last_id = 0
         while True:
@@ -528,13 +476,13 @@ class JobBook:
             if not rows:
                 return resent
             last_id = rows[-1].id
-            present = self.transport.exists([r.rq_job_id for r in rows])
+            present = self.transport.held([r.rq_job_id for r in rows])
             lost = [r for r, ok in zip(rows, present, strict=True) if not ok]
             deliveries = []
             with self.ledger.write() as session:
                 for row in lost:
                     # Compare-and-set on the delivery id: of two reconcilers, one re-sends.
-                    job = session.get(Job, row.id)
+                    job = session.get(Job, row.id, with_for_update=True, populate_existing=True)
                     if job is None or job.state not in waiting or job.rq_job_id != row.rq_job_id:
                         continue
                     deliveries.append(self.next_delivery(job))

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from . import validate
 from .errors import ValidationError
 from .masking import MaskingRule
-from .states import ALL_STATES, State
+from .states import ALL_STATES, WAITING, State
 from .store import Attempt, Job, Operator, Schedule, as_utc
 
 FILTERS = ("state", "task", "since", "until", "error_code", "text", "include_old_succeeded")
@@ -406,7 +406,6 @@ def list_page(
     if users:
         found = session.execute(select(Operator.id, Operator.name).where(Operator.id.in_(users)))
         names = {u.id: u.name for u in found}
-    waiting = (State.QUEUED.value, State.RETRYING.value)
     items = []
     for r in rows:
         rule = rule_for(r.task)
@@ -419,7 +418,7 @@ def list_page(
                 attempts=r.attempts,
                 max_attempts=r.max_attempts,
                 attempts_label=f"{r.attempts} of {r.max_attempts}",
-                next_run=r.scheduled_for if r.state in waiting else None,
+                next_run=r.scheduled_for if r.state in WAITING else None,
                 last_error_code=r.last_error_code,
                 last_error_excerpt=excerpt(detail),
                 originating_user=names.get(r.originating_user_id),

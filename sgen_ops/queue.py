@@ -21,6 +21,7 @@ from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
 from rq.utils import utcformat
+from rq.worker import BaseWorker
 
 from .store.types import as_utc, utcnow
 from .tasks import PRIORITIES
@@ -31,6 +32,8 @@ RESULT_TTL = 0
 FAILURE_TTL = 7 * 86400
 # Due deliveries are written by one script call per BATCH (RQ's own enqueue does the scheduled ones).
 BATCH = 1000
+# RQ job statuses of a delivery not yet taken by a worker (a stuck one RQ's own upkeep fails in time).
+_WAITING_STATUSES = frozenset({JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value})
 # The fields of RQ's job hash that hold the time it was made: filled in afresh for every send.
 _TIMESTAMPS = ("created_at", "enqueued_at")
 
@@ -215,6 +218,34 @@ class Transport:
                 pipe.exists(RQJob.key_for(rq_id or "-"))
             found = pipe.execute()
         return [bool(rq_id) and bool(n) for rq_id, n in zip(rq_job_ids, found, strict=True)]
+
+    def held(self, rq_job_ids: Sequence[str | None]) -> list[bool]:
+        """Whether each delivery is still on its way to an attempt: waiting on a queue or scheduled, or
+        taken by a worker that is still alive. A delivery taken by a worker that died before claiming its
+        attempt keeps its job hash (started, later failed, kept for days); that hash is no delivery."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for rq_id in rq_job_ids:
+                pipe.hmget(RQJob.key_for(rq_id or "-"), "status", "worker_name")
+            found = pipe.execute()
+        held = [False] * len(rq_job_ids)
+        taken: list[tuple[int, str]] = []
+        for i, (rq_id, (status, worker)) in enumerate(zip(rq_job_ids, found, strict=True)):
+            state = status.decode() if isinstance(status, bytes) else status
+            if not rq_id or state is None:
+                continue
+            if state in _WAITING_STATUSES:
+                held[i] = True
+            elif state == JobStatus.STARTED.value and worker:
+                taken.append((i, worker.decode() if isinstance(worker, bytes) else str(worker)))
+        if taken:
+            # A worker's key lives while it heartbeats; a killed worker's expires.
+            with self.redis.pipeline(transaction=False) as pipe:
+                for _i, worker in taken:
+                    pipe.exists(BaseWorker.redis_worker_namespace_prefix + worker)
+                alive = pipe.execute()
+            for (i, _worker), ok in zip(taken, alive, strict=True):
+                held[i] = bool(ok)
+        return held
 
     def move_due(self) -> int:
         """Move scheduled deliveries whose time has come onto their queues (as RQ's scheduler does)."""

@@ -26,14 +26,14 @@ from .queue import Delivery
 from .store import Schedule, as_utc, utcnow
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .stack import Stack
 
 __all__ = ["due_schedule_ids", "run_forever", "tick"]
 
 log = logging.getLogger(__name__)
 
 
-def due_schedule_ids(hub: Hub, now: datetime) -> list[int]:
+def due_schedule_ids(hub: Stack, now: datetime) -> list[int]:
     """Enabled schedules whose next run is at or before ``now``, the most overdue first."""
     with hub.ledger.read() as session:
         return list(
@@ -45,7 +45,7 @@ def due_schedule_ids(hub: Hub, now: datetime) -> list[int]:
         )
 
 
-def tick(hub: Hub, now: datetime | None = None) -> list[int]:
+def tick(hub: Stack, now: datetime | None = None) -> list[int]:
     """One scheduler pass: emit each due schedule's tick; returns the new job ids.
 
     ``now`` (default: the clock) lets tests and backfills move time instead of waiting for it.
@@ -59,7 +59,7 @@ def tick(hub: Hub, now: datetime | None = None) -> list[int]:
     return emitted
 
 
-def _tick_one(hub: Hub, schedule_id: int, now: datetime) -> int | None:
+def _tick_one(hub: Stack, schedule_id: int, now: datetime) -> int | None:
     """Emit one schedule's due tick in its own transaction; None if there was nothing (left) to emit."""
     deliveries: list[Delivery] = []
     due: datetime | None = None
@@ -112,7 +112,7 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
-def run_forever(hub: Hub, interval: float = 1.0, *, stop: threading.Event | None = None) -> None:
+def run_forever(hub: Stack, interval: float = 1.0, *, stop: threading.Event | None = None) -> None:
     """Run a scheduler pass every ``interval`` seconds until SIGTERM, SIGINT or ``stop`` is set.
 
     A pass that fails on the ledger or Redis (a restart, a network blip) is logged and retried at the next

@@ -33,7 +33,7 @@ from .tasks import find_task, get_task
 from .validate import describe
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .stack import Stack
 
 __all__ = [
     "COLUMNS",
@@ -255,7 +255,7 @@ def record(schedule: Schedule) -> dict[str, Any]:
 
 
 def create(
-    hub: Hub,
+    hub: Stack,
     session: Session,
     *,
     task: str,
@@ -317,7 +317,7 @@ def create(
 
 
 def edit(
-    hub: Hub, session: Session, schedule: Schedule, changes: Mapping[str, Any], now: datetime | None = None
+    hub: Stack, session: Session, schedule: Schedule, changes: Mapping[str, Any], now: datetime | None = None
 ) -> dict[str, dict[str, Any]]:
     """Change the fields in ``changes`` (any of ``EDITABLE_FIELDS``); returns ``{"before": ..., "after": ...}``
     holding only the fields that changed (``next_run`` included when it moved).
@@ -393,7 +393,7 @@ def edit(
 
 
 def emit(
-    hub: Hub,
+    hub: Stack,
     session: Session,
     schedule: Schedule,
     *,
@@ -435,7 +435,7 @@ def emit(
 
 
 def run_now(
-    hub: Hub,
+    hub: Stack,
     session: Session,
     schedule: Schedule,
     *,
@@ -494,7 +494,7 @@ def _recent_runs(session: Session, ids: list[int]) -> dict[int, list[tuple[int |
 
 
 def rows(
-    hub: Hub,
+    hub: Stack,
     session: Session,
     account: str | None = None,
     now: datetime | None = None,

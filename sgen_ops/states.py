@@ -36,8 +36,32 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 # States a job can still move on from without an operator rewinding it.
 NON_TERMINAL: frozenset[State] = frozenset({State.QUEUED, State.RUNNING, State.RETRYING})
-# States waiting in the live queue for a worker.
+# States waiting in the live queue for a worker: the one definition, imported wherever it is needed.
 WAITING: frozenset[State] = frozenset({State.QUEUED, State.RETRYING})
+
+# State changes that one write makes through an intermediate state, each recorded as its two steps:
+# the claim of a retry (retrying -> queued -> running) and a failed attempt's decision (running ->
+# failed -> retrying or dead-letter).
+THROUGH: dict[tuple[State, State], State] = {
+    (State.RETRYING, State.RUNNING): State.QUEUED,
+    (State.RUNNING, State.RETRYING): State.FAILED,
+    (State.RUNNING, State.DEAD_LETTER): State.FAILED,
+}
+
+
+def state_paths() -> list[tuple[str, str, int, str, str]]:
+    """Every state change a write may make, as the events it records: (from, to, step, step's from, step's
+    to). The ledger's state-change trigger reads these rows (table ``job_state_paths``): a change not
+    listed is refused, and a listed one writes its events; no caller writes an event itself."""
+    rows = []
+    for src in State:
+        for dst in sorted(TRANSITIONS[src]):
+            rows.append((src.value, dst.value, 1, src.value, dst.value))
+    for (src, dst), via in THROUGH.items():
+        if via not in TRANSITIONS[src] or dst not in TRANSITIONS[via]:
+            raise AssertionError(f"{src} -> {via} -> {dst} is not a path of the state machine")
+        rows += [(src.value, dst.value, 1, src.value, via.value), (src.value, dst.value, 2, via.value, dst.value)]
+    return rows
 
 
 def check_transition(current: str, target: str, *, job_id: int | None = None) -> None:

@@ -31,11 +31,11 @@ from .masking import MaskingRule
 from .permissions import Policy
 from .queue import Delivery
 from .resolver import Resolver, note_ids
-from .states import ALL_STATES, State
+from .states import ALL_STATES, WAITING, State
 from .store import Attempt, Job, Operator, OperatorNote, Schedule, as_utc, utcnow
 
 if TYPE_CHECKING:
-    from .hub import Hub
+    from .stack import Stack
 
 # -- declarations ---------------------------------------------------------------------------------
 
@@ -50,7 +50,7 @@ _NOT_SNAPSHOTTED = frozenset({"rq_job_id", "enqueue_seq", "lease_until", "search
 
 _QUEUED, _RUNNING, _RETRYING = State.QUEUED.value, State.RUNNING.value, State.RETRYING.value
 _FAILED, _SUCCEEDED, _DEAD = State.FAILED.value, State.SUCCEEDED.value, State.DEAD_LETTER.value
-_WAITING = frozenset({_QUEUED, _RETRYING})
+_WAITING = frozenset(s.value for s in WAITING)
 _REWINDABLE = frozenset({_FAILED, _SUCCEEDED, _DEAD})
 _NOT_RUNNING = frozenset(ALL_STATES) - {_RUNNING}
 
@@ -85,8 +85,6 @@ class Write:
         self.entries: list[audit.Entry] = []
         self.deliveries: list[Delivery] = []
         self.withdrawn: list[str | None] = []
-        # State-change events of this write, inserted together before it commits.
-        self.events: list[dict[str, Any]] = []
         # Jobs purged in this write, deleted together (with their attempts) before it commits.
         self.purged: list[Job] = []
         # Attempt histories read for a batch at once (job id -> attempts), for the purge snapshots.
@@ -95,7 +93,7 @@ class Write:
         self.notes: dict[tuple[int, str], OperatorNote] | None = None
 
     def move(self, job: Job, state: State) -> None:
-        self.book.move(self.session, job, state, self.now, self.events)
+        self.book.move(job, state, self.now)
 
     def withdraw(self, job: Job) -> None:
         """Take the job's current delivery out of RQ after commit (a stale one could not claim anyway)."""
@@ -103,7 +101,7 @@ class Write:
 
     def requeue(self, job: Job, *, fresh_run: bool) -> None:
         self.withdraw(job)
-        self.deliveries.append(self.book.requeue(self.session, job, self.now, fresh_run=fresh_run, events=self.events))
+        self.deliveries.append(self.book.requeue(job, self.now, fresh_run=fresh_run))
 
     def redeliver(self, job: Job) -> None:
         """Replace the job's delivery by one for its current priority and scheduled_for."""
@@ -160,9 +158,7 @@ class Write:
         return self.session.execute(_history_of(Attempt.job_id == job.id)).all()
 
     def finish(self) -> None:
-        """Insert the state-change events, and apply the purges: one DELETE of attempts and one of jobs per
-        chunk of ids."""
-        self.book.insert_events(self.session, self.events)
+        """Apply the purges: one DELETE of attempts and one of jobs per chunk of ids."""
         if not self.purged:
             return
         self.session.flush()
@@ -527,7 +523,7 @@ class Operations:
     """The Jobs surface as one operator: each method checks the capability, scopes to the operator's
     account, masks for their role and records operator writes in the Activity Log."""
 
-    def __init__(self, hub: Hub, operator: Operator) -> None:
+    def __init__(self, hub: Stack, operator: Operator) -> None:
         self.hub = hub
         self.operator = operator
         self.policy = Policy(hub.settings.capabilities)

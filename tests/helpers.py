@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 import sgen_ops
-from sgen_ops.store import Attempt, Job
+from sgen_ops.states import TRANSITIONS, State
+from sgen_ops.store import Attempt, Job, utcnow
 
 from .conftest import ROOT, Stack
 
@@ -30,6 +32,24 @@ def attempts_of(hub: sgen_ops.Hub, job_id: int) -> list[Attempt]:
         return list(
             session.scalars(select(Attempt).where(Attempt.job_id == job_id).order_by(Attempt.run, Attempt.number))
         )
+
+
+def bring_to(hub: sgen_ops.Hub, job_id: int, state: str) -> None:
+    """Move a queued job to ``state`` the way the state machine allows, one write per move (the ledger
+    refuses any other change)."""
+    seen: dict[State, list[State]] = {State.QUEUED: []}
+    todo = deque([State.QUEUED])
+    while todo:
+        here = todo.popleft()
+        for nxt in sorted(TRANSITIONS[here]):
+            if nxt not in seen:
+                seen[nxt] = [*seen[here], nxt]
+                todo.append(nxt)
+    for step in seen[State(state)]:
+        with hub.ledger.write() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            hub.book.move(job, step, utcnow())
 
 
 def job_count(hub: sgen_ops.Hub) -> int:

@@ -1,11 +1,12 @@
-"""The operator app: the four views as tabs, what the Voilà app shows.
+"""The operator app: the views as tabs, what the Voilà app shows.
 
-``app(ops)`` returns an ``ipywidgets.Tab`` with Queue, Dead letter, Schedules and Throughput; each view
-is built when its tab is first opened (the queue at once), so opening the app reads only the queue.
+``app(ops)`` returns an ``ipywidgets.Tab`` with Queue, Dead letter, Schedules, Throughput, Workers and
+Activity Log; each view is built when its tab is first opened (the queue at once), so opening the app reads
+only the queue.
 ``tab.views`` maps each title to its view once built; choosing a tab again refreshes its view.
 
 CSS classes: ``sgen-app`` on the Tab, and each view's own (``sgen-queue``, ``sgen-triage``,
-``sgen-schedules``, ``sgen-throughput``).
+``sgen-schedules``, ``sgen-throughput``, ``sgen-workers``, ``sgen-activity``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from . import render
+from .activity import ActivityLogView
 from .base import View
 from .queue import QueueView
 from .schedules import SchedulesView
 from .throughput import ThroughputView
 from .triage import TriageView
+from .workers import WorkersView
 
 if TYPE_CHECKING:
     from ..surface import Operations
@@ -30,11 +33,13 @@ TABS: tuple[tuple[str, Callable[[Operations], View]], ...] = (
     ("Dead letter", TriageView),
     ("Schedules", SchedulesView),
     ("Throughput", ThroughputView),
+    ("Workers", WorkersView),
+    ("Activity Log", ActivityLogView),
 )
 
 
 class OperatorApp(widgets.Tab):  # type: ignore[misc]  # ipywidgets ships no type information
-    """The four views as tabs, each built on first use."""
+    """The views as tabs, each built on first use."""
 
     def __init__(self, ops: Operations) -> None:
         super().__init__()
@@ -72,5 +77,5 @@ class OperatorApp(widgets.Tab):  # type: ignore[misc]  # ipywidgets ships no typ
 
 
 def app(ops: Operations) -> widgets.Tab:
-    """Queue, Dead letter, Schedules and Throughput as tabs of one ``ipywidgets.Tab``."""
+    """Queue, Dead letter, Schedules, Throughput, Workers and Activity Log as tabs of one ``ipywidgets.Tab``."""
     return OperatorApp(ops)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,12 +35,36 @@ T = TypeVar("T")
 STATUS_KINDS = ("error", "ok", "info")
 
 
+# What each action does, in an operator's words, for the reasons a button is disabled.
+ACTION_WORDS: dict[str, str] = {
+    "rerun": "re-run jobs", "cancel": "cancel jobs", "retry_now": "retry jobs now", "trigger": "run jobs now",
+    "resolve": "resolve jobs", "update_job": "change jobs", "enqueue": "queue new jobs",
+    "send_to_dead_letter": "send jobs to the dead letter", "replay": "replay dead letters",
+    "edit_and_replay": "edit and replay dead letters", "dismiss": "dismiss dead letters",
+    "replay_dead_letters": "replay dead letters in bulk", "dismiss_dead_letters": "dismiss dead letters in bulk",
+    "delete_job": "delete jobs", "delete_jobs": "delete jobs", "get_job": "open a job's detail",
+    "list_jobs": "list jobs", "throughput": "see throughput", "list_schedules": "list schedules",
+    "create_schedule": "create schedules", "edit_schedule": "edit schedules", "pause_schedule": "pause schedules",
+    "resume_schedule": "resume schedules", "run_schedule_now": "run schedules now",
+    "activity_log": "read the Activity Log", "verify_audit": "check the Activity Log's chain",
+}
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
+
+
 def denial(ops: Operations, action: str) -> str | None:
-    """Why this operator may not ``action`` ("editor may not dismiss; allowed for: administrator"), or None."""
+    """Why this operator may not ``action``, in plain words ("Only administrators can dismiss dead letters;
+    you are signed in as an editor."), or None."""
     if ops.can(action):
         return None
-    allowed = ", ".join(ops.policy.roles_for(action)) or "no role"
-    return f"{ops.role} may not {action}; allowed for: {allowed}"
+    what = ACTION_WORDS.get(action, action.replace("_", " "))
+    roles = list(ops.policy.roles_for(action))
+    if not roles:
+        return f"No role can {what} here; you are signed in as {_a(ops.role)}."
+    who = " and ".join(f"{r}s" for r in roles)
+    return f"Only {who} can {what}; you are signed in as {_a(ops.role)}."
 
 
 def gate(button: widgets.Button, ops: Operations, action: str, tooltip: str = "") -> bool:
@@ -91,6 +116,8 @@ class View(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type info
     def __init__(self, ops: Operations, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ops = ops
+        # Held by every guarded callback and by live refresh ticks: one change to the view at a time.
+        self.lock = threading.RLock()
         self.status = widgets.HTML(value="", layout=widgets.Layout(min_height="0", margin="4px 0"))
         self.status.add_class("sgen-status")
         self.status.add_class(f"{self.css_class}-status")  # e.g. sgen-queue-status: unique even with nested views
@@ -126,12 +153,13 @@ class View(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type info
 
     # -- never fail silently ------------------------------------------------------------------
     def attempt(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[bool, T | None]:
-        """Call ``fn``; an error is shown in ``.status`` and returns (False, None)."""
-        try:
-            return True, fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001  # shown in .status; unexpected ones are logged by show_error
-            self.show_error(exc)
-            return False, None
+        """Call ``fn`` under the view's lock; an error is shown in ``.status`` and returns (False, None)."""
+        with self.lock:
+            try:
+                return True, fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001  # shown in .status; unexpected ones are logged by show_error
+                self.show_error(exc)
+                return False, None
 
     def guard(self, handler: Callable[..., Any]) -> Callable[..., None]:
         """Wrap a button or observe handler so that its errors land in ``.status``."""

@@ -4,7 +4,10 @@
 for every role but Administrator), the attempt history (number, run, started, finished, duration, exit,
 error), the error log (collapsed), the schedule that emitted the job and the worker that last ran it.
 Its action buttons are the operations whose accepted states include the job's state (the declarations in
-``sgen_ops.surface.OPERATIONS``); buttons the role may not use are disabled with the reason as tooltip.
+``sgen_ops.surface.OPERATIONS``), each once: a dead letter shows Replay to a role that may replay and Re-run
+(the same return to the queue) only to one that may not; ``omit`` leaves out actions the hosting view
+already offers (the triage view's Replay and Dismiss). Buttons the role may not use are disabled with the
+reason, in plain words, as tooltip. The Worker field names the host and process id that last ran it.
 Dismiss asks first: it shows "Confirm dismiss" and "Keep". After a write, the view reloads and calls
 ``on_change()`` so that the list it was opened from refreshes too.
 
@@ -26,12 +29,16 @@ and ``sgen-status`` on the status line.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from .. import workers_info
+from ..config import Settings
 from ..query import JobDetail
+from ..schedule_timing import format_interval
 from ..surface import OPERATIONS
 from . import render
 from .base import View, button, gate
@@ -66,13 +73,35 @@ def css_name(action: str) -> str:
     return "sgen-detail-" + action.replace("_", "-")
 
 
-def facts_html(d: JobDetail) -> str:
+_WORKER_NAME = re.compile(r"^(?P<rest>.+)-(?P<pid>\d+)-[0-9a-f]{6}$")
+
+
+def worker_label(worker: str | None, prefix: str | None = None, live: Mapping[str, tuple[str, int]] | None = None
+                 ) -> str:
+    """'host · pid 4242' for the worker that last ran the job: from sgen-ops's worker names
+    (``<queue prefix>-<host>-<pid>-<tag>``), else from the live worker of that name (``live``: name ->
+    (host, pid)), else the name as recorded (a worker RQ named, gone since: the ledger has no more)."""
+    if not worker:
+        return render.DASH
+    match = _WORKER_NAME.match(worker)
+    if match is not None:
+        host = match["rest"].removeprefix(f"{prefix}-") if prefix else match["rest"]
+        return f"{render.esc(host)} · pid {match['pid']}"
+    if live and worker in live:
+        host, pid = live[worker]
+        return f"{render.esc(host)} · pid {pid}"
+    return render.esc(worker)
+
+
+def facts_html(d: JobDetail, worker: str | None = None) -> str:
     """The job's record besides payload and attempts, as a two-column table."""
     schedule = render.DASH
     if d.schedule:
         s = d.schedule
-        timing = f"cron {s['cron']}" if s.get("cron") else f"every {render.duration(float(s['every']))}" if s.get(
-            "every") else ""
+        every = s.get("every")
+        # Seconds in the job's record; written as the schedules table and form write it ("1h", "5m").
+        every_text = format_interval(float(every)) if isinstance(every, int | float) else every
+        timing = f"cron {s['cron']}" if s.get("cron") else f"every {every_text}" if every else ""
         state = "enabled" if s.get("enabled") else "paused"
         schedule = (f"#{render.esc(s['id'])} {render.esc(s['task'])} · {render.esc(timing)} · {render.badge(state)}"
                     f" · next {render.when(s.get('next_run'))}")
@@ -86,7 +115,7 @@ def facts_html(d: JobDetail) -> str:
         ("Updated", render.when(d.updated_at)),
         ("Account", render.esc(d.account or "every account")),
         ("Triggered by", render.esc(d.originating_user)),
-        ("Worker", render.esc(d.worker)),
+        ("Worker", worker or worker_label(d.worker)),
         ("Schedule", schedule),
         ("Last error", render.esc(d.last_error_code)),
     ]
@@ -131,9 +160,13 @@ class JobDetailView(View):
 
     css_class = "sgen-detail"
 
-    def __init__(self, ops: Operations, job_id: int, on_change: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, ops: Operations, job_id: int, on_change: Callable[[], Any] | None = None, *,
+        omit: frozenset[str] = frozenset(),
+    ) -> None:
         super().__init__(ops)
         self.job_id = job_id
+        self.omit = omit
         self.on_change = on_change
         self.detail: JobDetail | None = None
         self.dismissed = False
@@ -227,19 +260,31 @@ class JobDetailView(View):
             f"Job {d.id} · {render.esc(d.task)} &nbsp;{render.badge(d.state)}"
             f" &nbsp;{render.muted(render.esc(f'{d.attempts} of {d.max_attempts} attempts'))}"
         )
-        self.facts.value = facts_html(d)
+        self.facts.value = facts_html(d, self._worker(d.worker))
         self.payload.value = render.pre(render.pretty_json(d.payload))
         self.attempts_table.value = attempts_html(d)
         self.error_log_text.value = render.pre(d.error_log or d.last_error_detail or "No errors logged.",
                                                max_height="420px")
         self._draw_actions()
 
+    def _worker(self, name: str | None) -> str:
+        hub = getattr(self.ops, "hub", None)
+        if hub is None or not name or _WORKER_NAME.match(name):
+            # A client of the API does not know the stack's queue prefix: the default one is left out.
+            return worker_label(name, hub.settings.queue_prefix if hub is not None else Settings.queue_prefix)
+        live = {w.name: (w.host, w.pid) for w in workers_info.snapshot(hub).workers if w.pid is not None}
+        return worker_label(name, hub.settings.queue_prefix, live)
+
     def available(self) -> list[str]:
         """The actions the job's current state accepts (the role may still forbid some)."""
         if self.detail is None:
             return []
         state = self.detail.state
-        return [a for a in ACTIONS if (accepts := OPERATIONS[a].accepts) is None or state in accepts]
+        accepted = [a for a in ACTIONS if (accepts := OPERATIONS[a].accepts) is None or state in accepts]
+        if "rerun" in accepted and "replay" in accepted:
+            # One way back to the queue: Replay where the role may, else Re-run.
+            accepted.remove("rerun" if self.ops.can("replay") or not self.ops.can("rerun") else "replay")
+        return [a for a in accepted if a not in self.omit]
 
     def _draw_actions(self) -> None:
         shown: list[widgets.Widget] = [self.buttons[a] for a in self.available()]

@@ -3,6 +3,8 @@ of the dead-letter triage view.
 
 ``JobList`` owns the table (``SelectableTable``), its selection (``rows``), the pager (``prev_button``,
 ``next_button``, ``page_label``: "page 2 of 40 · 1,000 jobs") and the last page read (``job_page``).
+``remembered`` holds the ids ticked, also those that left the page since (new jobs pushed them down, or
+the operator paged on): a row is ticked again when it is shown again, so a refresh never loses a selection.
 Filters are two dicts of ``list_jobs`` keyword arguments: ``fixed`` (set by the view, e.g. the dead
 letter's state) and ``filters`` (chosen by the operator). Errors land in the owning view's ``.status``.
 
@@ -59,6 +61,8 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
         self.job_page: JobPage | None = None
         self.table = SelectableTable(columns, row_class="sgen-job", empty=empty)
         self.rows = self.table.rows
+        self.remembered: set[int] = set()
+        self.rows.observe(self._remember)
         self.prev_button = button("‹ Prev", "sgen-prev", tooltip="Previous page")
         self.next_button = button("Next ›", "sgen-next", tooltip="Next page")
         self.prev_button.on_click(view.guard(lambda _b: self.go(self.page - 1)))
@@ -68,6 +72,9 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
         self.pager = widgets.HBox([self.prev_button, self.page_label, self.next_button],
                                   layout=widgets.Layout(align_items="center"))
         self.children = (self.table, self.pager)
+
+    def _remember(self, selected: tuple[int, ...]) -> None:
+        self.remembered = (self.remembered - set(self.table.ids)) | set(selected)
 
     def _fetch(self) -> JobPage:
         args = {**self.filters, **self.fixed}
@@ -84,7 +91,7 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
         if ok and page is not None:
             self.job_page = page
             now = datetime.now(UTC)
-            self.table.show([Row(r.id, self.cells(r, now)) for r in page.items])
+            self.table.show([Row(r.id, self.cells(r, now)) for r in page.items], ticked=self.remembered)
             self.page_label.value = page_label(page)
         self.prev_button.disabled = self.job_page is None or self.page <= 1
         self.next_button.disabled = self.job_page is None or self.page >= self.job_page.pages

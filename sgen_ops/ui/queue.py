@@ -8,20 +8,23 @@ N dead-lettered", and Re-run, Cancel and Open detail acting on the ticked rows. 
 ``JobDetailView`` under the list. Only the page shown is read, so a queue of a million jobs opens as
 fast as one of fifty.
 
-Widgets: ``state_filter`` (SelectMultiple), ``task_filter`` (Combobox), ``since_filter``,
+Widgets: ``state_filter`` (``StateChips``: a toggle chip per state with its count under the other filters;
+``.value`` the states chosen), ``task_filter`` (Combobox), ``since_filter``,
 ``until_filter`` (DatetimePicker), ``text_filter``, ``error_code_filter`` (Text; commas separate several),
 ``include_old_filter`` (Checkbox), ``apply_button``, ``refresh_button``, ``reset_button``, ``table``
 (``SelectableTable``), ``rows`` (its selection: ``.options``, ``.value``), ``prev_button``,
 ``next_button``, ``page_label``, ``throughput_line``, ``rerun_button``, ``cancel_button``,
 ``open_detail_button``, ``close_detail_button``, ``detail_area`` and ``detail`` (the open
-``JobDetailView`` or None), ``status``. ``job_page`` is the last ``JobPage`` read.
+``JobDetailView`` or None), ``live`` (``LiveRefresh``: re-reads the page and the throughput line every
+interval; the ticks and the open detail stay as they are), ``status``. ``job_page`` is the last ``JobPage``
+read.
 
 CSS classes: ``sgen-queue``, ``sgen-state-filter``, ``sgen-task-filter``, ``sgen-since-filter``,
 ``sgen-until-filter``, ``sgen-text-filter``, ``sgen-error-code-filter``, ``sgen-include-old-filter``,
 ``sgen-apply``, ``sgen-refresh``, ``sgen-reset``, ``sgen-job-table`` (plus the ``sgen-table`` classes:
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
 ``sgen-page-label``, ``sgen-throughput-line``, ``sgen-rerun``, ``sgen-cancel``, ``sgen-open-detail``,
-``sgen-close-detail``, ``sgen-detail-area``, ``sgen-status``.
+``sgen-close-detail``, ``sgen-detail-area``, ``sgen-live``, ``sgen-status``.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..query import JobPage, JobRow
-from ..states import ALL_STATES
+from ..states import ALL_STATES, WAITING
 from ..store.types import as_utc
 from ..tasks import registered
 from . import render
 from .base import View, button, close_tree, gate, run_each
 from .detail import JobDetailView
 from .joblist import JobList
+from .live import LiveRefresh
 from .table import Column
 
 if TYPE_CHECKING:
@@ -53,7 +57,6 @@ COLUMNS = (
     Column("Operator", "max-content"),
 )
 THROUGHPUT_WINDOW = "1h"
-_WAITING = ("queued", "retrying")
 _FILTER_LAYOUT = {"width": "260px"}
 _LABEL_STYLE = {"description_width": "72px"}
 
@@ -67,7 +70,7 @@ def names(text: str) -> list[str] | None:
 def next_run_cell(row: JobRow, now: datetime) -> str:
     if row.state == "dead-letter":
         return render.muted("dead-letter")
-    if row.state not in _WAITING or row.next_run is None:
+    if row.state not in WAITING or row.next_run is None:
         return render.DASH
     if as_utc(row.next_run) <= now:
         return f'<span title="{render.timestamp(row.next_run)}">due {render.relative(row.next_run, now)}</span>'
@@ -104,6 +107,43 @@ def throughput_text(ops: Operations, window: str = THROUGHPUT_WINDOW) -> str:
             f"{render.count(total['failed'])} failed · {render.count(total['dead_lettered'])} dead-lettered")
 
 
+class StateChips(widgets.HBox):  # type: ignore[misc]  # ipywidgets ships no type information
+    """The state filter: one toggle chip per state, each with its count; ``value`` is the tuple of states
+    chosen (none: every state), settable like a ``SelectMultiple``'s."""
+
+    def __init__(self, states: tuple[str, ...]) -> None:
+        super().__init__(layout=widgets.Layout(flex_flow="row wrap", align_items="center", width="100%"))
+        self.add_class("sgen-state-filter")
+        self.chips: dict[str, widgets.ToggleButton] = {}
+        for state in states:
+            chip = widgets.ToggleButton(value=False, description=state, tooltip=f"Only {state} jobs (with the others "
+                                        "chosen)", layout=widgets.Layout(width="auto", margin="0 4px 4px 0"))
+            chip.add_class("sgen-state-chip")
+            chip.add_class(f"sgen-state-chip-{state}")
+            self.chips[state] = chip
+        self.counts: dict[str, int] = {}
+        self.children = (widgets.HTML(f"<span style='{render.FONT};color:#475467;margin-right:6px'>State</span>"),
+                         *self.chips.values())
+
+    @property
+    def value(self) -> tuple[str, ...]:
+        return tuple(state for state, chip in self.chips.items() if chip.value)
+
+    @value.setter
+    def value(self, states: tuple[str, ...] | list[str]) -> None:
+        unknown = set(states) - set(self.chips)
+        if unknown:
+            raise ValueError(f"unknown state(s) {sorted(unknown)}; states are: {', '.join(self.chips)}")
+        for state, chip in self.chips.items():
+            chip.value = state in states
+
+    def show_counts(self, counts: dict[str, int]) -> None:
+        """'failed · 12' on each chip."""
+        self.counts = dict(counts)
+        for state, chip in self.chips.items():
+            chip.description = f"{state} · {render.count(counts[state])}" if state in counts else state
+
+
 class QueueView(View):
     """The queue list with filters, paging, throughput and Re-run / Cancel / Open detail; see the module docstring."""
 
@@ -115,8 +155,9 @@ class QueueView(View):
         self.detail: JobDetailView | None = None
 
         # -- filters --
-        self.state_filter = widgets.SelectMultiple(options=ALL_STATES, value=(), rows=4, description="State",
-                                                   style=_LABEL_STYLE, layout=widgets.Layout(width="220px"))
+        self.state_filter = StateChips(ALL_STATES)
+        for chip in self.state_filter.chips.values():  # a chip filters at once
+            chip.observe(self.guard(lambda _c: self.apply()), names="value")
         self.task_filter = widgets.Combobox(options=sorted(registered()), placeholder="any task", description="Task",
                                             ensure_option=False, style=_LABEL_STYLE,
                                             layout=widgets.Layout(**_FILTER_LAYOUT))
@@ -141,6 +182,7 @@ class QueueView(View):
         self.reset_button = button("Reset", "sgen-reset", tooltip="Clear every filter")
         self.apply_button.on_click(self.guard(lambda _b: self.apply()))
         self.refresh_button.on_click(self.guard(lambda _b: self.refresh()))
+        self.live = LiveRefresh(self, self.refresh)
         self.reset_button.on_click(self.guard(lambda _b: self.reset()))
 
         # -- the list, one page at a time --
@@ -179,6 +221,7 @@ class QueueView(View):
                 widgets.VBox([self.since_filter, self.until_filter, self.include_old_filter]),
                 widgets.VBox([self.apply_button, self.refresh_button, self.reset_button]),
             ], layout=box),
+            self.live,
             self.jobs,
             self.throughput_line,
             widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button], layout=box),
@@ -216,13 +259,21 @@ class QueueView(View):
         return self.jobs.filters
 
     def refresh(self) -> None:
-        """Read the current page with the applied filters, and the throughput line."""
+        """Read the current page with the applied filters, the count of each state, and the throughput line."""
         self.jobs.refresh()
+        done_counts, counts = self.attempt(self.state_counts)
+        if done_counts and counts is not None:
+            self.state_filter.show_counts(counts)
         done, line = self.attempt(throughput_text, self.ops)
         self.throughput_line.value = (
             f"<span style='{render.FONT};color:#344054'>{render.esc(line)}</span>" if done
             else render.muted(f"Throughput ({THROUGHPUT_WINDOW}): unavailable")
         )
+
+    def state_counts(self) -> dict[str, int]:
+        """How many jobs each state holds under the applied filters other than the state."""
+        others = {k: v for k, v in self.jobs.filters.items() if k != "state"}
+        return {state: self.ops.list_jobs(state=state, **others, per_page=1).total for state in ALL_STATES}
 
     def apply(self) -> None:
         """Use the filters in the widgets, from page 1."""

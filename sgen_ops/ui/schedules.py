@@ -53,8 +53,11 @@ COLUMNS = (
     Column("Next fire times", "max-content"),
     Column("Budget", "max-content"),
     Column("Priority", "max-content"),
-    Column("Recent runs", "minmax(160px, 1fr)"),
+    Column("Retention", "max-content"),
+    # As wide as its runs: the grid scrolls sideways rather than cut them.
+    Column("Recent runs", "max-content"),
 )
+CHOOSE_TASK = "choose a task…"
 CRON_EXAMPLE = "0 9 * * MON-FRI"
 _LABEL = {"description_width": "110px"}
 _WIDE = {"width": "420px"}
@@ -82,7 +85,7 @@ def schedule_cells(s: Any) -> tuple[str, ...]:
     short = [f"{as_utc(t).astimezone(tz) if tz else as_utc(t):%m-%d %H:%M}" for t in fires]
     recent = list(s.recent_runs) if isinstance(s.recent_runs, list | tuple) else []
     runs = " ".join(
-        f"<span title='{render.esc(kind)} tick {render.timestamp(tick)}'>"
+        f"<span style='white-space:nowrap' title='{render.esc(kind)} tick {render.timestamp(tick)}'>"
         f"#{render.esc(job)} {render.badge(state or 'purged')}</span>"
         for job, state, tick, kind in recent[:3]
     )
@@ -97,8 +100,17 @@ def schedule_cells(s: Any) -> tuple[str, ...]:
         f"{render.esc(', '.join(short[:3]) + (' …' if len(short) > 3 else '')) if short else render.DASH}</span>",
         f"<span style='{render.FONT}'>{render.esc(_int(s.max_attempts))}</span>",
         f"<span style='{render.FONT}'>{render.esc(s.priority)}</span>",
-        runs or render.muted("none yet"),
+        f"<span style='{render.FONT}'>{render.esc(retention_text(s.retention))}</span>",
+        f"<div style='white-space:nowrap'>{runs}</div>" if runs else render.muted("none yet"),
     )
+
+
+def retention_text(days: Any) -> str | None:
+    """Days kept, as the form takes them: 7 -> '7d', 0.5 -> '12h'."""
+    if days is None or pd.isna(days):
+        return None
+    days = float(days)
+    return f"{days:g}d" if days.is_integer() else f"{round(days * 24):g}h"
 
 
 def _time(value: Any) -> datetime | None:
@@ -151,8 +163,10 @@ class SchedulesView(View):
         self.form_title = widgets.HTML()
         self.form_title.add_class("sgen-form-title")
         tasks = sorted(registered())
-        self.task_input = widgets.Dropdown(options=tasks, value=tasks[0] if tasks else None, description="Task",
-                                           style=_LABEL, layout=widgets.Layout(**_WIDE))
+        # No task is chosen for the operator: a schedule of the first task in the list by mistake is worse than
+        # being asked.
+        self.task_input = widgets.Dropdown(options=[(CHOOSE_TASK, ""), *((t, t) for t in tasks)], value="",
+                                           description="Task", style=_LABEL, layout=widgets.Layout(**_WIDE))
         self.timing_kind = widgets.ToggleButtons(options=[("Cron", "cron"), ("Interval", "every")], value="cron",
                                                  description="Timing", style=_LABEL)
         self.cron_input = widgets.Text(placeholder=CRON_EXAMPLE, description="Cron", continuous_update=True,
@@ -270,6 +284,7 @@ class SchedulesView(View):
         self.editing_id = None
         self.loaded = {}
         self.form_title.value = render.heading("New schedule", 3)
+        self.task_input.value = ""
         self.cron_input.value = self.every_input.value = ""
         self.timezone_input.value = "UTC"
         self.timing_kind.value = "cron"
@@ -302,8 +317,7 @@ class SchedulesView(View):
         budget = _int(s.max_attempts)
         self.max_attempts_input.value = str(budget) if budget is not None else ""
         self.priority_input.value = s.priority if s.priority in PRIORITIES else ""
-        retention = s.retention if s.retention is not None and not pd.isna(s.retention) else None
-        self.retention_input.value = f"{float(retention):g}d" if retention is not None else ""
+        self.retention_input.value = retention_text(s.retention) or ""
         self.loaded = self.form_values()
         self.save_button.disabled = not self._can_edit
         self.clear_status()
@@ -351,7 +365,7 @@ class SchedulesView(View):
 
     def form_values(self) -> dict[str, Any]:
         """The form as keyword arguments of ``create_schedule``; a ValidationError for what cannot be read."""
-        values: dict[str, Any] = {"task": self.task_input.value}
+        values: dict[str, Any] = {"task": self.task_input.value or None}
         if self.timing_kind.value == "cron":
             values["cron"] = self.cron_input.value.strip() or None
             values["timezone"] = self.timezone_input.value.strip() or None
@@ -381,7 +395,7 @@ class SchedulesView(View):
         values = self.form_values()
         task = values.pop("task")
         if task is None:
-            raise ValidationError("pick a task for the schedule")
+            raise ValidationError("choose the task the schedule runs (the Task list); none is picked for you")
         schedule_id = self.ops.create_schedule(task, **values)
         self.refresh()
         self.new()

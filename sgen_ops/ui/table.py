@@ -148,9 +148,13 @@ class SelectableTable(widgets.GridBox):  # type: ignore[misc]  # ipywidgets ship
     def ids(self) -> tuple[int, ...]:
         return tuple(r.id for r in self.shown_rows if r.id is not None)
 
-    def show(self, rows: Sequence[Row], *, keep_selection: bool = True, empty: str | None = None) -> None:
-        """Show ``rows``; rows still shown keep their tick unless ``keep_selection`` is False."""
-        before = set(self.selected()) if keep_selection else set()
+    def show(
+        self, rows: Sequence[Row], *, keep_selection: bool = True, empty: str | None = None,
+        ticked: Iterable[int] = (),
+    ) -> None:
+        """Show ``rows``; rows still shown keep their tick unless ``keep_selection`` is False, and rows
+        whose id is in ``ticked`` are ticked (a selection remembered while its rows were off the page)."""
+        before = (set(self.selected()) if keep_selection else set()) | set(ticked)
         was = self.selected()
         self._quiet = True
         try:

@@ -9,11 +9,12 @@ the tables. ``figures`` holds the plotly figures built for the window whenever p
 
 Widgets: ``window`` (ToggleButtons), ``refresh_button``, ``counts_chart``, ``failure_chart``,
 ``timing_chart`` (FigureWidget or HTML), ``throughput_table`` (HTML), ``summary`` (HTML), ``status``;
-``charts_backend`` is "plotly" or "html".
+``charts_backend`` is "plotly" or "html"; ``loading`` is True while a window is read and drawn. Chart axes
+fit their labels (no task name or axis title cut) and the legend lists every task under the chart.
 
 CSS classes: ``sgen-throughput``, ``sgen-window``, ``sgen-refresh``, ``sgen-throughput-summary``,
 ``sgen-counts-chart``, ``sgen-failure-chart``, ``sgen-timing-chart``, ``sgen-throughput-table``,
-``sgen-status``.
+``sgen-status``, ``sgen-loading`` (on the view while it reads).
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ WINDOWS = ("15m", "1h", "24h", "7d")
 # The chart interval for each window: about 12 to 30 points.
 INTERVALS = {"15m": "1m", "1h": "5m", "24h": "1h", "7d": "6h"}
 COUNT_COLUMNS = ("succeeded", "failed", "dead_lettered", "cancelled")
+# Axes grow their margins to fit their labels, so task names and axis titles are never cut.
+LAYOUT: dict[str, Any] = {"margin": {"t": 48, "b": 20, "l": 20, "r": 20}, "xaxis": {"automargin": True,
+                                                                                     "tickangle": -20}}
+# Fixed widths: a figure sized by a flex box it has not been laid out in yet draws wider than the box,
+# which cuts its right side (and its legend); two half-width charts wrap under each other when narrow.
+WIDE_PX, HALF_PX = 900, 440
 BAR_COLOURS = {"succeeded": "#abefc6", "failed": "#fecdca", "dead_lettered": "#fda29b", "cancelled": "#eaecf0"}
 
 
@@ -70,9 +77,11 @@ def counts_figure(series: pd.DataFrame, window: str) -> Any:
     import plotly.graph_objects as go
 
     table = counts_by_task(series)
-    fig = go.Figure(layout={"title": f"Events per task ({window}, every {INTERVALS.get(window, window)})",
-                            "barmode": "stack", "height": 320, "margin": {"t": 40, "b": 30, "l": 40, "r": 10},
-                            "yaxis": {"title": "events"}, "legend": {"orientation": "h"}})
+    fig = go.Figure(layout={**LAYOUT, "title": f"Events per task ({window}, every {INTERVALS.get(window, window)})",
+                            "barmode": "stack", "height": 440, "width": WIDE_PX,
+                            "yaxis": {"title": "events", "automargin": True},
+                            # The legend lists every task in full, on its own rows under the time axis's labels.
+                            "legend": {"orientation": "h", "yanchor": "top", "y": -0.32, "x": 0}})
     for task in table.columns:
         fig.add_bar(x=list(table.index), y=[int(v) for v in table[task]], name=str(task))
     return fig
@@ -82,9 +91,8 @@ def failure_figure(tp: pd.DataFrame, window: str) -> Any:
     import plotly.graph_objects as go
 
     rates = failure_rates(tp)
-    fig = go.Figure(layout={"title": f"Failure rate per task ({window})", "height": 300,
-                            "margin": {"t": 40, "b": 30, "l": 40, "r": 10},
-                            "yaxis": {"title": "% of attempts", "range": [0, 100]}})
+    fig = go.Figure(layout={**LAYOUT, "title": f"Failure rate per task ({window})", "height": 340, "width": HALF_PX,
+                            "yaxis": {"title": "% of attempts", "range": [0, 100], "automargin": True}})
     fig.add_bar(x=list(rates["task"]), y=list(rates["failure_rate"]), marker_color="#f04438", name="failure rate",
                 customdata=list(zip(rates["failed"], rates["ended"], strict=True)),
                 hovertemplate="%{x}: %{y}% (%{customdata[0]} of %{customdata[1]})<extra></extra>")
@@ -94,8 +102,12 @@ def failure_figure(tp: pd.DataFrame, window: str) -> Any:
 def timing_figure(pct: pd.DataFrame, window: str) -> Any:
     import plotly.graph_objects as go
 
-    fig = go.Figure(layout={"title": f"Run time per task ({window})", "barmode": "group", "height": 300,
-                            "margin": {"t": 40, "b": 30, "l": 40, "r": 10}, "yaxis": {"title": "seconds"}})
+    fig = go.Figure(layout={**LAYOUT, "title": f"Run time per task ({window})", "barmode": "group", "height": 340,
+                            "width": HALF_PX,
+                            "yaxis": {"title": "seconds", "automargin": True},
+                            # Above the bars, at the right: a legend beside a half-width chart gets cut.
+                            "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1,
+                                       "xanchor": "right"}})
     fig.add_bar(x=list(pct["task"]), y=[float(v) for v in pct["run_p50"]], name="p50", marker_color="#53b1fd")
     fig.add_bar(x=list(pct["task"]), y=[float(v) for v in pct["run_p95"]], name="p95", marker_color="#1849a9")
     return fig
@@ -169,6 +181,7 @@ class ThroughputView(View):
         self.charts_backend = "plotly" if charts == "plotly" or (charts == "auto" and plotly_widgets()) else "html"
         self.figures: dict[str, Any] = {}
         self.data: dict[str, pd.DataFrame] = {}
+        self.loading = False
         self.window = widgets.ToggleButtons(options=WINDOWS, value="24h", description="Window",
                                             tooltips=[f"the last {w}" for w in WINDOWS])
         self.window.add_class("sgen-window")
@@ -185,6 +198,7 @@ class ThroughputView(View):
         self.counts_box = widgets.VBox([self.counts_chart])
         self.failure_box = widgets.VBox([self.failure_chart])
         self.timing_box = widgets.VBox([self.timing_chart])
+        half = f"0 0 {HALF_PX + 10}px"
         self.children = (
             widgets.HTML(render.heading("Throughput", 2)),
             widgets.HBox([self.window, self.refresh_button], layout=widgets.Layout(align_items="center")),
@@ -192,29 +206,41 @@ class ThroughputView(View):
             self.summary,
             self.counts_box,
             widgets.HBox([
-                widgets.VBox([self.failure_box, self.throughput_table], layout=widgets.Layout(flex="1 1 380px")),
-                widgets.VBox([self.timing_box], layout=widgets.Layout(flex="1 1 380px")),
+                widgets.VBox([self.failure_box], layout=widgets.Layout(flex=half)),
+                widgets.VBox([self.timing_box], layout=widgets.Layout(flex=half)),
             ], layout=widgets.Layout(flex_flow="row wrap")),
+            self.throughput_table,  # full width under the charts: its columns are never cut
         )
         self.attempt(self.refresh)
 
     def refresh(self) -> None:
-        """Count the chosen window again and redraw."""
+        """Count the chosen window again and redraw. While it does, the view is marked loading (the
+        ``sgen-loading`` class, the summary saying so, the window buttons off), and the summary, the table and
+        the charts change together at the end, so they never show two different windows."""
         window = self.window.value
-        ok, data = self.attempt(self._read, window)
-        if not ok or data is None:
-            return
-        self.data = data
-        tp, series, pct = data["throughput"], data["series"], data["percentiles"]
-        totals = {c: int(tp[c].sum()) if len(tp) else 0 for c in COUNT_COLUMNS}
-        self.summary.value = (
-            f"<div style='{render.FONT};font-size:14px'>Last {window}: "
-            + " · ".join(f"<b>{totals[c]:,}</b> {c.replace('_', '-')}" for c in COUNT_COLUMNS)
-            + "</div>"
-        )
-        self.throughput_table.value = render.heading(f"Per task ({window})", 4) + (
-            totals_table(tp) if len(tp) else render.muted(f"No jobs finished in the last {window}."))
-        self._draw_charts(window, tp, series, pct)
+        self.loading = True
+        self.add_class("sgen-loading")
+        self.window.disabled = True
+        self.summary.value = render.muted(f"Loading the last {window}…")
+        try:
+            ok, data = self.attempt(self._read, window)
+            if not ok or data is None:
+                return
+            self.data = data
+            tp, series, pct = data["throughput"], data["series"], data["percentiles"]
+            self._draw_charts(window, tp, series, pct)
+            self.throughput_table.value = render.heading(f"Per task ({window})", 4) + (
+                totals_table(tp) if len(tp) else render.muted(f"No jobs finished in the last {window}."))
+            totals = {c: int(tp[c].sum()) if len(tp) else 0 for c in COUNT_COLUMNS}
+            self.summary.value = (
+                f"<div style='{render.FONT};font-size:14px'>Last {window}: "
+                + " · ".join(f"<b>{totals[c]:,}</b> {c.replace('_', '-')}" for c in COUNT_COLUMNS)
+                + "</div>"
+            )
+        finally:
+            self.loading = False
+            self.remove_class("sgen-loading")
+            self.window.disabled = False
 
     def _read(self, window: str) -> dict[str, pd.DataFrame]:
         return {

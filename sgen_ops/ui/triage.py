@@ -5,15 +5,19 @@
 checkbox per row; the detail of the one ticked (``JobDetailView``); Replay and Dismiss of the ticked
 (Dismiss asks first: "Confirm dismiss" or "Keep"); Edit and replay, a JSON editor of the ticked job's
 payload whose errors -- bad JSON, or the ValidationError of ``edit_and_replay`` -- show next to it; and
-bulk replay or dismiss by filter (task, error code, since): "Preview" shows the dry-run count, and a
-progress bar follows the batches.
+bulk replay or dismiss by filter (task, error code, since): "Preview" shows the count (every role may
+count: a dry run for a role that may run the bulk action, a read otherwise), and a progress bar follows the
+batches. The ticked dead letter's detail leaves Replay and Dismiss to this view's buttons.
 
 Widgets: ``groups`` (Select; value ``None`` for all, else ``(task, error_code)``), ``table``, ``rows``,
 ``prev_button``, ``next_button``, ``page_label``, ``detail_area``, ``detail``, ``replay_button``,
 ``dismiss_button``, ``confirm_dismiss_button``, ``keep_button``, ``payload_editor`` (Textarea),
-``payload_error`` (HTML), ``edit_replay_button``, ``bulk_task``, ``bulk_error_code``, ``bulk_since``,
+``payload_error`` (HTML), ``edit_replay_button``, ``edit_replay_result`` (HTML: the outcome, next to the
+button), ``bulk_task``, ``bulk_error_code``, ``bulk_since``,
 ``preview_button``, ``bulk_count``, ``bulk_replay_button``, ``bulk_dismiss_button``,
-``bulk_confirm_dismiss_button``, ``progress`` (IntProgress), ``refresh_button``, ``status``.
+``bulk_confirm_dismiss_button``, ``progress`` (IntProgress), ``refresh_button``, ``live`` (``LiveRefresh``:
+``live_refresh`` every interval, keeping the ticks, the open detail and the payload being edited),
+``status``.
 
 CSS classes: ``sgen-triage``, ``sgen-groups``, ``sgen-dead-letter-table`` (plus the table's
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
@@ -41,6 +45,7 @@ from . import render
 from .base import View, button, close_tree, gate, run_each
 from .detail import JobDetailView
 from .joblist import JobList
+from .live import LiveRefresh
 from .queue import error_cell, names
 from .table import Column
 
@@ -135,6 +140,8 @@ class TriageView(View):
         self.groups_note = widgets.HTML()
         self.refresh_button = button("Refresh", "sgen-refresh", icon="refresh", tooltip="Read the dead letters again")
         self.refresh_button.on_click(self.guard(lambda _b: self.refresh()))
+        self.live = LiveRefresh(self, self.live_refresh)
+        self._live_tick = False
 
         # -- list and detail --
         self.jobs = JobList(self, COLUMNS, dead_letter_cells, per_page=per_page, fixed={"state": DEAD},
@@ -173,6 +180,9 @@ class TriageView(View):
         gate(self.edit_replay_button, ops, "edit_and_replay",
              "Queue a new job with the edited payload; the dead letter stays for audit")
         self.edit_replay_button.on_click(self.guard(lambda _b: self.edit_and_replay()))
+        # The outcome shows here, next to the button (the status line may be scrolled out of sight).
+        self.edit_replay_result = widgets.HTML()
+        self.edit_replay_result.add_class("sgen-edit-replay-result")
 
         # -- bulk by filter --
         label = {"description_width": "80px"}
@@ -190,8 +200,7 @@ class TriageView(View):
         self.bulk_dismiss_button = button("Dismiss all matching", "sgen-bulk-dismiss", style="danger")
         self.bulk_confirm_dismiss_button = button("Confirm dismiss all", "sgen-bulk-confirm-dismiss", style="danger")
         self.bulk_confirm_dismiss_button.layout.display = "none"
-        can_count = "replay_dead_letters" if ops.can("replay_dead_letters") else "dismiss_dead_letters"
-        gate(self.preview_button, ops, can_count, "Count the dead letters these filters match (changes nothing)")
+        gate(self.preview_button, ops, "list_jobs", "Count the dead letters these filters match (changes nothing)")
         gate(self.bulk_replay_button, ops, "replay_dead_letters", "Replay every dead letter these filters match")
         gate(self.bulk_dismiss_button, ops, "dismiss_dead_letters", "Dismiss every dead letter these filters match")
         gate(self.bulk_confirm_dismiss_button, ops, "dismiss_dead_letters", "Purge them now; this cannot be undone")
@@ -210,7 +219,8 @@ class TriageView(View):
             widgets.HTML(STYLESHEET),
             widgets.HTML(render.heading("Dead letter · triage", 2)),
             widgets.HBox([widgets.HTML(render.muted("Grouped by task and error code — pick one to list it")),
-                          self.refresh_button], layout=widgets.Layout(justify_content="space-between")),
+                          widgets.HBox([self.live, self.refresh_button])],
+                         layout=widgets.Layout(justify_content="space-between")),
             self.groups,
             self.groups_note,
             self.jobs,
@@ -220,7 +230,7 @@ class TriageView(View):
             widgets.VBox([
                 widgets.HTML(render.heading("Edit and replay", 4)),
                 widgets.HBox([self.payload_editor, self.payload_error], layout=row),
-                widgets.HBox([self.edit_replay_button]),
+                widgets.HBox([self.edit_replay_button, self.edit_replay_result], layout=row),
             ], layout=section),
             widgets.VBox([
                 widgets.HTML(render.heading("Bulk replay or dismiss, by filter", 4)),
@@ -238,6 +248,15 @@ class TriageView(View):
         """Count the groups again and read the current page of the list."""
         self._refresh_groups()
         self.jobs.refresh()
+
+    def live_refresh(self) -> None:
+        """A live tick: the groups and the page again, leaving the open detail and the payload being edited
+        as they are, even when the dead letter they show left the page."""
+        self._live_tick = True
+        try:
+            self.refresh()
+        finally:
+            self._live_tick = False
 
     def _refresh_groups(self) -> None:
         ok, found = self.attempt(dead_letter_groups, self.ops)
@@ -287,6 +306,8 @@ class TriageView(View):
         self.jobs.use(filters)
 
     def _on_selection(self, ids: tuple[int, ...]) -> None:
+        if self._live_tick:
+            return
         if self.pending_dismiss and set(ids) != set(self.pending_dismiss):
             self.keep()
         if len(ids) == 1:
@@ -296,9 +317,12 @@ class TriageView(View):
 
     def open_detail(self, job_id: int) -> None:
         self.close_detail()
-        self.detail = JobDetailView(self.ops, job_id, on_change=self._detail_changed)
+        # Replay and Dismiss are this view's own buttons, next to the list: the detail does not repeat them.
+        self.detail = JobDetailView(self.ops, job_id, on_change=self._detail_changed,
+                                    omit=frozenset({"replay", "dismiss"}))
         self.detail_area.children = (self.detail,)
         self.editing_id = job_id
+        self.edit_replay_result.value = ""
         if self.detail.detail is not None:
             self.payload_editor.value = render.pretty_json(self.detail.detail.payload)
 
@@ -381,27 +405,33 @@ class TriageView(View):
         return True
 
     def edit_and_replay(self) -> None:
-        """Queue a new job from the ticked dead letter with the edited payload."""
+        """Queue a new job from the ticked dead letter with the edited payload; the outcome shows next to the
+        button (and in the status line)."""
         if self.editing_id is None:
-            self.show_status("Tick exactly one dead letter to edit and replay it.", "info")
+            self._edit_outcome("Tick exactly one dead letter to edit and replay it.", "info")
             return
         try:
             payload = parse_payload(self.payload_editor.value)
         except ValueError as exc:
             self.payload_error.value = render.message("error", str(exc))
-            self.show_status("The payload is not valid JSON; nothing was queued.", "error")
+            self._edit_outcome("The payload is not valid JSON; nothing was queued.", "error")
             return
         source = self.editing_id
         try:
             new_id = self.ops.edit_and_replay(source, payload)
         except SgenOpsError as exc:
             self.payload_error.value = render.message("error", f"{type(exc).__name__}: {exc}")
-            self.show_error(exc)
+            self._edit_outcome(f"{type(exc).__name__}: {exc}", "error")
             return
-        self.show_status(f"Queued job {new_id} from dead letter {source} with the edited payload.", "ok")
+        done = f"Queued job {new_id} from dead letter {source} with the edited payload."
         self.refresh()
         if self.detail is not None:
             self.detail.refresh()
+        self._edit_outcome(done, "ok")
+
+    def _edit_outcome(self, text: str, kind: str) -> None:
+        self.edit_replay_result.value = render.message(kind, text)
+        self.show_status(text, kind)
 
     # -- bulk ---------------------------------------------------------------------------------
     def bulk_filters(self) -> dict[str, Any]:
@@ -411,9 +441,13 @@ class TriageView(View):
         return {k: v for k, v in f.items() if v is not None}
 
     def preview(self) -> int:
-        """Count what the bulk filters match (a dry run); shown in ``bulk_count``."""
-        count = (self.ops.replay_dead_letters if self.ops.can("replay_dead_letters")
-                 else self.ops.dismiss_dead_letters)(dry_run=True, **self.bulk_filters())
+        """Count what the bulk filters match, shown in ``bulk_count``: the bulk action's own dry run for a role
+        that may run it, else the same filters read as a list (every role may count)."""
+        if self.ops.can("replay_dead_letters") or self.ops.can("dismiss_dead_letters"):
+            run = self.ops.replay_dead_letters if self.ops.can("replay_dead_letters") else self.ops.dismiss_dead_letters
+            count = run(dry_run=True, **self.bulk_filters())
+        else:
+            count = self.ops.list_jobs(state=DEAD, **self.bulk_filters(), per_page=1).total
         self.bulk_count.value = render.heading(
             f"{count:,} dead letter{'s' if count != 1 else ''} match{'es' if count == 1 else ''}", 4)
         return count

@@ -161,3 +161,112 @@ def test_rerun_a_failed_job_and_replay_a_dead_letter(page: Any, seeded: Seeded) 
     assert (ADMIN, "replay", dead) in seeded.activity()
     expect(triage.locator(f".sgen-job-{dead}")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "triage-replay.png"), full_page=True)
+
+
+@SQLITE_ONLY
+def test_activity_log_tab_shows_entries_filters_and_the_chain(page: Any, seeded: Seeded) -> None:
+    """The Activity Log tab: the seeded stack's cancel and resolve, the chain verified, the action filter."""
+    from playwright.sync_api import expect
+
+    expect(page.locator(".sgen-queue")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_role("tab", name="Activity Log").click()
+    view = page.locator(".sgen-activity")
+    expect(view).to_be_visible()
+    expect(view.locator(".sgen-activity-chain.sgen-chain-ok")).to_contain_text("Chain verified")
+    table = view.locator(".sgen-activity-table")
+    expect(table).to_contain_text(f"job {seeded.cancelled}")
+    expect(table).to_contain_text(f"job {seeded.resolved}")
+    view.locator(".sgen-activity-action select").select_option("resolve")
+    expect(table).to_contain_text(f"job {seeded.resolved}")
+    expect(table).not_to_contain_text(f"job {seeded.cancelled}")
+    expect(view.locator(".sgen-page-label")).to_contain_text("1 entry")
+    page.screenshot(path=str(ARTIFACTS / "activity-log.png"), full_page=True)
+
+
+@SQLITE_ONLY
+def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, request: pytest.FixtureRequest) -> None:
+    """The Workers tab: a registered worker with its host and pid, the priority queues; served, the page
+    says the view needs the machine that runs sgen-ops."""
+    import socket as _socket
+
+    from playwright.sync_api import expect
+
+    from sgen_ops.execution import bind_hub
+    from sgen_ops.workers import SgenWorker, worker_name
+
+    hub = seeded.hub
+    bind_hub(hub)  # the worker's settings come from the process's hub, not from a stack of its own
+    worker = SgenWorker(hub.transport.ordered_queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix))
+    worker.register_birth()
+    try:
+        expect(page.locator(".sgen-queue")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+        page.get_by_role("tab", name="Workers").click()
+        view = page.locator(".sgen-workers")
+        expect(view).to_be_visible()
+        if "served" in request.node.callspec.id:
+            expect(view.locator(".sgen-status")).to_contain_text("client of the sgen-ops API")
+        else:
+            table = view.locator(".sgen-workers-table")
+            expect(table).to_contain_text(_socket.gethostname())
+            expect(table).to_contain_text(str(worker.pid))
+            expect(view.locator(".sgen-queues-table")).to_contain_text("normal")
+            expect(view.locator(".sgen-live-toggle")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / f"workers-{request.node.callspec.id}.png"), full_page=True)
+    finally:
+        worker.register_death()
+
+
+@SQLITE_ONLY
+def test_live_queue_shows_new_jobs_and_keeps_the_selection(page: Any, seeded: Seeded) -> None:
+    """The queue's Live toggle: a job enqueued meanwhile appears on its own, the ticked row stays ticked and
+    the open detail stays open."""
+    from playwright.sync_api import expect
+
+    queue = page.locator(".sgen-queue")
+    expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    ticked = seeded.queued
+    row = queue.locator(f".sgen-job-{ticked} input[type=checkbox]")
+    row.check()
+    queue.locator("button.sgen-open-detail").click()
+    expect(queue.locator(".sgen-detail")).to_contain_text(str(ticked))
+    queue.locator(".sgen-live-interval select").select_option("2 s")
+    queue.locator("button.sgen-live-toggle").click()
+
+    newer = seeded.hub.enqueue("test.ok", {"live": True}, account="globex", delay=3600)
+    expect(queue.locator(f".sgen-job-{newer}")).to_be_visible()
+    expect(row).to_be_checked()
+    expect(queue.locator(".sgen-detail")).to_contain_text(str(ticked))
+    page.screenshot(path=str(ARTIFACTS / "queue-live.png"), full_page=True)
+    queue.locator("button.sgen-live-toggle").click()
+
+
+@SQLITE_ONLY
+def test_state_chips_throughput_and_schedules_as_an_operator_sees_them(
+    page: Any, seeded: Seeded, request: pytest.FixtureRequest
+) -> None:
+    """The queue's state chips with their counts filter at a click; the throughput tab says which window it
+    shows once loaded, with every task named in the chart; the schedules form asks for a task."""
+    from playwright.sync_api import expect
+
+    queue = page.locator(".sgen-queue")
+    expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    failed = seeded.admin.list_jobs(state="failed", per_page=1).total
+    chip = queue.locator(".sgen-state-chip-failed")
+    expect(chip).to_contain_text(f"failed · {failed}")
+    chip.click()
+    expect(queue.locator(".sgen-page-label")).to_contain_text(f"{failed} jobs")
+    page.screenshot(path=str(ARTIFACTS / "queue-state-chips.png"), full_page=True)
+
+    page.get_by_role("tab", name="Throughput").click()
+    view = page.locator(".sgen-throughput")
+    expect(view.locator(".sgen-throughput-summary")).to_contain_text("Last 24h:", timeout=ACTION_TIMEOUT_MS)
+    expect(view).not_to_have_class(re.compile("sgen-loading"))
+    counts = view.locator(".sgen-counts-chart")
+    for task in ("webhook.dispatch", "import.products", "test.boom"):
+        expect(counts).to_contain_text(task, timeout=ACTION_TIMEOUT_MS)
+    page.screenshot(path=str(ARTIFACTS / f"throughput-{request.node.callspec.id}.png"), full_page=True)
+
+    page.get_by_role("tab", name="Schedules").click()
+    form = page.locator(".sgen-schedule-form")
+    expect(form.locator(".sgen-form-task select")).to_have_value("choose a task…")
+    page.screenshot(path=str(ARTIFACTS / "schedules.png"), full_page=True)

@@ -56,10 +56,11 @@ def test_a_retrying_job_is_claimed_through_queued_on_both_paths(hub: sgen_ops.Hu
         for job_id in ids:
             job = session.get(Job, job_id)
             assert job is not None
-            hub.book.move(session, job, "running", sgen_ops.store.utcnow())
-            job.attempts = 1
-            hub.book.move(session, job, "failed", sgen_ops.store.utcnow())
-            hub.book.move(session, job, "retrying", sgen_ops.store.utcnow())
+            # Each move written on its own: the ledger records each row change, in order.
+            for state in ("running", "failed", "retrying"):
+                hub.book.move(job, state, sgen_ops.store.utcnow())
+                job.attempts = 1
+                session.flush()
             hub.book.next_delivery(job)
     for job_id, core in zip(ids, (False, True), strict=True):
         _claim_and_stop(hub, job_id, core=core)

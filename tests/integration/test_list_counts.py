@@ -14,6 +14,7 @@ import sgen_ops
 from sgen_ops.states import ALL_STATES
 from sgen_ops.store import Job, utcnow
 
+from ..helpers import bring_to
 from .test_surface_fixtures import add_operators
 
 TASKS = ("test.ok", "test.flaky", "test.boom")
@@ -40,9 +41,10 @@ def ledger_rows(hub: sgen_ops.Hub) -> list[dict[str, Any]]:
                "state": rng.choice(ALL_STATES), "updated_at": updated, "created_at": updated - timedelta(hours=1),
                "last_error_code": rng.choice(CODES),
                "last_error_detail": rng.choice([None, "POST timed out", "50% off"])}
+        bring_to(hub, job_id, row["state"])
         with hub.ledger.write() as session:
             session.execute(update(Job).where(Job.id == job_id).values(
-                state=row["state"], updated_at=updated, created_at=row["created_at"],
+                updated_at=updated, created_at=row["created_at"],
                 last_error_code=row["last_error_code"], last_error_detail=row["last_error_detail"]))
         rows.append(row)
     return rows

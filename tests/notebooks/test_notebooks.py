@@ -4,17 +4,30 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import re
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import nbformat
+import pandas as pd
+import psutil
 import pytest
+from sqlalchemy import select
 
-from sgen_ops import notebooks_run, runbooks
+import sgen_ops.surface
+from sgen_ops import audit, notebooks_run, runbooks, stats
+from sgen_ops import demo as sgen_demo
+from sgen_ops.embedded import stop_process
+from sgen_ops.store import Job
 
-from ..conftest import ROOT
+from ..conftest import ROOT, Stack
 from .conftest import ADMIN, SQLITE_ONLY, Seeded
 from .reading import errors_of, outputs, text_of
 
@@ -77,6 +90,9 @@ def test_every_notebook_and_runbook_runs_headless(seeded: Seeded, tmp_path: Path
     schedules = text_of(reports / "03_schedules.ipynb")
     for task in ("report.weekly", "cache.warm", "email.digest"):
         assert task in schedules
+    # Retention as the form takes it (7d), not a float of days (7.0); every as an interval (5m).
+    assert re.search(r"\b\d+d\b", schedules) and not re.search(r"\b\d+\.0\b", schedules)
+    assert "5m" in schedules
 
     # 04: a CSV under exports/ with one row per task that had events, counts as throughput says.
     exported = sorted((home / "exports").glob("throughput_24h_*.csv"))
@@ -173,3 +189,134 @@ def test_every_notebook_and_runbook_runs_as_a_client_of_the_api(
         assert seeded.activity() == before_log
     finally:
         server.stop()
+
+
+def _demo_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of ``sgen-ops demo`` on an embedded home of its own (no configured ledger or Redis)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SGEN_OPS_", "JUPYTER"))}
+    return {**env, "SGEN_OPS_HOME": str(home), "SGEN_OPS_API_PORT": "0", **extra}
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (an exited child its parent never reaped)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.slow
+def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path) -> None:
+    """``make demo``: JupyterLab saves into a working copy under the home, so the tracked notebooks keep no
+    outputs; ``make down`` then stops JupyterLab, its kernels, the worker, the scheduler, the API and Redis,
+    none of them left running or a zombie."""
+    home, runtime = tmp_path / "home", tmp_path / "jupyter-runtime"
+    env = _demo_env(home, BROWSER="true", JUPYTER_RUNTIME_DIR=str(runtime))
+    log = (tmp_path / "demo.log").open("wb")
+    demo = subprocess.Popen([sys.executable, "-m", "sgen_ops.cli", "demo"], env=env, stdout=log, stderr=log)
+    started: list[int] = []
+    try:
+        deadline = time.monotonic() + 180
+        while not list(runtime.glob("jpserver-*.json")):
+            assert demo.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "JupyterLab did not start within 180 s"
+            time.sleep(0.5)
+        server = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
+        api = httpx.Client(base_url=server["url"].rstrip("/"), headers={"Authorization": f"token {server['token']}"})
+        kernel = api.post("/api/kernels", json={"name": "python3"}).json()["id"]
+        # The operator runs the queue notebook: JupyterLab saves it with its outputs.
+        model = api.get("/api/contents/01_queue.ipynb").json()
+        cell = next(c for c in model["content"]["cells"] if c["cell_type"] == "code")
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "ran\n"}]
+        cell["execution_count"] = 1
+        saving = {"type": "notebook", "content": model["content"]}
+        assert api.put("/api/contents/01_queue.ipynb", json=saving).is_success
+        assert api.get(f"/api/kernels/{kernel}").is_success
+        api.close()
+
+        saved = nbformat.read(str(home / "notebooks" / "01_queue.ipynb"), as_version=4)
+        assert any(c.get("outputs") for c in saved.cells)
+        test_notebooks_are_committed_clean()
+        status = subprocess.run(["git", "status", "--porcelain", "notebooks"], cwd=ROOT, capture_output=True, text=True)
+        assert status.stdout == ""
+
+        pids = {p.stem: int(p.read_text()) for p in (home / "pids").glob("*.pid")}
+        assert set(pids) == {"worker", "scheduler", "api", "jupyterlab"}
+        kernels = [p.pid for p in psutil.Process(pids["jupyterlab"]).children(recursive=True)]
+        assert kernels, "the kernel JupyterLab started is not among its descendants"
+        redis_pid = int((home / "redis.pid").read_text())
+        started = [*pids.values(), *kernels, redis_pid]
+
+        down = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "down"], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert down.returncode == 0, down.stderr
+        for name in ("worker", "scheduler", "api", "jupyterlab"):
+            assert f"stopped {name}" in down.stdout
+        assert demo.wait(timeout=60) == 0
+        assert [pid for pid in started if _alive(pid)] == []
+    finally:
+        log.close()
+        for pid in started:
+            if _alive(pid):
+                stop_process(pid)
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+
+
+@pytest.mark.slow
+def test_headless_demo_runs_every_notebook_and_stops_the_redis_it_started(tmp_path: Path) -> None:
+    """``make demo HEADLESS=1`` on a fresh home: exit 0, a week of history behind the charts, and no
+    redis-server left running after it."""
+    home = tmp_path / "home"
+    result = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "demo", "--headless"], env=_demo_env(home),
+                            capture_output=True, text=True, timeout=900)
+    # redis-server runs in the home (its --dir) and removes its pid file as it stops.
+    left = [p for p in psutil.process_iter(["name", "cwd"]) if p.info["name"] == "redis-server"
+            and p.info["cwd"] == str(home)]
+    try:
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+        assert "seeded a week of history" in result.stdout
+        assert "stopped the embedded Redis this run started" in result.stdout
+        assert left == []
+        assert not (home / "redis.url").exists()
+    finally:
+        for proc in left:
+            stop_process(proc.pid)
+
+
+def _payloads(hub: Any) -> dict[str, list[dict[str, Any]]]:
+    with hub.ledger.read() as session:
+        rows = session.execute(select(Job.task, Job.payload)).all()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for task, payload in rows:
+        out.setdefault(task, []).append(payload)
+    return out
+
+
+def test_demo_history_spreads_over_the_week_through_the_ledger(stack: Stack) -> None:
+    """The demo's history: jobs on every day and over most hours, a working-day rhythm, failures, retries
+    and dead letters, run times that differ by task, operator actions at their own times, a chain that
+    verifies, and sgen-ops's clock back to the wall clock afterwards."""
+    hub = stack.hub()
+    before = datetime.now(UTC)
+    created = sgen_demo.seed_history(hub, days=3, per_day=40)
+    assert created > 60
+    series = stats.throughput_series(hub.ledger, "4d", "1h")
+    hours = series.groupby("at")["count"].sum()
+    assert hours.index.normalize().nunique() >= 3
+    assert len(hours) >= 24
+    assert hours.max() > 3 * hours.median() or hours.quantile(0.9) > 2 * hours.quantile(0.1)
+    counts = hub.as_operator(ADMIN).throughput("4d").set_index("task")
+    assert counts["succeeded"].sum() > 0 and counts["failed"].sum() > 0 and counts["dead_lettered"].sum() > 0
+    # Each task is given its own amount of work (wall time scaled into recorded run time), imports more than
+    # webhooks; the run times recorded depend on the machine, so the plan is what is checked.
+    work = {task: sorted(p["work_ms"] for p in payloads) for task, payloads in _payloads(hub).items()}
+    assert work["import.products"][len(work["import.products"]) // 2] > 3 * work["webhook.dispatch"][
+        len(work["webhook.dispatch"]) // 2]
+    assert len(stats.run_time_percentiles(hub.ledger, "4d")) >= 4
+    log = hub.as_operator(ADMIN).activity_log(since=before - timedelta(days=4))
+    assert {"dismiss", "rerun"} <= set(log["action"])
+    assert log.loc[log["action"] == "dismiss", "at"].max() < pd.Timestamp(before - timedelta(hours=6))
+    assert audit.verify(hub.ledger).ok
+    assert abs(sgen_ops.surface.utcnow() - datetime.now(UTC)) < timedelta(minutes=1)

@@ -14,7 +14,7 @@ from tests.conftest import Stack
 def test_app_has_the_four_views_built_on_first_use(admin: Operations) -> None:
     tab = app(admin)
     assert isinstance(tab, widgets.Tab)
-    assert tab.titles == ("Queue", "Dead letter", "Schedules", "Throughput")
+    assert tab.titles == ("Queue", "Dead letter", "Schedules", "Throughput", "Workers", "Activity Log")
     assert isinstance(tab.children[0], QueueView)
     assert "sgen-app" in tab._dom_classes
     assert not isinstance(tab.children[1], TriageView)  # not read until opened

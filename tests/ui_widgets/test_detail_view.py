@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import pytest
 
 import sgen_ops
 from sgen_ops.surface import Operations
 from sgen_ops.ui import JobDetailView
+from sgen_ops.ui.detail import worker_label
 from tests.integration.test_surface_fixtures import SECRET_PAYLOAD, SECRET_VALUES, Jobs, job_row, ledger_state
 
 from .helpers import status_of, text
@@ -20,7 +24,7 @@ def shown_actions(view: JobDetailView) -> set[str]:
     ("queued", {"cancel", "trigger", "send_to_dead_letter"}),
     ("retrying", {"cancel", "retry_now", "trigger", "send_to_dead_letter", "resolve"}),
     ("failed", {"rerun", "send_to_dead_letter", "resolve"}),
-    ("dead-letter", {"rerun", "replay", "resolve", "dismiss"}),
+    ("dead-letter", {"replay", "resolve", "dismiss"}),  # Replay, not also Re-run
     ("succeeded", {"rerun"}),
     ("cancelled", set()),
 ])
@@ -39,8 +43,38 @@ def test_shows_attempts_error_log_and_worker(hub: sgen_ops.Hub, admin: Operation
     assert "# Run Started Finished Duration Exit Error" in attempts
     assert view.error_log.selected_index is None  # collapsed until opened
     assert "Traceback" in text(view.error_log_text.value) and "kaboom" in text(view.error_log_text.value)
-    assert f"Worker {job_row(hub, job_id)['worker']}" in text(view.facts.value)
+    recorded = job_row(hub, job_id)["worker"]
+    # The burst worker's host and pid (through the API, with the test stack's queue prefix before the host).
+    assert f"{socket.gethostname()} · pid {os.getpid()}" in text(view.facts.value)
+    assert recorded not in text(view.facts.value)
     assert "Attempts 2 of 2" in text(view.facts.value)
+
+
+def test_shows_an_interval_schedule(admin: Operations) -> None:
+    schedule_id = admin.create_schedule("test.ok", every="1h", payload={"n": 1})
+    view = JobDetailView(admin, admin.run_schedule_now(schedule_id))
+    assert status_of(view) == ("", "")
+    assert f"Schedule #{schedule_id} test.ok · every 1h · enabled" in text(view.facts.value)
+
+
+def test_worker_label_names_host_and_pid() -> None:
+    assert worker_label("sgen-ab12-web-1-4242-0f3a9c", "sgen-ab12") == "web-1 · pid 4242"
+    assert worker_label("sgen-web-1-4242-0f3a9c") == "sgen-web-1 · pid 4242"
+    rq_named = "3f2a9c1b7d4e4b6f9a8c0d1e2f3a4b5c"
+    assert worker_label(rq_named, "p", {rq_named: ("web-2", 77)}) == "web-2 · pid 77"
+    assert worker_label(rq_named, "p") == rq_named  # gone, and its name says nothing more
+    assert worker_label(None) == "—"
+
+
+def test_a_dead_letter_offers_one_way_back_to_the_queue_per_role(ops: dict[str, Operations], jobs: Jobs) -> None:
+    """An administrator replays; an editor, who may not replay, re-runs; never both buttons at once."""
+    job_id = jobs.make("dead-letter")
+    assert {"replay", "rerun"} & shown_actions(JobDetailView(ops["administrator"], job_id)) == {"replay"}
+    editor = JobDetailView(ops["editor"], job_id)
+    assert {"replay", "rerun"} & shown_actions(editor) == {"rerun"}
+    assert not editor.rerun_button.disabled
+    hosted = JobDetailView(ops["administrator"], job_id, omit=frozenset({"replay", "dismiss"}))
+    assert shown_actions(hosted) == {"resolve"}
 
 
 def test_shows_the_schedule_that_emitted_it(hub: sgen_ops.Hub, admin: Operations) -> None:
@@ -119,11 +153,15 @@ def test_role_gated_buttons_say_why(ops: dict[str, Operations], jobs: Jobs) -> N
     job_id = jobs.make("dead-letter")
     editor = JobDetailView(ops["editor"], job_id)
     assert editor.dismiss_button.disabled and editor.replay_button.disabled
-    assert editor.dismiss_button.tooltip == "editor may not dismiss; allowed for: administrator"
+    assert editor.dismiss_button.tooltip == (
+        "Only administrators can dismiss dead letters; you are signed in as an editor."
+    )
     assert not editor.rerun_button.disabled and not editor.resolve_button.disabled
     viewer = JobDetailView(ops["viewer"], job_id)
     assert all(b.disabled for b in viewer.buttons.values())
-    assert viewer.rerun_button.tooltip == "viewer may not rerun; allowed for: administrator, editor"
+    assert viewer.rerun_button.tooltip == (
+        "Only administrators and editors can re-run jobs; you are signed in as a viewer."
+    )
 
 
 def test_an_unknown_job_is_reported(admin: Operations) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import sgen_ops
+from sgen_ops.states import ALL_STATES
 from sgen_ops.surface import Operations
 from sgen_ops.ui import QueueView
 from tests.integration.test_surface_fixtures import SECRET_PAYLOAD, SECRET_VALUES, Jobs, job_row, ledger_state
@@ -37,6 +38,30 @@ def test_lists_the_seed_columns(hub: sgen_ops.Hub, admin: Operations, jobs: Jobs
     assert list(view.rows.options) == sorted(view.rows.options, reverse=True)
     assert view.page_label.value == "page 1 of 1 · 4 jobs"
     assert text(view.throughput_line.value) == "Throughput (1h): 1 succeeded · 3 failed · 1 dead-lettered"
+
+
+def test_state_chips_show_every_state_with_its_count_and_filter_at_once(
+    hub: sgen_ops.Hub, admin: Operations, jobs: Jobs
+) -> None:
+    ids = jobs.make_all(["queued", "failed", "dead-letter", "succeeded"])
+    hub.enqueue("test.ok", {"n": 9}, delay=3600)
+    view = QueueView(admin)
+    chips = view.state_filter.chips
+    assert list(chips) == list(ALL_STATES)  # every state shown, none hidden behind a scroll
+    assert chips["queued"].description == "queued · 2" and chips["failed"].description == "failed · 1"
+    assert chips["running"].description == "running · 0"
+    assert view.state_filter.counts == {s: admin.list_jobs(state=s, per_page=1).total for s in ALL_STATES}
+
+    chips["failed"].value = True  # no Apply needed
+    assert view.rows.options == (ids["failed"],)
+    chips["dead-letter"].value = True
+    assert set(view.rows.options) == {ids["failed"], ids["dead-letter"]}
+    assert view.state_filter.value == ("failed", "dead-letter")
+
+    # The counts follow the other filters.
+    view.task_filter.value = "test.boom"
+    view.apply_button.click()
+    assert chips["queued"].description == "queued · 0" and chips["dead-letter"].description == "dead-letter · 1"
 
 
 def test_state_task_and_text_filters_narrow_the_rows(hub: sgen_ops.Hub, admin: Operations, jobs: Jobs) -> None:
@@ -178,8 +203,12 @@ def test_partial_success_reports_both(hub: sgen_ops.Hub, admin: Operations, jobs
 def test_buttons_without_the_role_are_disabled_with_the_reason(ops: dict[str, Operations]) -> None:
     viewer = QueueView(ops["viewer"])
     assert viewer.rerun_button.disabled and viewer.cancel_button.disabled
-    assert viewer.rerun_button.tooltip == "viewer may not rerun; allowed for: administrator, editor"
-    assert viewer.cancel_button.tooltip == "viewer may not cancel; allowed for: administrator, editor"
+    assert viewer.rerun_button.tooltip == (
+        "Only administrators and editors can re-run jobs; you are signed in as a viewer."
+    )
+    assert viewer.cancel_button.tooltip == (
+        "Only administrators and editors can cancel jobs; you are signed in as a viewer."
+    )
     assert not viewer.open_detail_button.disabled
     editor = QueueView(ops["editor"])
     assert not editor.rerun_button.disabled and not editor.cancel_button.disabled
@@ -237,9 +266,10 @@ def test_opens_one_page_of_a_large_queue(hub: sgen_ops.Hub, admin: Operations) -
     opened = time.perf_counter() - started
     assert len(view.rows.options) == 25
     assert len(view.table.children) == 7 * (1 + 25)  # header + one page of rows, nothing more
-    assert calls == [{"page": 1, "per_page": 25}]
+    # One page read; the state chips' counts are one count (a page of one) per state.
+    assert calls == [{"page": 1, "per_page": 25}, *({"state": s, "per_page": 1} for s in ALL_STATES)]
     assert view.page_label.value == "page 1 of 200 · 5,000 jobs"
     assert opened < 5, f"the queue view took {opened:.2f}s to open"
     view.next_button.click()
     assert calls[-1] == {"page": 2, "per_page": 25}
-    assert len(calls) == 2
+    assert len(calls) == 2 + len(ALL_STATES)  # paging does not count again

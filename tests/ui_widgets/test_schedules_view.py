@@ -131,11 +131,50 @@ def test_edit_the_ticked_schedule(admin: Operations) -> None:
 def test_buttons_follow_the_role(ops: dict[str, Operations]) -> None:
     editor = SchedulesView(ops["editor"])
     assert editor.create_button.disabled
-    assert editor.create_button.tooltip == "editor may not create_schedule; allowed for: administrator"
+    assert editor.create_button.tooltip == "Only administrators can create schedules; you are signed in as an editor."
     assert editor.pause_button.disabled and editor.resume_button.disabled
     assert not editor.run_now_button.disabled
     viewer = SchedulesView(ops["viewer"])
     assert viewer.run_now_button.disabled
-    assert viewer.run_now_button.tooltip == "viewer may not run_schedule_now; allowed for: administrator, editor"
+    assert viewer.run_now_button.tooltip == (
+        "Only administrators and editors can run schedules now; you are signed in as a viewer."
+    )
     viewer.cron_input.value = "0 0 * * *"  # previewing is reading: everyone may
     assert len(viewer.fire_times) == 5
+
+
+def test_the_task_must_be_chosen(hub: sgen_ops.Hub, admin: Operations) -> None:
+    """The form does not default to the first task: creating without choosing one is refused, in words."""
+    view = SchedulesView(admin)
+    assert view.task_input.value == "" and view.task_input.label == "choose a task…"
+    view.timing_kind.value = "every"
+    view.every_input.value = "1h"
+    view.create_button.click()
+    kind, message = status_of(view)
+    assert kind == "error" and "choose the task the schedule runs" in message
+    assert admin.list_schedules().empty
+    view.task_input.value = "test.ok"
+    view.create_button.click()
+    assert status_of(view)[0] == "ok" and len(admin.list_schedules()) == 1
+    assert view.task_input.value == ""  # the next new schedule asks again
+
+
+def test_the_table_shows_every_and_retention_as_the_form_takes_them(admin: Operations) -> None:
+    schedule_id = admin.create_schedule("test.ok", every="5m", retention="7d", payload={"n": 1})
+    view = SchedulesView(admin)
+    cells = [text(cell.value) for cell in view.table.shown_rows[0].cells]
+    assert cells[1] == "every 5m"  # the unit the form takes, as list_schedules gives it
+    assert cells[7] == "7d"  # not 7.0
+    view.rows.value = (schedule_id,)
+    view.edit_button.click()
+    assert (view.every_input.value, view.retention_input.value) == ("5m", "7d")
+
+
+def test_recent_runs_are_not_cut(admin: Operations) -> None:
+    """The Recent runs column is as wide as its runs (the grid scrolls rather than clips them)."""
+    schedule_id = admin.create_schedule("test.ok", every="1h", payload={"n": 1})
+    runs = [admin.run_schedule_now(schedule_id) for _ in range(3)]
+    view = SchedulesView(admin)
+    tracks = view.table.layout.grid_template_columns.split()
+    assert tracks[-1] == "max-content"
+    assert all(f"#{job}" in text(view.table.shown_rows[0].cells[-1].value) for job in runs)

@@ -82,3 +82,36 @@ def test_a_failed_read_is_shown(admin: Operations, finished: None) -> None:
     view.refresh_button.click()
     assert view.status_kind == "error" and "may not throughput" in view.status_text
     assert "test.ok" in text(view.throughput_table.value)  # the last good numbers stay
+
+
+def test_a_window_loads_visibly_and_summary_and_charts_change_together(admin: Operations, finished: None) -> None:
+    """While the new window is read the view says it is loading (the summary of the old window is gone);
+    afterwards the summary, table and charts all speak of the new window."""
+    view = ThroughputView(admin, charts="html")
+    seen: list[tuple[bool, bool, str, bool]] = []
+    real = admin.throughput
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append((view.loading, "sgen-loading" in view._dom_classes, text(view.summary.value),
+                     view.window.disabled))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    admin.throughput = spy  # type: ignore[method-assign, assignment]
+    view.window.value = "15m"
+    assert seen == [(True, True, "Loading the last 15m…", True)]
+    assert not view.loading and "sgen-loading" not in view._dom_classes and not view.window.disabled
+    assert text(view.summary.value).startswith("Last 15m:")
+    assert text(view.counts_chart.value).startswith("Events per task (15m")
+
+
+def test_chart_axes_fit_their_labels_and_the_legend_sits_below(admin: Operations, finished: None) -> None:
+    pytest.importorskip("plotly")
+    view = ThroughputView(admin, charts="html")
+    for name, fig in view.figures.items():
+        assert fig.layout.xaxis.automargin is True and fig.layout.yaxis.automargin is True, name
+    legend = view.figures["counts"].layout.legend
+    assert legend.orientation == "h" and legend.y < 0  # under the axis, not over the bars or cut at the top
+    timing = view.figures["timing"].layout.legend
+    assert timing.orientation == "h" and timing.y >= 1  # above the bars, not beside them where it is cut
+    # Task names in full on the axis.
+    assert set(view.figures["failure"].data[0].x) == {"test.ok", "test.boom", "test.flaky"}

@@ -95,10 +95,14 @@ def test_an_editor_may_not_dismiss_or_replay(hub: sgen_ops.Hub, ops: dict[str, O
     dead_letters(hub, "test.boom", 1)
     view = TriageView(ops["editor"])
     assert view.dismiss_button.disabled
-    assert view.dismiss_button.tooltip == "editor may not dismiss; allowed for: administrator"
+    assert view.dismiss_button.tooltip == (
+        "Only administrators can dismiss dead letters; you are signed in as an editor."
+    )
     assert view.replay_button.disabled and view.edit_replay_button.disabled
-    assert view.bulk_replay_button.disabled and view.preview_button.disabled
-    assert view.bulk_dismiss_button.tooltip == "editor may not dismiss_dead_letters; allowed for: administrator"
+    assert view.bulk_replay_button.disabled and not view.preview_button.disabled  # counting is reading
+    assert view.bulk_dismiss_button.tooltip == (
+        "Only administrators can dismiss dead letters in bulk; you are signed in as an editor."
+    )
     assert not TriageView(ops["administrator"]).dismiss_button.disabled
 
 
@@ -136,7 +140,36 @@ def test_edit_and_replay_queues_a_new_job_with_the_edited_payload(hub: sgen_ops.
     assert job_row(hub, new_id)["payload"] == {"n": 42, "fixed": True}
     assert job_row(hub, new_id)["state"] == "queued"
     assert job_row(hub, job_id)["state"] == "dead-letter"  # kept for audit
-    assert status_of(view) == ("ok", f"✔ Queued job {new_id} from dead letter {job_id} with the edited payload.")
+    done = f"✔ Queued job {new_id} from dead letter {job_id} with the edited payload."
+    assert text(view.edit_replay_result.value) == done  # next to the button
+    assert status_of(view) == ("ok", done)
+
+
+def test_edit_and_replay_refusals_show_next_to_the_button(admin: Operations) -> None:
+    view = TriageView(admin)
+    view.edit_replay_button.click()
+    assert text(view.edit_replay_result.value) == "ℹ Tick exactly one dead letter to edit and replay it."
+    assert "sgen-edit-replay-result" in view.edit_replay_result._dom_classes
+
+
+def test_the_detail_leaves_replay_and_dismiss_to_the_list_buttons(hub: sgen_ops.Hub, admin: Operations) -> None:
+    (job_id,) = dead_letters(hub, "test.boom", 1)
+    view = TriageView(admin)
+    view.rows.value = (job_id,)
+    assert view.detail is not None
+    shown = {a for a, b in view.detail.buttons.items() if b in view.detail.actions.children}
+    assert shown == {"resolve"}
+
+
+def test_a_viewer_can_preview_the_count(hub: sgen_ops.Hub, ops: dict[str, Operations]) -> None:
+    dead_letters(hub, "test.boom", 3)
+    dead_letters(hub, "test.secret", 1)
+    view = TriageView(ops["viewer"])
+    assert not view.preview_button.disabled and view.bulk_replay_button.disabled
+    view.bulk_task.value = "test.boom"
+    view.preview_button.click()
+    assert text(view.bulk_count.value) == "3 dead letters match"
+    assert status_of(view)[0] != "error"
 
 
 def test_bulk_preview_counts_and_replay_fills_the_progress_bar(hub: sgen_ops.Hub, admin: Operations) -> None:

@@ -1,0 +1,146 @@
+"""Workers and queues at a glance, read-only: the live RQ workers of a hub's queues and each priority
+queue's depth, with the ledger's view of what waits longest and when a schedule last ticked.
+
+``snapshot(hub)`` reads Redis (the workers' registrations and heartbeats, the queues and their scheduled
+and started registries) and the ledger (the oldest job due but not yet started, per priority; the latest
+schedule tick emitted). It changes nothing. A worker is *stale* when its last heartbeat is older than its
+own time to live (a live RQ worker beats at least that often, even idle), or when it was registered on
+this host by a process that no longer exists.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rq import Worker
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.worker import BaseWorker
+from sqlalchemy import func, select
+
+from .states import WAITING
+from .store import Job, Schedule
+from .store.types import as_utc, utcnow
+from .tasks import PRIORITIES
+
+if TYPE_CHECKING:
+    from .stack import Stack
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """One RQ worker serving the hub's queues."""
+
+    name: str
+    host: str
+    pid: int | None
+    state: str
+    current_job: int | None
+    current_task: str | None
+    last_heartbeat: datetime | None
+    started: datetime | None
+    succeeded: int
+    failed: int
+    stale: bool
+    stale_reason: str | None
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """One priority queue: jobs ready in Redis, scheduled for later, running; the oldest due job's wait."""
+
+    priority: str
+    ready: int
+    scheduled: int
+    running: int
+    oldest_due: datetime | None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    at: datetime
+    workers: tuple[WorkerInfo, ...]
+    queues: tuple[QueueInfo, ...]
+    last_schedule_tick: datetime | None
+
+    def oldest_wait_seconds(self, queue: QueueInfo) -> float | None:
+        return None if queue.oldest_due is None else max(0.0, (self.at - queue.oldest_due).total_seconds())
+
+
+def _process_gone(host: str, pid: int | None) -> bool:
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _state(worker: BaseWorker) -> str:
+    state = str(worker.get_state())
+    return "starting" if state == "?" else state  # registered, not yet polling
+
+
+def _stale(worker: BaseWorker, now: datetime) -> str | None:
+    if _process_gone(worker.hostname or "", worker.pid):
+        return f"process {worker.pid} no longer runs on {worker.hostname}"
+    beat = worker.last_heartbeat
+    if beat is not None and (now - as_utc(beat)).total_seconds() > worker.worker_ttl:
+        return f"no heartbeat for over {worker.worker_ttl} s"
+    return None
+
+
+def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
+    """The hub's workers and queues now (read-only)."""
+    now = now or utcnow()
+    queues = hub.transport.queues
+    found: dict[str, BaseWorker] = {}
+    for queue in queues.values():
+        for worker in Worker.all(connection=hub.redis, queue=queue):
+            found.setdefault(worker.name, worker)
+    current = {name: w.get_current_job_id() for name, w in found.items()}
+    with hub.ledger.read() as session:
+        running_ids = [rq_id for rq_id in current.values() if rq_id]
+        by_rq = {
+            rq_id: (job_id, task)
+            for job_id, task, rq_id in session.execute(
+                select(Job.id, Job.task, Job.rq_job_id).where(Job.rq_job_id.in_(running_ids))
+            )
+        } if running_ids else {}
+        due = dict(
+            session.execute(
+                select(Job.priority, func.min(Job.scheduled_for))
+                .where(Job.state.in_([s.value for s in WAITING]), Job.scheduled_for <= now)
+                .group_by(Job.priority)
+            ).all()
+        )
+        last_tick = session.scalar(select(func.max(Schedule.last_run)))
+    workers = []
+    for name, worker in sorted(found.items()):
+        job_id, task = by_rq.get(current[name] or "", (None, None))
+        reason = _stale(worker, now)
+        workers.append(WorkerInfo(
+            name=name, host=worker.hostname or "", pid=worker.pid, state=_state(worker),
+            current_job=job_id, current_task=task,
+            last_heartbeat=as_utc(worker.last_heartbeat) if worker.last_heartbeat else None,
+            started=as_utc(worker.birth_date) if worker.birth_date else None,
+            succeeded=int(worker.successful_job_count or 0), failed=int(worker.failed_job_count or 0),
+            stale=reason is not None, stale_reason=reason,
+        ))
+    infos = tuple(
+        QueueInfo(
+            priority=priority,
+            ready=queues[priority].count,
+            scheduled=ScheduledJobRegistry(queue=queues[priority]).count,
+            running=StartedJobRegistry(queue=queues[priority]).count,
+            oldest_due=as_utc(due[priority]) if due.get(priority) is not None else None,
+        )
+        for priority in PRIORITIES
+    )
+    return Snapshot(now, tuple(workers), infos, as_utc(last_tick) if last_tick else None)
