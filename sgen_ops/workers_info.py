@@ -96,31 +96,23 @@ def _stale(worker: BaseWorker, now: datetime) -> str | None:
     return None
 
 
-def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
-    """The hub's workers and queues now (read-only)."""
+def live_workers(hub: Stack, now: datetime | None = None) -> tuple[WorkerInfo, ...]:
+    """The RQ workers registered on the hub's queues, each with its current ledger job and why it looks stale."""
     now = now or utcnow()
-    queues = hub.transport.queues
     found: dict[str, BaseWorker] = {}
-    for queue in queues.values():
+    for queue in hub.transport.queues.values():
         for worker in Worker.all(connection=hub.redis, queue=queue):
             found.setdefault(worker.name, worker)
     current = {name: w.get_current_job_id() for name, w in found.items()}
-    with hub.ledger.read() as session:
-        running_ids = [rq_id for rq_id in current.values() if rq_id]
-        by_rq = {
-            rq_id: (job_id, task)
-            for job_id, task, rq_id in session.execute(
-                select(Job.id, Job.task, Job.rq_job_id).where(Job.rq_job_id.in_(running_ids))
-            )
-        } if running_ids else {}
-        due = dict(
-            session.execute(
-                select(Job.priority, func.min(Job.scheduled_for))
-                .where(Job.state.in_([s.value for s in WAITING]), Job.scheduled_for <= now)
-                .group_by(Job.priority)
-            ).all()
-        )
-        last_tick = session.scalar(select(func.max(Schedule.last_run)))
+    running_ids = [rq_id for rq_id in current.values() if rq_id]
+    by_rq: dict[str, tuple[int, str]] = {}
+    if running_ids:
+        with hub.ledger.read() as session:
+            by_rq = {
+                str(rq_id): (job_id, task)
+                for job_id, task, rq_id in session.execute(
+                    select(Job.id, Job.task, Job.rq_job_id).where(Job.rq_job_id.in_(running_ids)))
+            }
     workers = []
     for name, worker in sorted(found.items()):
         job_id, task = by_rq.get(current[name] or "", (None, None))
@@ -133,6 +125,23 @@ def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
             succeeded=int(worker.successful_job_count or 0), failed=int(worker.failed_job_count or 0),
             stale=reason is not None, stale_reason=reason,
         ))
+    return tuple(workers)
+
+
+def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
+    """The hub's workers and queues now (read-only)."""
+    now = now or utcnow()
+    queues = hub.transport.queues
+    workers = live_workers(hub, now)
+    with hub.ledger.read() as session:
+        due = dict(
+            session.execute(
+                select(Job.priority, func.min(Job.scheduled_for))
+                .where(Job.state.in_([s.value for s in WAITING]), Job.scheduled_for <= now)
+                .group_by(Job.priority)
+            ).all()
+        )
+        last_tick = session.scalar(select(func.max(Schedule.last_run)))
     infos = tuple(
         QueueInfo(
             priority=priority,
@@ -143,4 +152,4 @@ def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
         )
         for priority in PRIORITIES
     )
-    return Snapshot(now, tuple(workers), infos, as_utc(last_tick) if last_tick else None)
+    return Snapshot(now, workers, infos, as_utc(last_tick) if last_tick else None)

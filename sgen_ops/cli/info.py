@@ -6,17 +6,14 @@ the operator's account."""
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from rq import Worker
-from rq.serializers import JSONSerializer
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from .. import workers_info
 from ..states import WAITING, State
 from ..store import Job, Schedule, ScheduleTick, as_utc, utcnow
 from ..tasks import PRIORITIES
@@ -26,19 +23,6 @@ from .base import add_json, add_operator, hub, operator_from_env, print_json
 if TYPE_CHECKING:
     from ..hub import Hub
     from ..surface import Operations
-
-
-@dataclass(frozen=True)
-class WorkerInfo:
-    name: str
-    host: str | None
-    pid: int | None
-    state: str
-    current_job: int | None
-    last_heartbeat: datetime | None
-    successful: int
-    failed: int
-    stale: str | None  # why it looks dead; None: alive
 
 
 @dataclass(frozen=True)
@@ -53,28 +37,11 @@ class QueueInfo:
 
 @dataclass(frozen=True)
 class StackInfo:
-    workers: list[WorkerInfo]
+    workers: list[workers_info.WorkerInfo]
     queues: list[QueueInfo]
     last_tick: datetime | None
     enabled_schedules: int
     at: datetime
-
-
-def _stale(worker: Any, now: datetime) -> str | None:
-    """Why ``worker`` looks dead: its process is gone (on this host), or its heartbeat is older than RQ's TTL."""
-    if worker.hostname == socket.gethostname() and worker.pid:
-        try:
-            os.kill(worker.pid, 0)
-        except ProcessLookupError:
-            return "process gone"
-        except PermissionError:
-            pass
-    if worker.last_heartbeat is None:
-        return "never sent a heartbeat"
-    quiet = (now - as_utc(worker.last_heartbeat)).total_seconds()
-    if quiet > worker.worker_ttl:
-        return f"no heartbeat for {table.span(quiet)}"
-    return None
 
 
 def gather(args: argparse.Namespace) -> StackInfo:
@@ -92,18 +59,16 @@ def _per_priority(session: Session, *conds: ColumnElement[bool], value: Any = No
 def _gather(h: Hub, ops: Operations) -> StackInfo:
     ops.resolver.check("list_jobs")
     now = utcnow()
-    seen: dict[str, Any] = {}
-    for queue in h.transport.ordered_queues:
-        for w in Worker.all(queue=queue, serializer=JSONSerializer):
-            seen.setdefault(w.name, w)
-    current = {name: w.get_current_job_id() for name, w in seen.items()}
-    carrying = [c for c in current.values() if c]
+    workers = list(workers_info.live_workers(h, now))
     scope = ops.resolver.scope(Job)
     waiting = Job.state.in_([s.value for s in WAITING])
     schedule_scope = ops.resolver.scope(Schedule)
     with h.ledger.read() as session:
-        ids = dict(session.execute(
-            select(Job.rq_job_id, Job.id).where(Job.rq_job_id.in_(carrying), *scope)).all()) if carrying else {}
+        carrying = [w.current_job for w in workers if w.current_job is not None]
+        visible = set(session.scalars(select(Job.id).where(Job.id.in_(carrying), *scope))) if carrying else set()
+        # Another account's job is not named to an operator bound to one account.
+        workers = [w if w.current_job in visible else replace(w, current_job=None, current_task=None)
+                   for w in workers]
         due = _per_priority(session, waiting, Job.scheduled_for <= now, *scope)
         oldest = _per_priority(session, waiting, Job.scheduled_for <= now, *scope, value=func.min(Job.scheduled_for))
         later = _per_priority(session, waiting, Job.scheduled_for > now, *scope)
@@ -113,14 +78,6 @@ def _gather(h: Hub, ops: Operations) -> StackInfo:
             .where(ScheduleTick.kind == "tick", *schedule_scope))
         enabled = session.scalar(
             select(func.count()).select_from(Schedule).where(Schedule.enabled.is_(True), *schedule_scope))
-    workers = [
-        WorkerInfo(
-            name=name, host=w.hostname, pid=w.pid, state=w.get_state(), current_job=ids.get(current[name]),
-            last_heartbeat=as_utc(w.last_heartbeat) if w.last_heartbeat else None,
-            successful=w.successful_job_count, failed=w.failed_job_count, stale=_stale(w, now),
-        )
-        for name, w in sorted(seen.items())
-    ]
     queues = [
         QueueInfo(p, int(due.get(p, 0)), int(later.get(p, 0)), int(running.get(p, 0)), h.transport.queues[p].count,
                   as_utc(oldest[p]) if oldest.get(p) is not None else None)
@@ -136,9 +93,9 @@ WORKER_COLUMNS = (
     table.Column("STATE", "state"),
     table.Column("JOB", "current_job", right=True),
     table.Column("HEARTBEAT", "last_heartbeat", when=True),
-    table.Column("DONE", "successful", right=True),
+    table.Column("DONE", "succeeded", right=True),
     table.Column("FAILED", "failed", right=True),
-    table.Column("STALE", lambda w: f"STALE: {w['stale']}" if w["stale"] else ""),
+    table.Column("STALE", lambda w: f"STALE: {w['stale_reason']}" if w["stale"] else ""),
 )
 QUEUE_COLUMNS = (
     table.Column("PRIORITY", "priority"),
