@@ -1,19 +1,17 @@
-"""The chaos soak (``bench/soak.py``, issue 12) in the suite: its checker, and a short, mild run of it.
+"""The chaos soak (``bench/soak.py``, issue 12) in the suite: its checker, and a short run of it.
 
 What the smoke run covers: workers of both classes (default and ``--fork``) SIGKILLed a few times, each
-while inside an attempt (past the claim) that is shorter than the lease, with operator threads writing to
-random jobs, then a drain with ``sgen-ops reconcile``; the checker must then find nothing lost, stuck,
-started twice or overlapping, every job's events chained, and the Activity Log intact. Workers do their
-upkeep only when they start (a maintenance interval of an hour) and the drain's ``sgen-ops reconcile``
-recovers the lapsed leases one pass at a time: two upkeep passes at once can record one loss twice on
-PostgreSQL before issue 12's fixes.
+while inside an attempt (past the claim); fork workers' work horses SIGKILLed; one Redis restart with
+nothing persisted (the workers ride it out and ``sgen-ops reconcile`` re-sends what Redis forgot);
+PostgreSQL backends terminated on that backend; operator threads writing to random jobs; workers doing
+their upkeep on their usual interval (two passes may race to recover one lapsed lease); then a drain with
+``sgen-ops reconcile``. The checker must then find nothing lost, stuck, started twice or overlapping, every
+job's events chained, and the Activity Log intact.
 
 What it does not cover, and ``make soak`` does: kills at any moment (between RQ's dequeue and the ledger's
-claim, say), attempts that outlive the lease of their killed worker (a fork worker's horse runs on),
-SIGKILLed work horses, Redis restarts, PostgreSQL backend terminations, and many more jobs: the faults
-issue 12 is about, which this smoke run must not depend on while they are being fixed.
+claim, whose re-send waits for RQ's worker registration to lapse, minutes rather than the smoke's drain),
+attempts that outlive the lease of their killed worker, and many more jobs over minutes.
 """
-
 from __future__ import annotations
 
 import json
@@ -119,19 +117,19 @@ def test_a_mild_soak_finds_no_fault_and_its_checker_fails_a_planted_one(backend:
     argv = [
         sys.executable, "-m", "bench.soak", "--backend", backend, "--workdir", str(workdir),
         "--seconds", "25", "--jobs", "120", "--workers", "2", "--kill-every", "3", "5", "--kill-when", "busy",
-        "--no-horse-kills", "--redis-restarts", "0", "--pg-every", "0", "--operators", "2",
-        "--drain-seconds", "90", "--seed", "7", "--long-share", "0", "--maintenance-interval", "3600",
+        "--redis-restarts", "1", "--pg-every", "8", "--operators", "2",
+        "--drain-seconds", "120", "--seed", "7", "--long-share", "0",
     ]
     if backend == "postgresql":
         assert PG_URL
         argv += ["--database-url", PG_URL]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=280, check=False)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=330, check=False)
     summary = json.loads((workdir / "report.json").read_text())
     try:
         assert done.returncode == 0, done.stdout + done.stderr
         report = summary["report"]
         assert report["jobs"] == 120 and report["worker_kills"] >= 1
-        assert report["horse_kills"] == report["redis_restarts"] == report["pg_terminations"] == 0
+        assert report["redis_restarts"] == 1
         for name in ("lost", "stuck", "attempts started twice", "overlapping runs", "event-chain breaks"):
             assert report["counts"][name] == 0, name
         assert report["audit_ok"] and summary["strays_after_teardown"] == {"horses": 0, "other": 0}
