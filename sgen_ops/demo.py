@@ -357,7 +357,9 @@ def main(*, headless: bool = False) -> int:
     print(token, flush=True)
     notebooks = workspace(hub.home)
     print(f"JupyterLab opens a working copy of notebooks/ in {notebooks} (the checkout stays clean)", flush=True)
-    argv = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={notebooks}"]
+    argv = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={notebooks}",
+            # No "receive Jupyter news?" pop-up and no update check: the demo is about the queue.
+            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:
         argv.append("--allow-root")  # containers and CI machines often run as root
     lab = start_background(hub.home, "jupyterlab", argv, logged=False)

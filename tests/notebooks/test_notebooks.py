@@ -223,6 +223,9 @@ def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path
             time.sleep(0.5)
         server = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
         api = httpx.Client(base_url=server["url"].rstrip("/"), headers={"Authorization": f"token {server['token']}"})
+        page = api.get("/lab").text
+        config = page.split('id="jupyter-config-data" type="application/json">', 1)[1].split("</script>", 1)[0]
+        assert json.loads(config)["news"] == {"disabled": True}, "JupyterLab would ask about its news feed"
         kernel = api.post("/api/kernels", json={"name": "python3"}).json()["id"]
         # The operator runs the queue notebook: JupyterLab saves it with its outputs.
         model = api.get("/api/contents/01_queue.ipynb").json()
