@@ -39,15 +39,15 @@ def dry_run_parameters(name: str, reports: Path, operator: str) -> dict[str, Any
 def execute_all(home: Path, *, operator: str, parallel: int | None = None, reports: Path | None = None) -> int:
     """Every notebook under notebooks/ and every runbook (as a dry run) into ``home/reports``.
 
-    Kernels inherit this process's environment, so ``SGEN_OPS_HOME`` and ``SGEN_OPS_OPERATOR`` are set
-    here (with ``SGEN_OPS_API_URL`` and a token in the environment, the notebooks are the API's clients).
+    Kernels inherit this process's environment with ``SGEN_OPS_HOME`` and ``SGEN_OPS_OPERATOR`` added (this
+    process's own environment is left as it was); with ``SGEN_OPS_API_URL`` and a token in the environment,
+    the notebooks are the API's clients.
     ``parallel`` kernels run at once (default: the CPU count, at most 4). Prints one line per notebook;
     returns 0 only if every cell of every notebook ran. Executed copies go to ``reports`` (default
     ``home/reports``).
     """
     reports = reports or home / "reports"
-    os.environ["SGEN_OPS_HOME"] = str(home)
-    os.environ["SGEN_OPS_OPERATOR"] = operator
+    kernel_env = {"SGEN_OPS_HOME": str(home), "SGEN_OPS_OPERATOR": operator}
     jobs: list[tuple[str, Path, Path, dict[str, Any]]] = [
         (nb.name, nb, reports / nb.name, {}) for nb in notebooks()
     ]
@@ -63,7 +63,7 @@ def execute_all(home: Path, *, operator: str, parallel: int | None = None, repor
     def execute(label: str, notebook: Path, output: Path, params: dict[str, Any]) -> str | None:
         started = time.monotonic()
         try:
-            runbooks.execute(notebook, output, params)
+            runbooks.execute(notebook, output, params, env=kernel_env)
         except Exception as exc:  # noqa: BLE001 - report every failing notebook (a dead kernel too), not the first
             print(f"FAILED  {label}: {type(exc).__name__}: {exc}", flush=True)
             return label
