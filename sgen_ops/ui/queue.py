@@ -14,7 +14,9 @@ Widgets: ``state_filter`` (``StateChips``: a toggle chip per state with its coun
 ``include_old_filter`` (Checkbox), ``apply_button``, ``refresh_button``, ``reset_button``, ``table``
 (``SelectableTable``), ``rows`` (its selection: ``.options``, ``.value``), ``prev_button``,
 ``next_button``, ``page_label``, ``throughput_line``, ``rerun_button``, ``cancel_button``,
-``open_detail_button``, ``close_detail_button``, ``detail_area`` and ``detail`` (the open
+``open_detail_button``, ``close_detail_button``, ``paused_line`` (the paused tasks and queues, from
+``ops.paused``; a paused task also gets a ``sgen-paused-badge`` in the list and "paused" as the next run of
+its waiting jobs, class ``sgen-paused-note``), ``detail_area`` and ``detail`` (the open
 ``JobDetailView`` or None), ``live`` (``LiveRefresh``: re-reads the page and the throughput line every
 interval; the ticks and the open detail stay as they are), ``status``. ``job_page`` is the last ``JobPage``
 read.
@@ -24,7 +26,8 @@ CSS classes: ``sgen-queue``, ``sgen-state-filter``, ``sgen-task-filter``, ``sgen
 ``sgen-apply``, ``sgen-refresh``, ``sgen-reset``, ``sgen-job-table`` (plus the ``sgen-table`` classes:
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
 ``sgen-page-label``, ``sgen-throughput-line``, ``sgen-rerun``, ``sgen-cancel``, ``sgen-open-detail``,
-``sgen-close-detail``, ``sgen-detail-area``, ``sgen-live``, ``sgen-status``.
+``sgen-close-detail``, ``sgen-paused-line``, ``sgen-paused-badge``, ``sgen-paused-note``, ``sgen-detail-area``,
+``sgen-live``, ``sgen-status``.
 """
 
 from __future__ import annotations
@@ -67,9 +70,12 @@ def names(text: str) -> list[str] | None:
     return items or None
 
 
-def next_run_cell(row: JobRow, now: datetime) -> str:
+def next_run_cell(row: JobRow, now: datetime, paused: bool = False) -> str:
     if row.state == "dead-letter":
         return render.muted("dead-letter")
+    if row.state in WAITING and paused:
+        return ('<span class="sgen-paused-note" style="color:#b54708" title="Its task is paused: it waits until '
+                'the task is resumed">paused</span>')
     if row.state not in WAITING or row.next_run is None:
         return render.DASH
     if as_utc(row.next_run) <= now:
@@ -87,13 +93,16 @@ def error_cell(row: JobRow) -> str:
             f'max-width:520px;color:#b42318;{render.FONT}">{code}{text}</div>')
 
 
-def queue_cells(row: JobRow, now: datetime) -> tuple[str, ...]:
-    """The queue table's cells of one job: Task, State, Attempts, Next run, Last error, Operator."""
+def queue_cells(row: JobRow, now: datetime, paused_tasks: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The queue table's cells of one job: Task, State, Attempts, Next run, Last error, Operator; a task in
+    ``paused_tasks`` gets a paused badge, and its waiting jobs "paused" for their next run."""
+    paused = row.task in paused_tasks
+    badge = render.paused_badge("This task is paused: its waiting jobs are not delivered") if paused else ""
     return (
-        f"<span style='{render.FONT}'>{render.esc(row.task)}</span>",
+        f"<span style='{render.FONT}'>{render.esc(row.task)}</span>{badge}",
         render.badge(row.state),
         f"<span style='{render.FONT}'>{render.esc(row.attempts_label)}</span>",
-        f"<span style='{render.FONT}'>{next_run_cell(row, now)}</span>",
+        f"<span style='{render.FONT}'>{next_run_cell(row, now, paused)}</span>",
         error_cell(row),
         f"<span style='{render.FONT}'>{render.esc(row.originating_user)}</span>",
     )
@@ -186,7 +195,12 @@ class QueueView(View):
         self.reset_button.on_click(self.guard(lambda _b: self.reset()))
 
         # -- the list, one page at a time --
-        self.jobs = JobList(self, COLUMNS, queue_cells, per_page=per_page)
+        # The paused tasks as last read (``ops.paused``): a badge on the task, "paused" on its waiting jobs.
+        self.paused_tasks: frozenset[str] = frozenset()
+        self.paused_line = widgets.HTML()
+        self.paused_line.add_class("sgen-paused-line")
+        self.jobs = JobList(self, COLUMNS, lambda row, now: queue_cells(row, now, self.paused_tasks),
+                            per_page=per_page)
         self.jobs.table.add_class("sgen-job-table")
         self.table = self.jobs.table
         self.rows = self.jobs.rows
@@ -222,6 +236,7 @@ class QueueView(View):
                 widgets.VBox([self.apply_button, self.refresh_button, self.reset_button]),
             ], layout=box),
             self.live,
+            self.paused_line,
             self.jobs,
             self.throughput_line,
             widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button], layout=box),
@@ -259,7 +274,12 @@ class QueueView(View):
         return self.jobs.filters
 
     def refresh(self) -> None:
-        """Read the current page with the applied filters, the count of each state, and the throughput line."""
+        """Read the paused tasks and queues, the current page with the applied filters, the count of each state,
+        and the throughput line."""
+        done_paused, paused = self.attempt(self.ops.paused)
+        if done_paused and paused is not None:
+            self.paused_tasks = frozenset(paused.loc[paused["kind"] == "task", "name"])
+            self.paused_line.value = render.paused_line(paused)
         self.jobs.refresh()
         done_counts, counts = self.attempt(self.state_counts)
         if done_counts and counts is not None:

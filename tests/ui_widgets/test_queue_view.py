@@ -273,3 +273,25 @@ def test_opens_one_page_of_a_large_queue(hub: sgen_ops.Hub, admin: Operations) -
     view.next_button.click()
     assert calls[-1] == {"page": 2, "per_page": 25}
     assert len(calls) == 2 + len(ALL_STATES)  # paging does not count again
+
+
+def test_a_paused_task_is_marked_and_its_waiting_jobs_say_paused(hub: sgen_ops.Hub, admin: Operations,
+                                                                  ops: dict[str, Any]) -> None:
+    waiting = hub.enqueue("test.ok", {"n": 1})
+    other = hub.enqueue("test.flaky", {"succeed_on": 1})
+    admin.pause_task("test.ok")
+    admin.pause_queue("low")
+    view = QueueView(ops["viewer"])
+    by_id = dict(zip(view.rows.options, view.table.shown_rows, strict=True))
+    cells = [c.value for c in by_id[waiting].cells]
+    assert "sgen-paused-badge" in cells[TASK] and text(cells[TASK]) == "test.ok paused"
+    assert "sgen-paused-note" in cells[NEXT_RUN] and text(cells[NEXT_RUN]) == "paused"
+    assert "sgen-paused-badge" not in by_id[other].cells[TASK].value
+    assert text(view.paused_line.value).startswith("Paused: task test.ok · queue low")
+
+    admin.resume_task("test.ok")
+    admin.resume_queue("low")
+    view.refresh()
+    by_id = dict(zip(view.rows.options, view.table.shown_rows, strict=True))
+    assert "sgen-paused" not in "".join(c.value for c in by_id[waiting].cells)
+    assert view.paused_line.value == ""
