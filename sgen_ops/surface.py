@@ -68,6 +68,13 @@ class Operation:
     reason: str | None = None  # the argument holding operator-written text, kept as a note (``notes``)
     result_key: str | None = None  # logs the operation's result under this key of "after"
     check: Callable[[Settings, dict[str, Any]], dict[str, Any]] | None = None  # validates args first
+    # Whether it also takes an edited-and-replayed original: that dead letter is kept for audit, out of the live
+    # dead letter, and only deleting it is allowed (see ``replaced``).
+    takes_replaced: bool = False
+
+    def admits(self, state: str, replaced: bool) -> bool:
+        """Whether a target in ``state`` (``replaced``: an edited-and-replayed original) may take it."""
+        return (self.accepts is None or state in self.accepts) and (self.takes_replaced or not replaced)
 
     @property
     def purges(self) -> bool:
@@ -257,12 +264,13 @@ def _send_to_dead_letter(w: Write, job: Job, reason: str | None = None) -> None:
     job.dead_letter_reason = reason
 
 
+def replaced(target: Any) -> bool:
+    """Whether ``target`` is a dead letter that edit_and_replay replaced by a new job (``replayed_as_id``):
+    kept for audit, linked both ways, out of the live dead letter (lists and bulk triage leave it out)."""
+    return getattr(target, "replayed_as_id", None) is not None
+
+
 def _edit_and_replay(w: Write, job: Job, payload: Any) -> int:
-    if job.replayed_as_id is not None:
-        raise InvalidTransition(
-            f"job {job.id} was already edited and replayed as job {job.replayed_as_id}; "
-            "work on that job, or replay this one unchanged"
-        )
     payload = w.book.masking_rule(job.task).restore(payload, job.payload, has_stored=True)
     new = w.book.prepare(
         job.task, payload, account=job.account, priority=job.priority, max_attempts=job.max_attempts,
@@ -270,8 +278,8 @@ def _edit_and_replay(w: Write, job: Job, payload: Any) -> int:
     )
     new.replayed_from_id = job.id
     w.insert(new)
+    # Only the link changes: the original keeps its dead-lettered time (updated_at), for the audit.
     job.replayed_as_id = new.id
-    job.updated_at = w.now
     w.record("edit_and_replay", "job", new, None, {"state": new.state, **snapshot(new, _CREATED)})
     return new.id
 
@@ -431,8 +439,8 @@ OPERATIONS: Mapping[str, Operation] = {
         ),
         Operation("trigger", _trigger, accepts=_WAITING, audits=("scheduled_for",)),
         Operation("update_job", _update_job, accepts=_WAITING, audits=MUTABLE_FIELDS, check=_check_update),
-        Operation("delete_job", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT),
-        Operation("delete_jobs", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT),
+        Operation("delete_job", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT, takes_replaced=True),
+        Operation("delete_jobs", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT, takes_replaced=True),
         Operation("replay_dead_letters", _requeue_fresh, accepts=frozenset({_DEAD}), audits=_REQUEUED),
         Operation("dismiss_dead_letters", _purge, accepts=frozenset({_DEAD}), audits=SNAPSHOT),
         Operation("edit_schedule", _edit_schedule, target_type="schedule"),
@@ -676,6 +684,11 @@ class Operations:
                 f"cannot {op.action} {op.target_type} {ident}: it is {target.state}; "
                 f"{op.action} accepts {op.target_type}s that are {', '.join(sorted(op.accepts))}"
             )
+        if replaced(target) and not op.takes_replaced:
+            raise InvalidTransition(
+                f"cannot {op.action} job {target.id}: it was edited and replayed as job {target.replayed_as_id} "
+                f"and is kept for audit only (out of the dead letter); work on job {target.replayed_as_id}"
+            )
         fields = (("state",) if hasattr(target, "state") else ()) + op.audits
 
         def view() -> dict[str, Any]:
@@ -749,7 +762,7 @@ class Operations:
                     if op.purges:
                         w.read_histories([job.id for job in jobs])
                     for job in jobs:
-                        if op.accepts is None or job.state in op.accepts:
+                        if op.admits(job.state, replaced(job)):
                             self._apply(w, op, job, {})
                 done += len(w.entries)
                 report(done)
@@ -927,7 +940,8 @@ class Operations:
         self._run("replay", job_id)
 
     def edit_and_replay(self, job_id: int, payload: Any) -> int:
-        """Queue a new job from a dead letter with an edited payload; the original stays, linked. Returns the new id."""
+        """Queue a new job from a dead letter with an edited payload; the original is kept for audit, linked both
+        ways (``replayed_as_id``, ``replayed_from_id``), and leaves the live dead letter. Returns the new id."""
         return int(self._run("edit_and_replay", job_id, payload=payload))
 
     def dismiss(self, job_id: int) -> None:

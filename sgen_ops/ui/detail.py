@@ -122,7 +122,8 @@ def facts_html(d: JobDetail, worker: str | None = None) -> str:
     if d.replayed_from_id is not None:
         rows.append(("Replayed from", f"job {d.replayed_from_id}"))
     if d.replayed_as_id is not None:
-        rows.append(("Edited and replayed as", f"job {d.replayed_as_id}"))
+        rows.append(("Edited and replayed as", f"job {d.replayed_as_id} "
+                     + render.muted("(this dead letter is kept for audit, out of the live dead letter)")))
     if d.dead_letter_reason:
         rows.append(("Dead-letter reason", render.esc(d.dead_letter_reason)))
     if d.resolution_note:
@@ -280,7 +281,8 @@ class JobDetailView(View):
         if self.detail is None:
             return []
         state = self.detail.state
-        accepted = [a for a in ACTIONS if (accepts := OPERATIONS[a].accepts) is None or state in accepts]
+        replaced = self.detail.replayed_as_id is not None  # kept for audit: see surface.replaced
+        accepted = [a for a in ACTIONS if OPERATIONS[a].admits(state, replaced)]
         if "rerun" in accepted and "replay" in accepted:
             # One way back to the queue: Replay where the role may, else Re-run.
             accepted.remove("rerun" if self.ops.can("replay") or not self.ops.can("rerun") else "replay")
