@@ -14,7 +14,8 @@ Widgets: ``state_filter`` (``StateChips``: a toggle chip per state with its coun
 ``include_old_filter`` (Checkbox), ``apply_button``, ``refresh_button``, ``reset_button``, ``table``
 (``SelectableTable``), ``rows`` (its selection: ``.options``, ``.value``), ``prev_button``,
 ``next_button``, ``page_label``, ``throughput_line``, ``rerun_button``, ``cancel_button``,
-``open_detail_button``, ``close_detail_button``, ``paused_line`` (the paused tasks and queues, from
+``open_detail_button``, ``pause_task_button`` and ``resume_task_button`` (the task in the Task filter),
+``close_detail_button``, ``paused_line`` (the paused tasks and queues, from
 ``ops.paused``; a paused task also gets a ``sgen-paused-badge`` in the list and "paused" as the next run of
 its waiting jobs, class ``sgen-paused-note``), ``detail_area`` and ``detail`` (the open
 ``JobDetailView`` or None), ``live`` (``LiveRefresh``: re-reads the page and the throughput line every
@@ -26,8 +27,8 @@ CSS classes: ``sgen-queue``, ``sgen-state-filter``, ``sgen-task-filter``, ``sgen
 ``sgen-apply``, ``sgen-refresh``, ``sgen-reset``, ``sgen-job-table`` (plus the ``sgen-table`` classes:
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
 ``sgen-page-label``, ``sgen-throughput-line``, ``sgen-rerun``, ``sgen-cancel``, ``sgen-open-detail``,
-``sgen-close-detail``, ``sgen-paused-line``, ``sgen-paused-badge``, ``sgen-paused-note``, ``sgen-detail-area``,
-``sgen-live``, ``sgen-status``.
+``sgen-pause-task``, ``sgen-resume-task``, ``sgen-close-detail``, ``sgen-paused-line``, ``sgen-paused-badge``,
+``sgen-paused-note``, ``sgen-detail-area``, ``sgen-live``, ``sgen-status``.
 """
 
 from __future__ import annotations
@@ -219,6 +220,14 @@ class QueueView(View):
         self.rerun_button.on_click(self.guard(lambda _b: self.act_on_selected("rerun")))
         self.cancel_button.on_click(self.guard(lambda _b: self.act_on_selected("cancel")))
         self.open_detail_button.on_click(self.guard(lambda _b: self.open_detail()))
+        self.pause_task_button = button("Pause task", "sgen-pause-task", icon="pause")
+        self.resume_task_button = button("Resume task", "sgen-resume-task", icon="play")
+        gate(self.pause_task_button, ops, "pause_task",
+             "Pause the task named in the Task filter: its waiting jobs stay queued until resumed")
+        gate(self.resume_task_button, ops, "resume_task",
+             "Resume the task named in the Task filter: its waiting jobs are delivered again")
+        self.pause_task_button.on_click(self.guard(lambda _b: self.set_task_paused(True)))
+        self.resume_task_button.on_click(self.guard(lambda _b: self.set_task_paused(False)))
         self.close_detail_button = button("Close detail", "sgen-close-detail", icon="times")
         self.close_detail_button.on_click(self.guard(lambda _b: self.close_detail()))
         self.close_bar = widgets.HBox([self.close_detail_button])
@@ -239,7 +248,8 @@ class QueueView(View):
             self.paused_line,
             self.jobs,
             self.throughput_line,
-            widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button], layout=box),
+            widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button, self.pause_task_button,
+                          self.resume_task_button], layout=box),
             self.status,
             self.detail_area,
         )
@@ -334,6 +344,21 @@ class QueueView(View):
             self.rows.value = [i for i in self.rows.value if i not in done]
         if self.detail is not None and self.detail.job_id in done:
             self.detail.refresh()
+
+    def set_task_paused(self, paused: bool) -> None:
+        """Pause (or resume) the task named in the Task filter, say so, and refresh."""
+        task = self.task_filter.value.strip()
+        if not task:
+            self.show_status(f"Choose a task in the Task filter to {'pause' if paused else 'resume'} it.", "info")
+            return
+        if paused:
+            self.ops.pause_task(task)
+            done = f"Paused task {task}: its waiting jobs stay queued until it is resumed."
+        else:
+            self.ops.resume_task(task)
+            done = f"Resumed task {task}: its waiting jobs are delivered again."
+        self.refresh()
+        self.show_status(done, "ok")
 
     def open_detail(self) -> None:
         """Show the detail of the (first) ticked job under the list."""
