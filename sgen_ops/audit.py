@@ -26,7 +26,7 @@ from .notes import NOTE_FIELDS, ref_id
 from .store import ACTIVITY_LOG, ActivityEntry, Ledger, as_utc, utcnow
 
 GENESIS = "0" * 64
-TARGET_TYPES = ("job", "schedule")
+TARGET_TYPES = ("job", "schedule", "task", "queue")
 LOG_COLUMNS = ("at", "operator", "action", "target_type", "target_id", "account", "change", "reason")
 
 # One advisory-lock key for the whole log: appends from every process take turns on PostgreSQL.

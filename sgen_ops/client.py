@@ -130,10 +130,12 @@ class RemoteOperations:
 
     # -- one request ----------------------------------------------------------------------------------
     def _call(self, action: str, n: int = 0, *, job_id: Any = None, schedule_id: Any = None, account: str | None = None,
-              params: dict[str, Any] | None = None, json: Any = None) -> Any:
+              params: dict[str, Any] | None = None, json: Any = None, name: str | None = None) -> Any:
         route = ROUTES[action][n]
         segment = account if account is not None else (self.account or EVERY_ACCOUNT)
-        path = route.path.format(account_id=quote(segment, safe=""), job_id=job_id, schedule_id=schedule_id)
+        named = quote(name, safe="") if name is not None else None
+        path = route.path.format(account_id=quote(segment, safe=""), job_id=job_id, schedule_id=schedule_id,
+                                 task=named, priority=named)
         kwargs: dict[str, Any] = {}
         if params:
             kwargs["params"] = {k: v for k, v in params.items() if v is not None}
@@ -344,6 +346,27 @@ class RemoteOperations:
         """Emit one job from the schedule now; returns the job id."""
         return int(self._call("run_schedule_now", schedule_id=self._own("schedule", schedule_id))["id"])
 
+    # -- pauses -------------------------------------------------------------------------------------
+    def paused(self) -> pd.DataFrame:
+        """The paused tasks and priority queues (``Operations.paused``)."""
+        return wire.decode_frame(self._call("paused"))
+
+    def pause_task(self, task: str) -> None:
+        """Pause a task: its waiting jobs stay queued until ``resume_task``."""
+        self._call("pause_task", name=_named(task, "task"))
+
+    def resume_task(self, task: str) -> None:
+        """Resume a paused task: its waiting jobs are delivered again."""
+        self._call("resume_task", name=_named(task, "task"))
+
+    def pause_queue(self, priority: str) -> None:
+        """Pause a priority queue: its waiting jobs stay queued until ``resume_queue``."""
+        self._call("pause_queue", name=_named(priority, "priority"))
+
+    def resume_queue(self, priority: str) -> None:
+        """Resume a paused priority queue: its waiting jobs are delivered again."""
+        self._call("resume_queue", name=_named(priority, "priority"))
+
     # -- writes on many jobs ----------------------------------------------------------------------
     def delete_jobs(
         self,
@@ -392,6 +415,13 @@ class RemoteOperations:
         body = _body(task=task, error_code=error_code, since=_time(since), until=_time(until))
         body.update(dry_run=dry_run, batch_size=batch_size)
         return _bulk_done(self._call("dismiss_dead_letters", json=body), "dismissed", dry_run, progress)
+
+
+def _named(value: Any, what: str) -> str:
+    """A task or priority as a path segment: ValidationError for one that is not text."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{what} {validate.describe(value)} is not valid: give a {what} name")
+    return value
 
 
 def _bulk_done(answer: dict[str, Any], key: str, dry_run: bool, progress: ProgressFn | None) -> int:

@@ -34,6 +34,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from . import validate
 from .errors import JobCancelled, TaskError
 from .jobs import touch_lease
+from .pauses import PAUSED_SQL, paused_condition
 from .queue import PERFORM
 from .states import WAITING, State
 from .store import ATTEMPTS, JOBS, Job, Ledger, utcnow
@@ -167,6 +168,7 @@ _CLAIM_READ = (
         JOBS.c.scheduled_for,
         JOBS.c.rq_job_id,
         JOBS.c.cancel_requested,
+        paused_condition().label("paused"),
     )
     .where(JOBS.c.id == bindparam("p_id"))
     .with_for_update()
@@ -218,6 +220,9 @@ def _claim_core(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext |
     with hub.ledger.write_conn() as conn:
         row = conn.execute(_CLAIM_READ, {"p_id": job_id}).first()
         if row is None or row.state not in WAITING or row.rq_job_id != rq_job_id or row.cancel_requested:
+            return None
+        if row.paused:
+            # Its task or queue is paused: it stays waiting, no attempt counted; resuming re-sends it.
             return None
         number = row.attempts + 1
         lease = now + timedelta(seconds=hub.settings.worker_lost_after)
@@ -482,7 +487,7 @@ _WAITING_SQL = ", ".join(f"'{s.value}'" for s in sorted(WAITING))
 
 _SQLITE_CLAIM_READ = (
     "SELECT state, task, payload, attempts, run, max_attempts, account, schedule_id, scheduled_for, rq_job_id, "
-    "cancel_requested FROM jobs WHERE id = ?"
+    f"cancel_requested, {PAUSED_SQL} FROM jobs WHERE id = ?"
 )
 _SQLITE_CLAIM = (
     f"UPDATE jobs SET state = '{_RUN}', attempts = ?, worker = ?, updated_at = ?, lease_until = ? "
@@ -504,6 +509,7 @@ _PG_CLAIM = f"""
 WITH cur AS (
     SELECT id, state FROM jobs
     WHERE id = %(id)s AND state IN ({_WAITING_SQL}) AND rq_job_id = %(rq)s AND NOT cancel_requested
+        AND NOT {PAUSED_SQL}
     FOR UPDATE
 ), claimed AS (
     UPDATE jobs AS j SET state = '{_RUN}', attempts = j.attempts + 1, worker = %(worker)s,
@@ -642,7 +648,7 @@ class HotPath:
                 try:
                     cur.execute("BEGIN IMMEDIATE")
                     r = cur.execute(_SQLITE_CLAIM_READ, (job_id,)).fetchone()
-                    if r is None or r[0] not in WAITING or r[9] != rq_job_id or r[10]:
+                    if r is None or r[0] not in WAITING or r[9] != rq_job_id or r[10] or r[11]:
                         dbapi.rollback()
                         return False
                     _state, task, _p, attempts, _run, _m, _a, _s, ready_at = r[:9]

@@ -22,6 +22,7 @@ from . import validate
 from .config import Settings
 from .errors import ValidationError
 from .masking import MASK, MaskingRule
+from .pauses import paused_condition
 from .queue import Delivery, Transport
 from .rules import MaskingRules
 from .states import WAITING, State, check_transition
@@ -461,7 +462,8 @@ class JobBook:
 
     def reconcile(self, batch: int = 2000) -> int:
         """Re-send every queued or retrying job whose delivery no longer leads to an attempt (Redis lost it,
-        or the worker that took it died before claiming); returns how many."""
+        or the worker that took it died before claiming), unless its task or queue is paused; returns how
+        many."""
         waiting = sorted(s.value for s in WAITING)
         resent = 0
         last_id = 0
@@ -469,7 +471,8 @@ class JobBook:
             with self.ledger.read() as session:
                 rows = session.execute(
                     select(Job.id, Job.rq_job_id)
-                    .where(Job.state.in_(waiting), Job.id > last_id)
+                    # A paused task's or queue's jobs wait without a delivery; resuming sends them one.
+                    .where(Job.state.in_(waiting), Job.id > last_id, ~paused_condition())
                     .order_by(Job.id)
                     .limit(batch)
                 ).all()

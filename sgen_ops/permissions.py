@@ -41,6 +41,10 @@ _ADMIN = (
     "replay_dead_letters",
     "dismiss_dead_letters",
     "verify_audit",
+    "pause_task",
+    "resume_task",
+    "pause_queue",
+    "resume_queue",
 )
 
 # Action (operator method name) -> roles allowed to perform it; read-only so no caller edits policy.

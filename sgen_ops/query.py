@@ -131,6 +131,10 @@ def job_conditions(
         conds.append(Job.account == account)
     if f.states:
         conds.append(Job.state == f.states[0] if len(f.states) == 1 else Job.state.in_(f.states))
+        if _DEAD in f.states:
+            # The dead letter is the live one: an edited-and-replayed original is kept for audit, out of it.
+            live = Job.replayed_as_id.is_(None)
+            conds.append(live if len(f.states) == 1 else or_(Job.state != _DEAD, live))
     if f.tasks:
         conds.append(Job.task == f.tasks[0] if len(f.tasks) == 1 else Job.task.in_(f.tasks))
     if f.error_codes:
@@ -157,6 +161,7 @@ _COUNT_PARTS = "_sgen_count_parts"  # set when counting the parts one by one is 
 _SCANS = "_sgen_text_search"  # a substring search: on SQLite, list its matches in one pass (see list_page)
 
 _SUCCEEDED: ColumnElement[str] = literal_column(f"'{State.SUCCEEDED.value}'")
+_DEAD = State.DEAD_LETTER.value
 _NOT_SUCCEEDED = tuple(s for s in ALL_STATES if s != State.SUCCEEDED.value)
 
 

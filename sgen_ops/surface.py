@@ -23,7 +23,7 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Row, Select, delete, func, select
 from sqlalchemy.orm import Session
 
-from . import audit, notes, query, schedules, stats, validate
+from . import audit, notes, pauses, query, schedules, stats, validate
 from .config import Settings
 from .errors import AccessDenied, InvalidTransition, NotFound, ValidationError
 from .jobs import check_max_attempts, check_priority, encode_payload, parse_delay
@@ -32,7 +32,8 @@ from .permissions import Policy
 from .queue import Delivery
 from .resolver import Resolver, note_ids
 from .states import ALL_STATES, WAITING, State
-from .store import Attempt, Job, Operator, OperatorNote, Schedule, as_utc, utcnow
+from .store import Attempt, Job, Operator, OperatorNote, Pause, Schedule, as_utc, utcnow
+from .tasks import get_task
 
 if TYPE_CHECKING:
     from .stack import Stack
@@ -63,10 +64,17 @@ class Operation:
     apply: Callable[..., Any]  # apply(write, target, **args) makes the change; returns the result
     accepts: frozenset[str] | None = None  # states the target must be in (None: any)
     audits: tuple[str, ...] = ()  # fields whose before/after are logged ('state' always is); SNAPSHOT
-    target_type: str = "job"  # or "schedule"
+    target_type: str = "job"  # or "schedule", or "task" / "queue" (a pause: ``pauses.PauseTarget``)
     reason: str | None = None  # the argument holding operator-written text, kept as a note (``notes``)
     result_key: str | None = None  # logs the operation's result under this key of "after"
     check: Callable[[Settings, dict[str, Any]], dict[str, Any]] | None = None  # validates args first
+    # Whether it also takes an edited-and-replayed original: that dead letter is kept for audit, out of the live
+    # dead letter, and only deleting it is allowed (see ``replaced``).
+    takes_replaced: bool = False
+
+    def admits(self, state: str, replaced: bool) -> bool:
+        """Whether a target in ``state`` (``replaced``: an edited-and-replayed original) may take it."""
+        return (self.accepts is None or state in self.accepts) and (self.takes_replaced or not replaced)
 
     @property
     def purges(self) -> bool:
@@ -180,6 +188,8 @@ class Write:
     ) -> None:
         """Log the change to one job or schedule (``audit.append`` masks it, whoever acts)."""
         change: dict[str, Any] = {"task": target.task, "before": before, "after": after}
+        if target_type == pauses.QUEUE:
+            change["priority"] = target.name
         if note_id is not None:
             change[notes.REF_KEY] = note_id
         self.entries.append(self.ops._entry(action, target_type, target, change))
@@ -254,12 +264,13 @@ def _send_to_dead_letter(w: Write, job: Job, reason: str | None = None) -> None:
     job.dead_letter_reason = reason
 
 
+def replaced(target: Any) -> bool:
+    """Whether ``target`` is a dead letter that edit_and_replay replaced by a new job (``replayed_as_id``):
+    kept for audit, linked both ways, out of the live dead letter (lists and bulk triage leave it out)."""
+    return getattr(target, "replayed_as_id", None) is not None
+
+
 def _edit_and_replay(w: Write, job: Job, payload: Any) -> int:
-    if job.replayed_as_id is not None:
-        raise InvalidTransition(
-            f"job {job.id} was already edited and replayed as job {job.replayed_as_id}; "
-            "work on that job, or replay this one unchanged"
-        )
     payload = w.book.masking_rule(job.task).restore(payload, job.payload, has_stored=True)
     new = w.book.prepare(
         job.task, payload, account=job.account, priority=job.priority, max_attempts=job.max_attempts,
@@ -267,8 +278,8 @@ def _edit_and_replay(w: Write, job: Job, payload: Any) -> int:
     )
     new.replayed_from_id = job.id
     w.insert(new)
+    # Only the link changes: the original keeps its dead-lettered time (updated_at), for the audit.
     job.replayed_as_id = new.id
-    job.updated_at = w.now
     w.record("edit_and_replay", "job", new, None, {"state": new.state, **snapshot(new, _CREATED)})
     return new.id
 
@@ -326,6 +337,23 @@ def _resume_schedule(w: Write, schedule: Schedule) -> None:
     if schedule.enabled:
         raise InvalidTransition(f"schedule {schedule.id} is not paused; pause_schedule stops its ticks")
     schedules.edit(w.ops.hub, w.session, schedule, {"enabled": True}, now=w.now)
+
+
+def _pause(w: Write, target: pauses.PauseTarget) -> None:
+    w.session.add(Pause(kind=target.kind, name=target.name, paused_at=w.now, paused_by=w.ops.name))
+    target.state = pauses.PAUSED
+
+
+def _resume(w: Write, target: pauses.PauseTarget) -> None:
+    """Lift the pause and send each waiting job it held a fresh delivery (a claim refused while paused
+    consumed the old one); jobs still held by another pause (their queue, or their task) stay waiting."""
+    w.session.execute(delete(Pause).where(Pause.kind == target.kind, Pause.name == target.name))
+    target.state = pauses.ACTIVE
+    held_by = Job.task if target.kind == pauses.TASK else Job.priority
+    waiting = select(Job).where(Job.state.in_(_WAITING), held_by == target.name, ~pauses.paused_condition())
+    for job in w.session.scalars(waiting.order_by(Job.id).with_for_update()):
+        w.withdraw(job)
+        w.deliveries.append(w.book.next_delivery(job))
 
 
 def _run_schedule_now(w: Write, schedule: Schedule) -> int:
@@ -411,14 +439,18 @@ OPERATIONS: Mapping[str, Operation] = {
         ),
         Operation("trigger", _trigger, accepts=_WAITING, audits=("scheduled_for",)),
         Operation("update_job", _update_job, accepts=_WAITING, audits=MUTABLE_FIELDS, check=_check_update),
-        Operation("delete_job", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT),
-        Operation("delete_jobs", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT),
+        Operation("delete_job", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT, takes_replaced=True),
+        Operation("delete_jobs", _purge, accepts=_NOT_RUNNING, audits=SNAPSHOT, takes_replaced=True),
         Operation("replay_dead_letters", _requeue_fresh, accepts=frozenset({_DEAD}), audits=_REQUEUED),
         Operation("dismiss_dead_letters", _purge, accepts=frozenset({_DEAD}), audits=SNAPSHOT),
         Operation("edit_schedule", _edit_schedule, target_type="schedule"),
         Operation("pause_schedule", _pause_schedule, target_type="schedule"),
         Operation("resume_schedule", _resume_schedule, target_type="schedule"),
         Operation("run_schedule_now", _run_schedule_now, target_type="schedule", result_key="job_id"),
+        Operation("pause_task", _pause, accepts=frozenset({pauses.ACTIVE}), target_type=pauses.TASK),
+        Operation("resume_task", _resume, accepts=frozenset({pauses.PAUSED}), target_type=pauses.TASK),
+        Operation("pause_queue", _pause, accepts=frozenset({pauses.ACTIVE}), target_type=pauses.QUEUE),
+        Operation("resume_queue", _resume, accepts=frozenset({pauses.PAUSED}), target_type=pauses.QUEUE),
     )
 }
 
@@ -449,6 +481,7 @@ READS: Mapping[str, Read] = {
         Read("preview_schedule", "list_schedules"),
         Read("enqueue", "enqueue"),
         Read("create_schedule", "create_schedule"),
+        Read("paused", "list_jobs"),
         Read("can", None),
     )
 }
@@ -487,6 +520,7 @@ ROUTES: Mapping[str, tuple[Route, ...]] = {
     "list_schedules": (Route("GET", f"{_ACCOUNT}/schedules"),),
     "preview_schedule": (Route("GET", "/api/schedules/preview"),),
     "can": (Route("GET", "/api/me"),),
+    "paused": (Route("GET", "/api/paused"),),
     # creations
     "enqueue": (Route("POST", f"{_ACCOUNT}/jobs", _NEW),),
     "create_schedule": (Route("POST", f"{_ACCOUNT}/schedules", _NEW),),
@@ -511,6 +545,11 @@ ROUTES: Mapping[str, tuple[Route, ...]] = {
     "edit_schedule": (Route("PATCH", _SCHEDULE, _DONE),),
     "pause_schedule": (Route("POST", f"{_SCHEDULE}/pause", _DONE),),
     "resume_schedule": (Route("POST", f"{_SCHEDULE}/resume", _DONE),),
+    # pauses
+    "pause_task": (Route("POST", "/api/tasks/{task}/pause", _DONE),),
+    "resume_task": (Route("POST", "/api/tasks/{task}/resume", _DONE),),
+    "pause_queue": (Route("POST", "/api/queues/{priority}/pause", _DONE),),
+    "resume_queue": (Route("POST", "/api/queues/{priority}/resume", _DONE),),
 }
 
 _TRIAGE_FILTERS = ("task", "error_code", "since", "until")
@@ -606,7 +645,11 @@ class Operations:
         self.hub.book.send(w.deliveries)
 
     def _load(self, session: Session, target_type: str, target_id: Any, *, lock: bool) -> Any:
-        """The job or schedule, if this operator's account may see it; NotFound alike otherwise."""
+        """The job or schedule, if this operator's account may see it; NotFound alike otherwise. A task or
+        priority queue (a pause's target) is named, and checked against the registered tasks or the
+        priorities."""
+        if target_type in pauses.KINDS:
+            return self._load_pause_target(session, target_type, target_id, lock=lock)
         model = _TARGETS[target_type]
         ident = query.parse_job_id(target_id, target_type)
         stmt = select(model).where(model.id == ident, *self.resolver.scope(model))
@@ -617,12 +660,34 @@ class Operations:
             raise NotFound(f"{target_type} {ident} not found")
         return found
 
+    def _load_pause_target(self, session: Session, kind: str, name: Any, *, lock: bool) -> pauses.PauseTarget:
+        if self.account is not None:
+            # A pause holds for every account: it is not one account's to set.
+            raise AccessDenied(
+                f"operator {self.name!r} is bound to account {self.account!r}; pausing or resuming a {kind} "
+                "holds for every account and needs an operator of every account"
+            )
+        if kind == pauses.QUEUE:
+            return pauses.load(session, kind, check_priority(name), lock=lock)
+        if not isinstance(name, str):
+            get_task(name)  # refuses it, naming the registered tasks
+        target = pauses.load(session, kind, name, lock=lock)
+        if target.state != pauses.PAUSED:  # a paused task can be resumed even if no longer registered
+            get_task(name)
+        return target
+
     def _apply(self, w: Write, op: Operation, target: Any, args: dict[str, Any]) -> Any:
         """State check, the change, and its Activity Log entry."""
         if op.accepts is not None and target.state not in op.accepts:
+            ident = target.name if isinstance(target, pauses.PauseTarget) else target.id
             raise InvalidTransition(
-                f"cannot {op.action} {op.target_type} {target.id}: it is {target.state}; "
+                f"cannot {op.action} {op.target_type} {ident}: it is {target.state}; "
                 f"{op.action} accepts {op.target_type}s that are {', '.join(sorted(op.accepts))}"
+            )
+        if replaced(target) and not op.takes_replaced:
+            raise InvalidTransition(
+                f"cannot {op.action} job {target.id}: it was edited and replayed as job {target.replayed_as_id} "
+                f"and is kept for audit only (out of the dead letter); work on job {target.replayed_as_id}"
             )
         fields = (("state",) if hasattr(target, "state") else ()) + op.audits
 
@@ -697,7 +762,7 @@ class Operations:
                     if op.purges:
                         w.read_histories([job.id for job in jobs])
                     for job in jobs:
-                        if op.accepts is None or job.state in op.accepts:
+                        if op.admits(job.state, replaced(job)):
                             self._apply(w, op, job, {})
                 done += len(w.entries)
                 report(done)
@@ -831,6 +896,28 @@ class Operations:
         self._allow("verify_audit")
         return audit.verify(self.hub.ledger)
 
+    def paused(self) -> pd.DataFrame:
+        """The paused tasks and priority queues: kind ("task" or "queue"), name, paused_at, paused_by."""
+        self._allow("list_jobs")
+        return pd.DataFrame.from_records(pauses.rows(self.hub.ledger), columns=list(pauses.COLUMNS))
+
+    # -- pauses -------------------------------------------------------------------------------
+    def pause_task(self, task: str) -> None:
+        """Pause a task: its waiting jobs stay queued, with no attempt, until ``resume_task``."""
+        self._run("pause_task", task)
+
+    def resume_task(self, task: str) -> None:
+        """Resume a paused task: its waiting jobs are delivered to workers again."""
+        self._run("resume_task", task)
+
+    def pause_queue(self, priority: str) -> None:
+        """Pause a priority queue ("high", "normal", "low"): its waiting jobs stay queued until ``resume_queue``."""
+        self._run("pause_queue", priority)
+
+    def resume_queue(self, priority: str) -> None:
+        """Resume a paused priority queue: its waiting jobs are delivered to workers again."""
+        self._run("resume_queue", priority)
+
     # -- writes on one job --------------------------------------------------------------------
     def rerun(self, job_id: int) -> None:
         """Re-run a failed, succeeded or dead-letter job: queued again with a fresh attempt counter."""
@@ -853,7 +940,8 @@ class Operations:
         self._run("replay", job_id)
 
     def edit_and_replay(self, job_id: int, payload: Any) -> int:
-        """Queue a new job from a dead letter with an edited payload; the original stays, linked. Returns the new id."""
+        """Queue a new job from a dead letter with an edited payload; the original is kept for audit, linked both
+        ways (``replayed_as_id``, ``replayed_from_id``), and leaves the live dead letter. Returns the new id."""
         return int(self._run("edit_and_replay", job_id, payload=payload))
 
     def dismiss(self, job_id: int) -> None:

@@ -67,6 +67,8 @@ Ops = Annotated[Operations, Depends(caller)]
 AccountId = Annotated[Account, Path(description="an account, or * for every account the operator may see")]
 JobId = Annotated[int, Path(description="a job id")]
 ScheduleId = Annotated[int, Path(description="a schedule id")]
+TaskName = Annotated[Name, Path(description="a registered task")]
+Priority = Annotated[Name, Path(description="a priority queue: high, normal or low")]
 IdemKey = Annotated[IdempotencyKey | None, Header(alias="Idempotency-Key")]
 
 _READ = (401, 403, 404, 422)
@@ -334,6 +336,37 @@ def resume_schedule(ops: Ops, schedule_id: ScheduleId) -> None:
 def run_schedule_now(ops: Ops, schedule_id: ScheduleId) -> Any:
     """Run schedule now: one job out of band; answers its id."""
     return {"id": ops.run_schedule_now(held(ops, "run_schedule_now", "schedule", schedule_id))}
+
+
+# -- pauses -------------------------------------------------------------------------------------------
+@served("paused", model=Frame, errors=_READ)
+def paused(ops: Ops) -> Any:
+    """The paused tasks and priority queues."""
+    return wire.encode_frame(ops.paused())
+
+
+@served("pause_task")
+def pause_task(ops: Ops, task: TaskName) -> None:
+    """Pause a task: its waiting jobs stay queued until resumed."""
+    ops.pause_task(task)
+
+
+@served("resume_task")
+def resume_task(ops: Ops, task: TaskName) -> None:
+    """Resume a paused task: its waiting jobs are delivered again."""
+    ops.resume_task(task)
+
+
+@served("pause_queue")
+def pause_queue(ops: Ops, priority: Priority) -> None:
+    """Pause a priority queue: its waiting jobs stay queued until resumed."""
+    ops.pause_queue(priority)
+
+
+@served("resume_queue")
+def resume_queue(ops: Ops, priority: Priority) -> None:
+    """Resume a paused priority queue: its waiting jobs are delivered again."""
+    ops.resume_queue(priority)
 
 
 # -- statistics and the Activity Log ------------------------------------------------------------------

@@ -267,8 +267,21 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class Pause(Base):
+    """A paused task or priority queue (migration 0008): its waiting jobs are not claimed until it is
+    resumed. ``kind`` is "task" (``name`` a task) or "queue" (``name`` a priority)."""
+
+    __tablename__ = "pauses"
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    paused_by: Mapped[str] = mapped_column(String(200))
+
+
 # The tables as Core sees them, for the statements written without the ORM.
 JOBS = cast(Table, Job.__table__)
 ATTEMPTS = cast(Table, Attempt.__table__)
 EVENTS = cast(Table, JobEvent.__table__)
 ACTIVITY_LOG = cast(Table, ActivityEntry.__table__)
+PAUSES = cast(Table, Pause.__table__)

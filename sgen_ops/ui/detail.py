@@ -39,6 +39,7 @@ from .. import workers_info
 from ..config import Settings
 from ..query import JobDetail
 from ..schedule_timing import format_interval
+from ..states import WAITING
 from ..surface import OPERATIONS
 from . import render
 from .base import View, button, gate
@@ -93,8 +94,20 @@ def worker_label(worker: str | None, prefix: str | None = None, live: Mapping[st
     return render.esc(worker)
 
 
-def facts_html(d: JobDetail, worker: str | None = None) -> str:
-    """The job's record besides payload and attempts, as a two-column table."""
+def held_by(d: JobDetail, paused: Any) -> str | None:
+    """What pause holds the waiting job back ('task import.products', 'queue low'), from ``ops.paused()``."""
+    if d.state not in WAITING or paused is None or not len(paused):
+        return None
+    found = set(zip(paused["kind"], paused["name"], strict=True))
+    for kind, name in (("task", d.task), ("queue", d.priority)):
+        if (kind, name) in found:
+            return f"{kind} {name}"
+    return None
+
+
+def facts_html(d: JobDetail, worker: str | None = None, paused_by: str | None = None) -> str:
+    """The job's record besides payload and attempts, as a two-column table; ``paused_by`` names the pause
+    that holds it back (``held_by``)."""
     schedule = render.DASH
     if d.schedule:
         s = d.schedule
@@ -119,10 +132,14 @@ def facts_html(d: JobDetail, worker: str | None = None) -> str:
         ("Schedule", schedule),
         ("Last error", render.esc(d.last_error_code)),
     ]
+    if paused_by is not None:
+        rows.append(("Paused", render.paused_badge(f"{paused_by} is paused") + " " + render.muted(
+            f"{render.esc(paused_by)} is paused: this job waits, with no attempt, until it is resumed")))
     if d.replayed_from_id is not None:
         rows.append(("Replayed from", f"job {d.replayed_from_id}"))
     if d.replayed_as_id is not None:
-        rows.append(("Edited and replayed as", f"job {d.replayed_as_id}"))
+        rows.append(("Edited and replayed as", f"job {d.replayed_as_id} "
+                     + render.muted("(this dead letter is kept for audit, out of the live dead letter)")))
     if d.dead_letter_reason:
         rows.append(("Dead-letter reason", render.esc(d.dead_letter_reason)))
     if d.resolution_note:
@@ -169,6 +186,7 @@ class JobDetailView(View):
         self.omit = omit
         self.on_change = on_change
         self.detail: JobDetail | None = None
+        self.paused_by: str | None = None  # the pause holding the waiting job back (``held_by``)
         self.dismissed = False
         self.layout.border = "1px solid #eaecf0"
         self.layout.padding = "8px 12px"
@@ -244,6 +262,11 @@ class JobDetailView(View):
             return True
         ok, detail = self.attempt(self.ops.get_job, self.job_id)
         self.detail = detail if ok else None
+        if self.detail is not None and self.detail.state in WAITING:
+            read, paused = self.attempt(self.ops.paused)
+            self.paused_by = held_by(self.detail, paused) if read else None
+        else:
+            self.paused_by = None
         self._draw()
         return ok
 
@@ -260,7 +283,7 @@ class JobDetailView(View):
             f"Job {d.id} · {render.esc(d.task)} &nbsp;{render.badge(d.state)}"
             f" &nbsp;{render.muted(render.esc(f'{d.attempts} of {d.max_attempts} attempts'))}"
         )
-        self.facts.value = facts_html(d, self._worker(d.worker))
+        self.facts.value = facts_html(d, self._worker(d.worker), self.paused_by)
         self.payload.value = render.pre(render.pretty_json(d.payload))
         self.attempts_table.value = attempts_html(d)
         self.error_log_text.value = render.pre(d.error_log or d.last_error_detail or "No errors logged.",
@@ -280,7 +303,8 @@ class JobDetailView(View):
         if self.detail is None:
             return []
         state = self.detail.state
-        accepted = [a for a in ACTIONS if (accepts := OPERATIONS[a].accepts) is None or state in accepts]
+        replaced = self.detail.replayed_as_id is not None  # kept for audit: see surface.replaced
+        accepted = [a for a in ACTIONS if OPERATIONS[a].admits(state, replaced)]
         if "rerun" in accepted and "replay" in accepted:
             # One way back to the queue: Replay where the role may, else Re-run.
             accepted.remove("rerun" if self.ops.can("replay") or not self.ops.can("rerun") else "replay")

@@ -14,7 +14,10 @@ Widgets: ``state_filter`` (``StateChips``: a toggle chip per state with its coun
 ``include_old_filter`` (Checkbox), ``apply_button``, ``refresh_button``, ``reset_button``, ``table``
 (``SelectableTable``), ``rows`` (its selection: ``.options``, ``.value``), ``prev_button``,
 ``next_button``, ``page_label``, ``throughput_line``, ``rerun_button``, ``cancel_button``,
-``open_detail_button``, ``close_detail_button``, ``detail_area`` and ``detail`` (the open
+``open_detail_button``, ``pause_task_button`` and ``resume_task_button`` (the task in the Task filter),
+``close_detail_button``, ``paused_line`` (the paused tasks and queues, from
+``ops.paused``; a paused task also gets a ``sgen-paused-badge`` in the list and "paused" as the next run of
+its waiting jobs, class ``sgen-paused-note``), ``detail_area`` and ``detail`` (the open
 ``JobDetailView`` or None), ``live`` (``LiveRefresh``: re-reads the page and the throughput line every
 interval; the ticks and the open detail stay as they are), ``status``. ``job_page`` is the last ``JobPage``
 read.
@@ -24,7 +27,8 @@ CSS classes: ``sgen-queue``, ``sgen-state-filter``, ``sgen-task-filter``, ``sgen
 ``sgen-apply``, ``sgen-refresh``, ``sgen-reset``, ``sgen-job-table`` (plus the ``sgen-table`` classes:
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
 ``sgen-page-label``, ``sgen-throughput-line``, ``sgen-rerun``, ``sgen-cancel``, ``sgen-open-detail``,
-``sgen-close-detail``, ``sgen-detail-area``, ``sgen-live``, ``sgen-status``.
+``sgen-pause-task``, ``sgen-resume-task``, ``sgen-close-detail``, ``sgen-paused-line``, ``sgen-paused-badge``,
+``sgen-paused-note``, ``sgen-detail-area``, ``sgen-live``, ``sgen-status``.
 """
 
 from __future__ import annotations
@@ -67,9 +71,12 @@ def names(text: str) -> list[str] | None:
     return items or None
 
 
-def next_run_cell(row: JobRow, now: datetime) -> str:
+def next_run_cell(row: JobRow, now: datetime, paused: bool = False) -> str:
     if row.state == "dead-letter":
         return render.muted("dead-letter")
+    if row.state in WAITING and paused:
+        return ('<span class="sgen-paused-note" style="color:#b54708" title="Its task is paused: it waits until '
+                'the task is resumed">paused</span>')
     if row.state not in WAITING or row.next_run is None:
         return render.DASH
     if as_utc(row.next_run) <= now:
@@ -87,13 +94,16 @@ def error_cell(row: JobRow) -> str:
             f'max-width:520px;color:#b42318;{render.FONT}">{code}{text}</div>')
 
 
-def queue_cells(row: JobRow, now: datetime) -> tuple[str, ...]:
-    """The queue table's cells of one job: Task, State, Attempts, Next run, Last error, Operator."""
+def queue_cells(row: JobRow, now: datetime, paused_tasks: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The queue table's cells of one job: Task, State, Attempts, Next run, Last error, Operator; a task in
+    ``paused_tasks`` gets a paused badge, and its waiting jobs "paused" for their next run."""
+    paused = row.task in paused_tasks
+    badge = render.paused_badge("This task is paused: its waiting jobs are not delivered") if paused else ""
     return (
-        f"<span style='{render.FONT}'>{render.esc(row.task)}</span>",
+        f"<span style='{render.FONT}'>{render.esc(row.task)}</span>{badge}",
         render.badge(row.state),
         f"<span style='{render.FONT}'>{render.esc(row.attempts_label)}</span>",
-        f"<span style='{render.FONT}'>{next_run_cell(row, now)}</span>",
+        f"<span style='{render.FONT}'>{next_run_cell(row, now, paused)}</span>",
         error_cell(row),
         f"<span style='{render.FONT}'>{render.esc(row.originating_user)}</span>",
     )
@@ -186,7 +196,12 @@ class QueueView(View):
         self.reset_button.on_click(self.guard(lambda _b: self.reset()))
 
         # -- the list, one page at a time --
-        self.jobs = JobList(self, COLUMNS, queue_cells, per_page=per_page)
+        # The paused tasks as last read (``ops.paused``): a badge on the task, "paused" on its waiting jobs.
+        self.paused_tasks: frozenset[str] = frozenset()
+        self.paused_line = widgets.HTML()
+        self.paused_line.add_class("sgen-paused-line")
+        self.jobs = JobList(self, COLUMNS, lambda row, now: queue_cells(row, now, self.paused_tasks),
+                            per_page=per_page)
         self.jobs.table.add_class("sgen-job-table")
         self.table = self.jobs.table
         self.rows = self.jobs.rows
@@ -205,6 +220,14 @@ class QueueView(View):
         self.rerun_button.on_click(self.guard(lambda _b: self.act_on_selected("rerun")))
         self.cancel_button.on_click(self.guard(lambda _b: self.act_on_selected("cancel")))
         self.open_detail_button.on_click(self.guard(lambda _b: self.open_detail()))
+        self.pause_task_button = button("Pause task", "sgen-pause-task", icon="pause")
+        self.resume_task_button = button("Resume task", "sgen-resume-task", icon="play")
+        gate(self.pause_task_button, ops, "pause_task",
+             "Pause the task named in the Task filter: its waiting jobs stay queued until resumed")
+        gate(self.resume_task_button, ops, "resume_task",
+             "Resume the task named in the Task filter: its waiting jobs are delivered again")
+        self.pause_task_button.on_click(self.guard(lambda _b: self.set_task_paused(True)))
+        self.resume_task_button.on_click(self.guard(lambda _b: self.set_task_paused(False)))
         self.close_detail_button = button("Close detail", "sgen-close-detail", icon="times")
         self.close_detail_button.on_click(self.guard(lambda _b: self.close_detail()))
         self.close_bar = widgets.HBox([self.close_detail_button])
@@ -222,9 +245,11 @@ class QueueView(View):
                 widgets.VBox([self.apply_button, self.refresh_button, self.reset_button]),
             ], layout=box),
             self.live,
+            self.paused_line,
             self.jobs,
             self.throughput_line,
-            widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button], layout=box),
+            widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button, self.pause_task_button,
+                          self.resume_task_button], layout=box),
             self.status,
             self.detail_area,
         )
@@ -259,7 +284,12 @@ class QueueView(View):
         return self.jobs.filters
 
     def refresh(self) -> None:
-        """Read the current page with the applied filters, the count of each state, and the throughput line."""
+        """Read the paused tasks and queues, the current page with the applied filters, the count of each state,
+        and the throughput line."""
+        done_paused, paused = self.attempt(self.ops.paused)
+        if done_paused and paused is not None:
+            self.paused_tasks = frozenset(paused.loc[paused["kind"] == "task", "name"])
+            self.paused_line.value = render.paused_line(paused)
         self.jobs.refresh()
         done_counts, counts = self.attempt(self.state_counts)
         if done_counts and counts is not None:
@@ -314,6 +344,21 @@ class QueueView(View):
             self.rows.value = [i for i in self.rows.value if i not in done]
         if self.detail is not None and self.detail.job_id in done:
             self.detail.refresh()
+
+    def set_task_paused(self, paused: bool) -> None:
+        """Pause (or resume) the task named in the Task filter, say so, and refresh."""
+        task = self.task_filter.value.strip()
+        if not task:
+            self.show_status(f"Choose a task in the Task filter to {'pause' if paused else 'resume'} it.", "info")
+            return
+        if paused:
+            self.ops.pause_task(task)
+            done = f"Paused task {task}: its waiting jobs stay queued until it is resumed."
+        else:
+            self.ops.resume_task(task)
+            done = f"Resumed task {task}: its waiting jobs are delivered again."
+        self.refresh()
+        self.show_status(done, "ok")
 
     def open_detail(self) -> None:
         """Show the detail of the (first) ticked job under the list."""

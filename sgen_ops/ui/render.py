@@ -106,6 +106,22 @@ def badge(state: str) -> str:
     )
 
 
+def paused_badge(title: str) -> str:
+    """The mark of a paused task or priority queue (``title``: what the pause holds back)."""
+    return (f'<span class="sgen-paused-badge" title="{esc(title)}" style="color:#b54708;background:#fffaeb;'
+            f'border:1px solid #fedf89;border-radius:10px;padding:0 8px;margin-left:6px;white-space:nowrap;'
+            f'{FONT}">paused</span>')
+
+
+def paused_line(frame: Any) -> str:
+    """'Paused: task import.products · queue high' from ``ops.paused()`` ('' when nothing is paused)."""
+    if frame is None or not len(frame):
+        return ""
+    names = [f"{esc(kind)} <b>{esc(name)}</b>" for kind, name in zip(frame["kind"], frame["name"], strict=True)]
+    return (f'<div class="sgen-paused-names" style="color:#b54708;{FONT}">Paused: {" · ".join(names)} '
+            f"{muted('(their waiting jobs are not delivered until resumed)')}</div>")
+
+
 def message(kind: str, text: str) -> str:
     """A status message box: ``kind`` is error, ok or info."""
     icon, fg, bg, border = MESSAGE_STYLES[kind]

@@ -7,11 +7,12 @@ and when a schedule last emitted a tick. It reads Redis, so it needs the local s
 ``sgen-ops serve``, or as an operator bound to one account (queues are shared by every account), it says
 so instead. A ``LiveRefresh`` bar refreshes it on its own.
 
-Widgets: ``summary``, ``queues_table``, ``workers_table`` (HTML), ``refresh_button``, ``live``
+Widgets: ``summary``, ``paused_line``, ``queues_table``, ``workers_table`` (HTML), ``refresh_button``, ``live``
 (``LiveRefresh``), ``status``; ``snapshot`` is the last one read.
 
 CSS classes: ``sgen-workers``, ``sgen-workers-summary``, ``sgen-queues-table``, ``sgen-workers-table``,
-``sgen-worker-stale`` (on each stale worker's row), ``sgen-live``, ``sgen-refresh``, ``sgen-status``.
+``sgen-worker-stale`` (on each stale worker's row), ``sgen-paused-line`` (the paused tasks and queues),
+``sgen-paused-badge`` (on a paused queue's row), ``sgen-live``, ``sgen-refresh``, ``sgen-status``.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ if TYPE_CHECKING:
     from ..surface import Operations
 
 
-def _queues_html(snap: workers_info.Snapshot) -> str:
+def _queues_html(snap: workers_info.Snapshot, paused: frozenset[str] = frozenset()) -> str:
     rows = []
     for q in snap.queues:
         waited = snap.oldest_wait_seconds(q)
+        badge = render.paused_badge("This queue is paused: its jobs are not delivered") if q.priority in paused else ""
         rows.append((
-            f"<b>{render.esc(q.priority)}</b>", render.count(q.ready), render.count(q.scheduled),
+            f"<b>{render.esc(q.priority)}</b>{badge}", render.count(q.ready), render.count(q.scheduled),
             render.count(q.running), render.DASH if waited is None else render.esc(render.duration(waited)),
         ))
     return render.table(["Priority", "Ready", "Scheduled", "Running", "Oldest due job waiting"], rows,
@@ -90,6 +92,8 @@ class WorkersView(View):
         self.summary.add_class("sgen-workers-summary")
         self.queues_table = widgets.HTML()
         self.queues_table.add_class("sgen-queues-table")
+        self.paused_line = widgets.HTML()
+        self.paused_line.add_class("sgen-paused-line")
         self.workers_table = widgets.HTML(layout=widgets.Layout(overflow="auto"))
         self.workers_table.add_class("sgen-workers-table")
         self.refresh_button = button("Refresh", "sgen-refresh", icon="refresh")
@@ -100,6 +104,7 @@ class WorkersView(View):
             widgets.HBox([self.refresh_button, self.live], layout=widgets.Layout(align_items="center")),
             self.status,
             self.summary,
+            self.paused_line,
             widgets.HTML(render.heading("Queues", 4)),
             self.queues_table,
             widgets.HTML(render.heading("Workers", 4)),
@@ -123,10 +128,12 @@ class WorkersView(View):
             self.show_status(reason, "info")
             return
         snap = workers_info.snapshot(self.ops.hub)
+        paused = self.ops.paused()
         self.snapshot = snap
         # An unchanged value is not sent again (traitlets compares before notifying).
         self.summary.value = _summary_html(snap)
-        self.queues_table.value = _queues_html(snap)
+        self.paused_line.value = render.paused_line(paused)
+        self.queues_table.value = _queues_html(snap, frozenset(paused.loc[paused["kind"] == "queue", "name"]))
         self.workers_table.value = _workers_html(snap)
         if self.status_kind == "error":
             self.clear_status()

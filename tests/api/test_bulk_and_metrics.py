@@ -109,7 +109,8 @@ def test_every_operation_is_counted_under_its_own_name(hub: sgen_ops.Hub, api: A
     http = api.http("viewer")
     for routes in ROUTES.values():
         route = routes[0]
-        http.request(route.method, route.path.format(account_id="*", job_id=1, schedule_id=1),
+        http.request(route.method, route.path.format(account_id="*", job_id=1, schedule_id=1, task="test.ok",
+                                                  priority="high"),
                      json={} if route.method in ("POST", "PATCH") else None)
     text = scrape(api)
     counted: dict[str, Any] = {}

@@ -134,6 +134,7 @@ CALLS: dict[str, Callable[[Operations], Any]] = {
     "preview_schedule": lambda ops: ops.preview_schedule(cron="0 6 * * *"),
     "enqueue": lambda ops: ops.enqueue("test.ok"),
     "create_schedule": lambda ops: ops.create_schedule("test.ok", every="1h"),
+    "paused": lambda ops: ops.paused(),
 }
 
 

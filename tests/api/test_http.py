@@ -63,7 +63,7 @@ def test_an_unauthenticated_request_never_reaches_the_surface(hub: sgen_ops.Hub,
     anonymous = api.http()
     for action, routes in ROUTES.items():
         for route in routes:
-            path = route.path.format(account_id="*", job_id=failed, schedule_id=1)
+            path = route.path.format(account_id="*", job_id=failed, schedule_id=1, task="test.ok", priority="high")
             answer = anonymous.request(route.method, path, json={} if route.method in ("POST", "PATCH") else None)
             assert answer.status_code == 401, (action, route.path, answer.text)
             assert answer.headers["www-authenticate"].startswith("Bearer")

@@ -45,6 +45,7 @@ def stocked(hub: sgen_ops.Hub) -> dict[str, int]:
     admin.create_schedule("test.ok", cron="0 6 * * 1", timezone="Europe/Paris", account="acme")
     admin.run_schedule_now(1)
     admin.rerun(ids["succeeded"])
+    admin.pause_queue("low")  # shown by the paused() read
     return ids
 
 
@@ -65,6 +66,7 @@ READS: dict[str, tuple[str, Read]] = {
     "preview_schedule": ("preview_schedule",
                          lambda ops: ops.preview_schedule(cron="30 6 * * 1-5", timezone="UTC", count=3)),
     "verify_audit": ("verify_audit", lambda ops: ops.verify_audit()),
+    "paused": ("paused", lambda ops: ops.paused()),
 }
 
 

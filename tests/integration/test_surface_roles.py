@@ -22,6 +22,16 @@ ADMINS = {"administrator"}
 
 Call = Callable[[Operations, int], Any]
 
+def _resumed(ops: Operations, kind: str, name: str) -> Any:
+    """Resume ``name``, paused first (unless it is) by a role that may pause (a refused role is refused before
+    any lookup), through the public surface so that it runs the same on a remote client; answers the pauses
+    left."""
+    if ops.can(f"pause_{kind}") and name not in ops.paused()["name"].tolist():
+        getattr(ops, f"pause_{kind}")(name)
+    getattr(ops, f"resume_{kind}")(name)
+    return ops.paused()
+
+
 # operation -> (roles allowed, state of the job it needs or None, the call)
 MATRIX: dict[str, tuple[set[str], str | None, Call]] = {
     "list_jobs": (EVERYONE, None, lambda ops, j: ops.list_jobs()),
@@ -45,6 +55,12 @@ MATRIX: dict[str, tuple[set[str], str | None, Call]] = {
     "replay_dead_letters": (ADMINS, "dead-letter", lambda ops, j: ops.replay_dead_letters(task="test.boom")),
     "dismiss_dead_letters": (ADMINS, "dead-letter", lambda ops, j: ops.dismiss_dead_letters(task="test.boom")),
     "verify_audit": (ADMINS, None, lambda ops, j: ops.verify_audit()),
+    "paused": (EVERYONE, None, lambda ops, j: ops.paused()),
+    # Each answers the pauses it leaves.
+    "pause_task": (ADMINS, None, lambda ops, j: (ops.pause_task("test.ok"), ops.paused())[1]),
+    "resume_task": (ADMINS, None, lambda ops, j: _resumed(ops, "task", "test.ok")),
+    "pause_queue": (ADMINS, None, lambda ops, j: (ops.pause_queue("low"), ops.paused())[1]),
+    "resume_queue": (ADMINS, None, lambda ops, j: _resumed(ops, "queue", "low")),
 }
 
 # What each allowed write does to its job, seen in the ledger ({} = the row is gone).

@@ -164,7 +164,7 @@ def test_edit_and_replay_creates_a_linked_new_job(hub: sgen_ops.Hub, stack: Any,
     assert new.originating_user == "administrator" and new.attempts == 0
     hub.work()
     assert admin.get_job(new_id).state == "succeeded"
-    with pytest.raises(InvalidTransition, match=f"already edited and replayed as job {new_id}"):
+    with pytest.raises(InvalidTransition, match=f"edited and replayed as job {new_id} and is kept for audit"):
         admin.edit_and_replay(job_id, {"succeed_on": 1})
 
 

@@ -168,3 +168,19 @@ def test_an_unknown_job_is_reported(admin: Operations) -> None:
     view = JobDetailView(admin, 987654)
     assert status_of(view) == ("error", "✖ NotFound: job 987654 not found")
     assert text(view.header.value) == "Job 987654 could not be read"
+
+
+def test_a_waiting_job_held_by_a_pause_says_so(hub: sgen_ops.Hub, ops: dict[str, Operations]) -> None:
+    admin = ops["administrator"]
+    job_id = hub.enqueue("test.ok", priority="low")
+    admin.pause_queue("low")
+    view = JobDetailView(ops["viewer"], job_id)
+    assert "sgen-paused-badge" in view.facts.value
+    assert "queue low is paused: this job waits" in text(view.facts.value)
+    admin.pause_task("test.ok")
+    view.refresh()
+    assert "task test.ok is paused" in text(view.facts.value)
+    admin.resume_task("test.ok")
+    admin.resume_queue("low")
+    view.refresh()
+    assert "sgen-paused-badge" not in view.facts.value

@@ -273,3 +273,52 @@ def test_opens_one_page_of_a_large_queue(hub: sgen_ops.Hub, admin: Operations) -
     view.next_button.click()
     assert calls[-1] == {"page": 2, "per_page": 25}
     assert len(calls) == 2 + len(ALL_STATES)  # paging does not count again
+
+
+def test_a_paused_task_is_marked_and_its_waiting_jobs_say_paused(hub: sgen_ops.Hub, admin: Operations,
+                                                                  ops: dict[str, Any]) -> None:
+    waiting = hub.enqueue("test.ok", {"n": 1})
+    other = hub.enqueue("test.flaky", {"succeed_on": 1})
+    admin.pause_task("test.ok")
+    admin.pause_queue("low")
+    view = QueueView(ops["viewer"])
+    by_id = dict(zip(view.rows.options, view.table.shown_rows, strict=True))
+    cells = [c.value for c in by_id[waiting].cells]
+    assert "sgen-paused-badge" in cells[TASK] and text(cells[TASK]) == "test.ok paused"
+    assert "sgen-paused-note" in cells[NEXT_RUN] and text(cells[NEXT_RUN]) == "paused"
+    assert "sgen-paused-badge" not in by_id[other].cells[TASK].value
+    assert text(view.paused_line.value).startswith("Paused: task test.ok · queue low")
+
+    admin.resume_task("test.ok")
+    admin.resume_queue("low")
+    view.refresh()
+    by_id = dict(zip(view.rows.options, view.table.shown_rows, strict=True))
+    assert "sgen-paused" not in "".join(c.value for c in by_id[waiting].cells)
+    assert view.paused_line.value == ""
+
+
+def test_pause_and_resume_the_task_in_the_task_filter(hub: sgen_ops.Hub, ops: dict[str, Any]) -> None:
+    admin, editor = ops["administrator"], ops["editor"]
+    refused = QueueView(editor)
+    assert refused.pause_task_button.disabled and refused.resume_task_button.disabled
+    assert refused.pause_task_button.tooltip == "Only administrators can pause task; you are signed in as an editor."
+    view = QueueView(admin)
+    view.pause_task_button.click()
+    assert status_of(view) == ("info", "ℹ Choose a task in the Task filter to pause it.")
+    view.task_filter.value = "test.ok"
+    view.pause_task_button.click()
+    assert status_of(view) == ("ok", "✔ Paused task test.ok: its waiting jobs stay queued until it is resumed.")
+    assert admin.paused()["name"].tolist() == ["test.ok"]
+    job_id = hub.enqueue("test.ok")
+    hub.work(burst=True)
+    view.refresh()
+    assert job_row(hub, job_id)["state"] == "queued"
+    assert text(view.paused_line.value).startswith("Paused: task test.ok")
+    view.pause_task_button.click()
+    kind, message = status_of(view)
+    assert kind == "error" and "it is paused" in message
+    view.resume_task_button.click()
+    assert status_of(view) == ("ok", "✔ Resumed task test.ok: its waiting jobs are delivered again.")
+    hub.work(burst=True)
+    assert job_row(hub, job_id)["state"] == "succeeded"
+    assert admin.activity_log()["action"].tolist()[-2:] == ["pause_task", "resume_task"]

@@ -124,3 +124,19 @@ def test_the_app_has_a_workers_tab(admin: Operations) -> None:
     index = tab.titles.index("Workers")
     tab.selected_index = index
     assert isinstance(tab.children[index], WorkersView)
+
+
+def test_a_paused_queue_is_marked(hub: sgen_ops.Hub, ops: dict[str, Operations]) -> None:
+    admin = ops["administrator"]
+    admin.pause_queue("high")
+    view = WorkersView(admin)
+    if getattr(admin, "hub", None) is None:  # the remote client reaches no Redis
+        return
+    rows = view.queues_table.value.split("<tr")[2:]
+    high = next(row for row in rows if ">high<" in row)
+    assert "sgen-paused-badge" in high
+    assert sum("sgen-paused-badge" in row for row in rows) == 1
+    assert text(view.paused_line.value).startswith("Paused: queue high")
+    admin.resume_queue("high")
+    view.refresh()
+    assert "sgen-paused-badge" not in view.queues_table.value and view.paused_line.value == ""

@@ -80,8 +80,8 @@ def test_changes_are_stored_as_plain_json(ledger: Ledger) -> None:
 
 
 def test_unknown_target_type_is_refused(ledger: Ledger) -> None:
-    with pytest.raises(ValueError, match="target_type 'task'"):
-        append(ledger, audit.Entry("ada", "x", "task", 1, None))
+    with pytest.raises(ValueError, match="target_type 'worker'"):
+        append(ledger, audit.Entry("ada", "x", "worker", 1, None))
     with ledger.read() as session:
         assert session.scalars(select(ActivityEntry)).all() == []
 

@@ -34,6 +34,10 @@ ADMINS = [
     "replay_dead_letters",
     "dismiss_dead_letters",
     "verify_audit",
+    "pause_task",  # issue 14: pausing a task or a priority queue is an Administrator's
+    "resume_task",
+    "pause_queue",
+    "resume_queue",
 ]
 SPEC = {
     **{a: {"administrator", "editor", "viewer"} for a in EVERYONE},
