@@ -270,3 +270,37 @@ def test_state_chips_throughput_and_schedules_as_an_operator_sees_them(
     form = page.locator(".sgen-schedule-form")
     expect(form.locator(".sgen-form-task select")).to_have_value("choose a task…")
     page.screenshot(path=str(ARTIFACTS / "schedules.png"), full_page=True)
+
+
+@SQLITE_ONLY
+def test_pause_a_task_and_see_its_jobs_wait(page: Any, seeded: Seeded) -> None:
+    """An administrator pauses the task named in the queue's Task filter: a job of it enqueued next is not
+    run by a worker and the page marks it paused; resumed from the page, the worker runs it."""
+    from playwright.sync_api import expect
+
+    queue = page.locator(".sgen-queue")
+    expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    queue.locator(".sgen-task-filter input").fill("test.ok")
+    queue.locator("button.sgen-apply").click()
+    queue.locator("button.sgen-pause-task").click()
+    expect(queue.locator(".sgen-paused-line")).to_contain_text("task test.ok")
+    assert seeded.admin.paused()["name"].tolist() == ["test.ok"]
+
+    held = seeded.hub.enqueue("test.ok", {"paused": True}, account="globex")
+    seeded.hub.work(burst=True)
+    waiting = seeded.admin.get_job(held)
+    assert (waiting.state, waiting.attempts) == ("queued", 0)
+    queue.locator("button.sgen-refresh").click()
+    table = queue.locator(".sgen-job-table")
+    expect(table.locator(f".sgen-job-{held}")).to_be_visible()  # the newest job of the filtered task, first
+    expect(table.locator(".sgen-paused-note").first).to_have_text("paused")
+    expect(table.locator(".sgen-paused-badge").first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "queue-paused-task.png"), full_page=True)
+
+    queue.locator("button.sgen-resume-task").click()
+    expect(queue.locator(".sgen-paused-line")).not_to_contain_text("test.ok")
+    seeded.hub.work(burst=True)
+    assert seeded.admin.get_job(held).state == "succeeded"
+    queue.locator("button.sgen-refresh").click()
+    expect(table.locator(".sgen-paused-note")).to_have_count(0)
+    expect(table.locator(".sgen-paused-badge")).to_have_count(0)
