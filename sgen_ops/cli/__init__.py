@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import SgenOpsError
-from . import audit, info, jobs, schedules, stack
+from . import audit, info, jobs, pauses, schedules, stack
 from .base import UsageError, operator_from_env
 
 __all__ = ["build_parser", "main", "operator_from_env"]
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedules.register(sub)
     info.register(sub)
     audit.register(sub)
+    pauses.register(sub)
     return parser
 
 

@@ -83,7 +83,7 @@ def json_arg(value: str | None, name: str, example: str) -> Any:
         raise ValidationError(f"{name} is not JSON ({exc.msg} at character {exc.pos}); give e.g. '{example}'") from None
 
 
-def each(args: argparse.Namespace, what: str, act: Callable[[Any, int], str]) -> int:
+def each(args: argparse.Namespace, what: str, act: Callable[[Any, Any], str]) -> int:
     """``act(ops, id)`` on every id of ``args.ids``, as the operator: a line per id ("job 12: cancelled"), each
     refusal on stderr with its reason (or all as JSON with ``--json``); status 1 if any was refused."""
     ops = operations(args)

@@ -249,3 +249,36 @@ def test_operators_and_tokens_list_as_json(stack: Stack, hub: sgen_ops.Hub) -> N
     [row] = json.loads(listed.stdout)
     assert (row["operator"], row["status"], row["revoked_at"]) == ("ed", "active", None)
     assert row["expires_at"] is not None and "hash" not in json.dumps(row)
+
+
+def test_pause_and_resume_tasks_and_queues(stack: Stack, hub: sgen_ops.Hub) -> None:
+    """``tasks pause`` holds a task's waiting jobs back from the workers until ``tasks resume``; the same for a
+    priority queue; an editor is refused; an unknown task or priority is refused naming what is allowed."""
+    hub.add_operator("dana", "administrator")
+    hub.add_operator("ed", "editor")
+
+    assert cli(stack, "paused", "--operator", "ed").stdout == "nothing is paused\n"
+    refused = cli(stack, "tasks", "pause", "test.ok", "--operator", "ed")
+    assert refused.returncode == 1 and "AccessDenied" in refused.stderr
+    done = cli(stack, "tasks", "pause", "test.ok", "--operator", "dana")
+    assert done.stdout == "task test.ok: paused: its waiting jobs stay queued until resumed\n", done.stderr
+    assert cli(stack, "queues", "pause", "low", "--operator", "dana").returncode == 0
+    rows = as_json(cli(stack, "paused", "--operator", "ed", "--json"))
+    assert sorted((r["kind"], r["name"], r["paused_by"]) for r in rows) == [("queue", "low", "dana"),
+                                                                           ("task", "test.ok", "dana")]
+    assert "test.ok" in cli(stack, "paused", "--operator", "ed").stdout
+
+    held = hub.enqueue("test.ok", {"n": 1}, account="initech")
+    hub.work()
+    assert (job_row(hub, held).state, job_row(hub, held).attempts) == ("queued", 0)
+    unknown = cli(stack, "tasks", "pause", "no.such.task", "--operator", "dana")
+    assert unknown.returncode == 1 and "ValidationError" in unknown.stderr and "test.ok" in unknown.stderr
+    badq = cli(stack, "queues", "pause", "urgent", "high", "--operator", "dana", "--json")
+    assert badq.returncode == 1
+    assert [(r["id"], r["ok"]) for r in json.loads(badq.stdout)] == [("urgent", False), ("high", True)]
+
+    assert cli(stack, "tasks", "resume", "test.ok", "--operator", "dana").returncode == 0
+    hub.work()
+    assert job_row(hub, held).state == "succeeded"
+    assert [a[:2] for a in actions(hub)] == [("dana", "pause_task"), ("dana", "pause_queue"),
+                                              ("dana", "pause_queue"), ("dana", "resume_task")]
