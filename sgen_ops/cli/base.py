@@ -66,6 +66,20 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
+def print_frame(args: argparse.Namespace, frame: pd.DataFrame, columns: Any, empty: str) -> int:
+    """A listing command's output: ``frame`` as JSON with ``--json``, else as a table of ``columns``, or the
+    line ``empty`` when it has no rows."""
+    from . import table
+
+    if args.json:
+        print_json(frame)
+    elif frame.empty:
+        print(empty)
+    else:
+        print(table.render(frame.to_dict("records"), columns))
+    return 0
+
+
 def time_arg(value: str | None, name: str) -> timedelta | str | None:
     """A time argument as the runbooks take it: '24h', '7d' mean that long ago; other text is an ISO time."""
     from ..runbooks import time_filter

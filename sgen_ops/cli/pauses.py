@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from . import table
-from .base import add_json, add_operator, each, operations, print_json
+from .base import add_json, add_operator, each, operations, print_frame
 
 COLUMNS = (
     table.Column("KIND", "kind"),
@@ -19,15 +19,7 @@ COLUMNS = (
 
 
 def cmd_paused(args: argparse.Namespace) -> int:
-    frame = operations(args).paused()
-    if args.json:
-        print_json(frame)
-        return 0
-    if frame.empty:
-        print("nothing is paused")
-        return 0
-    print(table.render(frame.to_dict("records"), COLUMNS))
-    return 0
+    return print_frame(args, operations(args).paused(), COLUMNS, "nothing is paused")
 
 
 def _acting(verb: str, kind: str) -> Any:

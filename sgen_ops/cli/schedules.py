@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import table
-from .base import add_json, add_operator, each, json_arg, operations, print_json
+from .base import add_json, add_operator, each, json_arg, operations, print_frame, print_json
 
 
 def _timing(row: Mapping[str, Any]) -> str:
@@ -40,15 +40,7 @@ COLUMNS = (
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    frame = operations(args).list_schedules()
-    if args.json:
-        print_json(frame)
-        return 0
-    if frame.empty:
-        print("no schedules")
-        return 0
-    print(table.render(frame.to_dict("records"), COLUMNS))
-    return 0
+    return print_frame(args, operations(args).list_schedules(), COLUMNS, "no schedules")
 
 
 def cmd_create(args: argparse.Namespace) -> int:
