@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 import sgen_ops
 from sgen_ops.masking import MASK
-from sgen_ops.store import ActivityEntry, Attempt, Job, JobEvent, Operator, Schedule
+from sgen_ops.store import ActivityEntry, Attempt, Job, JobEvent, Operator, Pause, Schedule
 from sgen_ops.surface import Operations
 from sgen_ops.validate import describe
 
@@ -97,7 +97,7 @@ def kwargs(open_ended: bool = False, **fields: st.SearchStrategy[Any]) -> st.Sea
 
 
 def fingerprint(hub: sgen_ops.Hub) -> dict[str, Any]:
-    """What any operation could change: every job row, attempts, events, schedules, operators, the log."""
+    """What any operation could change: every job row, attempts, events, schedules, pauses, operators, the log."""
     with hub.ledger.read() as session:
         jobs = [tuple(getattr(j, c.key) for c in Job.__mapper__.column_attrs if c.key != "lease_until")
                 for j in session.scalars(select(Job).order_by(Job.id))]
@@ -105,8 +105,10 @@ def fingerprint(hub: sgen_ops.Hub) -> dict[str, Any]:
                      for s in session.scalars(select(Schedule).order_by(Schedule.id))]
         counts = {m.__name__: session.scalar(select(func.count()).select_from(m))
                   for m in (Attempt, JobEvent, Operator, ActivityEntry)}
+        pauses = sorted(tuple(row) for row in session.execute(select(Pause.kind, Pause.name)))
         last = session.execute(select(ActivityEntry.id, ActivityEntry.hash).order_by(ActivityEntry.id.desc())).first()
-    return {"jobs": jobs, "schedules": schedules, "counts": counts, "log": tuple(last) if last else None}
+    return {"jobs": jobs, "schedules": schedules, "pauses": pauses, "counts": counts,
+            "log": tuple(last) if last else None}
 
 
 class Harness:
@@ -246,6 +248,11 @@ SURFACE: dict[str, Draw] = {
     "resume_schedule": only_id(schedule_id),
     "run_schedule_now": only_id(schedule_id),
     "list_schedules": lambda data, w: ((), {}),
+    "pause_task": lambda data, w: ((data.draw(either(*TASKS)),), {}),
+    "resume_task": lambda data, w: ((data.draw(either(*TASKS)),), {}),
+    "pause_queue": lambda data, w: ((data.draw(either("high", "normal", "low")),), {}),
+    "resume_queue": lambda data, w: ((data.draw(either("high", "normal", "low")),), {}),
+    "paused": lambda data, w: ((), {}),
     "preview_schedule": with_kwargs(timed(kwargs(count=either(1, 5)))),
 }
 
