@@ -213,8 +213,13 @@ def test_index_follows_enqueue_update_failure_and_deletes(hub: sgen_ops.Hub, ops
 
     admin.delete_job(waiting)
     assert found(admin, "marigold") == set()
-    admin.dismiss(failing)
+    admin.delete_job(failing)  # the replaced original, kept for audit until deleted
     assert found(admin, "quokka") == set()
+    dismissed = hub.enqueue("test.search_fails", {"error": "platypus exploded", "token": "tk-3"})
+    hub.work()
+    assert found(admin, "platypus exploded attempt-2") == {dismissed}
+    admin.dismiss(dismissed)
+    assert found(admin, "platypus") == set()
     assert_index_consistent(hub)
 
     # Bulk delete selects its jobs through the index too.
