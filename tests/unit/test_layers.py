@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sgen_ops"
 # The entry points above the hub: the package's public surface, the command line, the HTTP API, the views,
 # the demo and the runbooks.
 ABOVE = {"__init__", "hub", "cli", "demo", "runbooks"}
-ABOVE_PACKAGES = {"api", "ui"}
+ABOVE_PACKAGES = {"api", "cli", "ui"}
 LOWER = sorted(p for p in PACKAGE.rglob("*.py")
                if p.stem not in ABOVE and p.relative_to(PACKAGE).parts[0] not in ABOVE_PACKAGES
                and "migrations" not in p.parts)
