@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("--keep-postgres", action="store_true", help="keep the generated PostgreSQL databases")
     parser.add_argument("--record", action="store_true", help="write the results into bench/RESULTS.md")
     parser.add_argument(
-        "--label", default="", help="recorded as sections of their own (NAME:LABEL), the label in their heading"
+        "--label",
+        default="",
+        help="record under NAME:LABEL, beside earlier runs (workers: the label goes in its heading)",
     )
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(ALL))
@@ -64,8 +66,7 @@ def main() -> None:
                 out = f"{out}\n\n_Run time of this benchmark: {took / 60:.1f} min._"
                 print(out, flush=True)
                 if args.record:
-                    section, heading = (f"{name}:{args.label}", f"_{args.label}_\n\n") if args.label else (name, "")
-                    record(section, f"{heading}Machine: {machine()}\n\n{out}")
+                    record(f"{name}:{args.label}" if args.label else name, f"Machine: {machine()}\n\n{out}")
         finally:
             if args.postgres and not args.keep_postgres:
                 ledger.cleanup(args.postgres)
