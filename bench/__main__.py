@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...] [--postgres URL] [--record]``: run benchmarks by hand.
 
-Names: throughput enqueue queries triage memory http (default: all). ``--postgres`` (or
+Names: throughput enqueue queries triage memory http workers (default: all). ``--postgres`` (or
 ``SGEN_OPS_BENCH_DATABASE_URL``) is a server URL: each benchmark makes its own databases there and drops
 them at the end. ``--record`` writes each benchmark's section of bench/RESULTS.md.
 """
@@ -14,7 +14,7 @@ import time
 
 from .common import machine, private_redis, record
 
-ALL = ("throughput", "enqueue", "queries", "triage", "memory", "http")
+ALL = ("throughput", "enqueue", "queries", "triage", "memory", "http", "workers")
 
 
 def main() -> None:
@@ -23,6 +23,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000, help="jobs for throughput and the worker's memory")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of throughput and enqueue")
     parser.add_argument("--classes", default="simple,fork", help="worker classes for throughput")
+    parser.add_argument("--jobs", type=int, default=3000, help="jobs per run of workers (whole processes)")
+    parser.add_argument(
+        "--latency-jobs", type=int, default=200, help="jobs of workers' enqueue -> start runs (0: none)"
+    )
+    parser.add_argument(
+        "--worker-setups", default="simple:1,fork:1,simple:2", help="worker class:processes for workers"
+    )
     parser.add_argument(
         "--postgres",
         default=os.environ.get("SGEN_OPS_BENCH_DATABASE_URL"),
@@ -38,6 +45,11 @@ def main() -> None:
     parser.add_argument("--http-clients", type=int, default=8, help="client threads of the throughput run")
     parser.add_argument("--keep-postgres", action="store_true", help="keep the generated PostgreSQL databases")
     parser.add_argument("--record", action="store_true", help="write the results into bench/RESULTS.md")
+    parser.add_argument(
+        "--label",
+        default="",
+        help="record under NAME:LABEL, beside earlier runs (workers: the label goes in its heading)",
+    )
     args = parser.parse_args()
     unknown = sorted(set(args.names) - set(ALL))
     if unknown:
@@ -54,7 +66,7 @@ def main() -> None:
                 out = f"{out}\n\n_Run time of this benchmark: {took / 60:.1f} min._"
                 print(out, flush=True)
                 if args.record:
-                    record(name, f"Machine: {machine()}\n\n{out}")
+                    record(f"{name}:{args.label}" if args.label else name, f"Machine: {machine()}\n\n{out}")
         finally:
             if args.postgres and not args.keep_postgres:
                 ledger.cleanup(args.postgres)
