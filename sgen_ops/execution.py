@@ -31,7 +31,6 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import Engine, bindparam, event, insert, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from . import validate
 from .errors import JobCancelled, TaskError
 from .jobs import touch_lease
 from .pauses import PAUSED_SQL, paused_condition
@@ -47,7 +46,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ERROR_EXCERPT = 500
 
 def bind_hub(hub: Stack) -> None:
     """Make ``hub`` the one that ``perform`` uses in this process."""
@@ -429,13 +427,7 @@ def record_outcome(
         if job is None or job.state != State.RUNNING or job.run != ctx.run or job.attempts != ctx.attempt:
             # The attempt lost its lease and was recorded as worker-lost meanwhile.
             return {"job_id": ctx.job_id, "outcome": "superseded"}
-        session.execute(
-            update(ATTEMPTS)
-            .where(ATTEMPTS.c.job_id == job.id, ATTEMPTS.c.run == job.run, ATTEMPTS.c.number == job.attempts)
-            .values(finished_at=now, exit=outcome, error_code=validate.clean_text(code)[: validate.ERROR_CODE_CHARS],
-                    error=book.scrub(job.task, job.payload, detail, ERROR_EXCERPT))
-        )
-        delivery = book.after_failed_attempt(session, job, now, code, detail, log_text)
+        delivery = book.fail_attempt(session, job, now, outcome, code, detail, log_text)
         state = job.state
     if delivery:
         book.send([delivery])

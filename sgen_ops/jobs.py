@@ -26,7 +26,7 @@ from .pauses import paused_condition
 from .queue import Delivery, Transport
 from .rules import MaskingRules
 from .states import WAITING, State, check_transition
-from .store import JOBS, Attempt, Job, Ledger, utcnow
+from .store import ATTEMPTS, JOBS, Job, Ledger, utcnow
 from .store.db import driver_error
 from .tasks import PRIORITIES, find_task, get_task
 
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 ERROR_LOG_LIMIT = 64 * 1024
 # The last error's detail as the ledger keeps it (masked, then cut); the full text is in the error log.
 DETAIL_LIMIT = 4000
+# The excerpt of that detail each attempt keeps.
+ATTEMPT_ERROR_CHARS = 500
 DEFAULT_DEPTH = 64
 MAX_DELAY_SECONDS = 3650 * 86400.0
 _DELAY_FORMS = "seconds >= 0 or a timedelta (at most 3650 days)"
@@ -450,15 +452,22 @@ class JobBook:
         return True
 
     def _lose_attempt(self, session: Session, job: Job, now: datetime, detail: str) -> Delivery | None:
-        attempt = session.scalars(
-            select(Attempt).where(Attempt.job_id == job.id, Attempt.run == job.run, Attempt.number == job.attempts)
-        ).first()
-        if attempt is not None:
-            attempt.finished_at = now
-            attempt.exit = "worker-lost"
-            attempt.error_code = "worker-lost"
-            attempt.error = detail
-        return self.after_failed_attempt(session, job, now, "worker-lost", detail, detail)
+        return self.fail_attempt(session, job, now, "worker-lost", "worker-lost", detail, detail)
+
+    def fail_attempt(
+        self, session: Session, job: Job, now: datetime, exit: str, code: str, detail: str, log_text: str | None
+    ) -> Delivery | None:
+        """Finish a running job's current attempt as ``exit`` with its error, and decide what comes next
+        (``after_failed_attempt``); the attempt keeps the start of the job's masked error detail."""
+        run, number = job.run, job.attempts
+        delivery = self.after_failed_attempt(session, job, now, code, detail, log_text)
+        session.execute(
+            update(ATTEMPTS)
+            .where(ATTEMPTS.c.job_id == job.id, ATTEMPTS.c.run == run, ATTEMPTS.c.number == number)
+            .values(finished_at=now, exit=exit, error_code=job.last_error_code,
+                    error=(job.last_error_detail or "")[:ATTEMPT_ERROR_CHARS])
+        )
+        return delivery
 
     def reconcile(self, batch: int = 2000) -> int:
         """Re-send every queued or retrying job whose delivery no longer leads to an attempt (Redis lost it,
