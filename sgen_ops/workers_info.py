@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 from rq import Worker
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.worker import BaseWorker
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
 
+from .schedules import TICK
 from .states import WAITING
-from .store import Job, Schedule
+from .store import Job, Schedule, ScheduleTick
 from .store.types import as_utc, utcnow
 from .tasks import PRIORITIES
 
@@ -96,6 +98,16 @@ def _stale(worker: BaseWorker, now: datetime) -> str | None:
     return None
 
 
+def last_schedule_tick(session: Session, *scope: ColumnElement[bool]) -> datetime | None:
+    """When the scheduler last emitted a due tick (runs asked for by hand not counted), among the schedules
+    ``scope`` selects."""
+    found = session.scalar(
+        select(func.max(ScheduleTick.emitted_at)).join(Schedule, Schedule.id == ScheduleTick.schedule_id)
+        .where(ScheduleTick.kind == TICK, *scope)
+    )
+    return as_utc(found) if found else None
+
+
 def live_workers(hub: Stack, now: datetime | None = None) -> tuple[WorkerInfo, ...]:
     """The RQ workers registered on the hub's queues, each with its current ledger job and why it looks stale."""
     now = now or utcnow()
@@ -141,7 +153,7 @@ def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
                 .group_by(Job.priority)
             ).all()
         )
-        last_tick = session.scalar(select(func.max(Schedule.last_run)))
+        last_tick = last_schedule_tick(session)
     infos = tuple(
         QueueInfo(
             priority=priority,
@@ -152,4 +164,4 @@ def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
         )
         for priority in PRIORITIES
     )
-    return Snapshot(now, workers, infos, as_utc(last_tick) if last_tick else None)
+    return Snapshot(now, workers, infos, last_tick)

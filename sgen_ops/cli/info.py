@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from .. import workers_info
 from ..states import WAITING, State
-from ..store import Job, Schedule, ScheduleTick, as_utc, utcnow
+from ..store import Job, Schedule, as_utc, utcnow
 from ..tasks import PRIORITIES
 from . import table
 from .base import add_json, add_operator, hub, operator_from_env, print_json
@@ -73,9 +73,7 @@ def _gather(h: Hub, ops: Operations) -> StackInfo:
         oldest = _per_priority(session, waiting, Job.scheduled_for <= now, *scope, value=func.min(Job.scheduled_for))
         later = _per_priority(session, waiting, Job.scheduled_for > now, *scope)
         running = _per_priority(session, Job.state == State.RUNNING.value, *scope)
-        last_tick = session.scalar(
-            select(func.max(ScheduleTick.emitted_at)).join(Schedule, Schedule.id == ScheduleTick.schedule_id)
-            .where(ScheduleTick.kind == "tick", *schedule_scope))
+        last_tick = workers_info.last_schedule_tick(session, *schedule_scope)
         enabled = session.scalar(
             select(func.count()).select_from(Schedule).where(Schedule.enabled.is_(True), *schedule_scope))
     queues = [
@@ -83,7 +81,7 @@ def _gather(h: Hub, ops: Operations) -> StackInfo:
                   as_utc(oldest[p]) if oldest.get(p) is not None else None)
         for p in PRIORITIES
     ]
-    return StackInfo(workers, queues, as_utc(last_tick) if last_tick else None, int(enabled or 0), now)
+    return StackInfo(workers, queues, last_tick, int(enabled or 0), now)
 
 
 WORKER_COLUMNS = (

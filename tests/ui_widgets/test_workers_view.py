@@ -140,3 +140,21 @@ def test_a_paused_queue_is_marked(hub: sgen_ops.Hub, ops: dict[str, Operations])
     admin.resume_queue("high")
     view.refresh()
     assert "sgen-paused-badge" not in view.queues_table.value and view.paused_line.value == ""
+
+
+def test_the_last_schedule_tick_is_the_schedulers_not_a_manual_run(hub: sgen_ops.Hub, admin: Operations) -> None:
+    """The view (and ``sgen-ops info``, through the same ``last_schedule_tick``) shows when the scheduler last
+    emitted a due tick; a run asked for by hand is not the scheduler's."""
+    from sgen_ops import workers_info
+
+    if getattr(admin, "hub", None) is None:
+        return
+    schedule = admin.create_schedule("test.ok", every="5m")
+    admin.run_schedule_now(schedule)
+    assert workers_info.snapshot(hub).last_schedule_tick is None
+    hub.tick(now=datetime.now(UTC) + timedelta(minutes=6))
+    with hub.ledger.read() as session:
+        emitted = workers_info.last_schedule_tick(session)
+    assert emitted is not None and workers_info.snapshot(hub).last_schedule_tick == emitted
+    view = WorkersView(admin)
+    assert "last schedule tick never" not in text(view.summary.value)
