@@ -14,7 +14,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rq import Worker
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
@@ -98,6 +98,17 @@ def _stale(worker: BaseWorker, now: datetime) -> str | None:
     return None
 
 
+def per_priority(session: Session, *conds: ColumnElement[bool], value: Any = None) -> dict[str, Any]:
+    """``value`` (default: the count) of the jobs matching ``conds``, per priority."""
+    value = func.count() if value is None else value
+    return dict(session.execute(select(Job.priority, value).where(*conds).group_by(Job.priority)).all())
+
+
+def due_now(now: datetime) -> ColumnElement[bool]:
+    """The jobs waiting and due by ``now``."""
+    return Job.state.in_([s.value for s in WAITING]) & (Job.scheduled_for <= now)
+
+
 def last_schedule_tick(session: Session, *scope: ColumnElement[bool]) -> datetime | None:
     """When the scheduler last emitted a due tick (runs asked for by hand not counted), among the schedules
     ``scope`` selects."""
@@ -146,13 +157,7 @@ def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
     queues = hub.transport.queues
     workers = live_workers(hub, now)
     with hub.ledger.read() as session:
-        due = dict(
-            session.execute(
-                select(Job.priority, func.min(Job.scheduled_for))
-                .where(Job.state.in_([s.value for s in WAITING]), Job.scheduled_for <= now)
-                .group_by(Job.priority)
-            ).all()
-        )
+        due = per_priority(session, due_now(now), value=func.min(Job.scheduled_for))
         last_tick = last_schedule_tick(session)
     infos = tuple(
         QueueInfo(

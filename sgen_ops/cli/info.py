@@ -10,8 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
 
 from .. import workers_info
 from ..states import WAITING, State
@@ -50,12 +49,6 @@ def gather(args: argparse.Namespace) -> StackInfo:
         return _gather(h, h.as_operator(args.operator or operator_from_env()))
 
 
-def _per_priority(session: Session, *conds: ColumnElement[bool], value: Any = None) -> dict[str, Any]:
-    """``value`` (default: the count) of the jobs matching ``conds``, per priority."""
-    value = func.count() if value is None else value
-    return dict(session.execute(select(Job.priority, value).where(*conds).group_by(Job.priority)).all())
-
-
 def _gather(h: Hub, ops: Operations) -> StackInfo:
     ops.resolver.check("list_jobs")
     now = utcnow()
@@ -69,10 +62,11 @@ def _gather(h: Hub, ops: Operations) -> StackInfo:
         # Another account's job is not named to an operator bound to one account.
         workers = [w if w.current_job in visible else replace(w, current_job=None, current_task=None)
                    for w in workers]
-        due = _per_priority(session, waiting, Job.scheduled_for <= now, *scope)
-        oldest = _per_priority(session, waiting, Job.scheduled_for <= now, *scope, value=func.min(Job.scheduled_for))
-        later = _per_priority(session, waiting, Job.scheduled_for > now, *scope)
-        running = _per_priority(session, Job.state == State.RUNNING.value, *scope)
+        per_priority = workers_info.per_priority
+        due = per_priority(session, workers_info.due_now(now), *scope)
+        oldest = per_priority(session, workers_info.due_now(now), *scope, value=func.min(Job.scheduled_for))
+        later = per_priority(session, waiting, Job.scheduled_for > now, *scope)
+        running = per_priority(session, Job.state == State.RUNNING.value, *scope)
         last_tick = workers_info.last_schedule_tick(session, *schedule_scope)
         enabled = session.scalar(
             select(func.count()).select_from(Schedule).where(Schedule.enabled.is_(True), *schedule_scope))
