@@ -35,7 +35,7 @@ from .errors import JobCancelled, TaskError
 from .jobs import touch_lease
 from .pauses import PAUSED_SQL, paused_condition
 from .queue import PERFORM
-from .states import WAITING, State
+from .states import WAITING, WAITING_VALUES, State
 from .store import ATTEMPTS, JOBS, Job, Ledger, utcnow
 from .store.db import driver_error
 from .store.types import UTCDateTime
@@ -475,7 +475,7 @@ def _record_stop_core(hub: Stack, ctx: TaskContext, outcome: str) -> dict[str, A
 # are the ledger trigger's (migration 0007) on every path.
 
 _RUN, _OK, _CANCELLED = State.RUNNING.value, State.SUCCEEDED.value, State.CANCELLED.value
-_WAITING_SQL = ", ".join(f"'{s.value}'" for s in sorted(WAITING))
+_WAITING_SQL = ", ".join(f"'{v}'" for v in WAITING_VALUES)
 
 _SQLITE_CLAIM_READ = (
     "SELECT state, task, payload, attempts, run, max_attempts, account, schedule_id, scheduled_for, rq_job_id, "

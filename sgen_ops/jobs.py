@@ -25,7 +25,7 @@ from .masking import MASK, MaskingRule
 from .pauses import paused_condition
 from .queue import Delivery, Transport
 from .rules import MaskingRules
-from .states import WAITING, State, check_transition
+from .states import WAITING, WAITING_VALUES, State, check_transition
 from .store import ATTEMPTS, JOBS, Job, Ledger, utcnow
 from .store.db import driver_error
 from .tasks import PRIORITIES, find_task, get_task
@@ -473,7 +473,6 @@ class JobBook:
         """Re-send every queued or retrying job whose delivery no longer leads to an attempt (Redis lost it,
         or the worker that took it died before claiming), unless its task or queue is paused; returns how
         many."""
-        waiting = sorted(s.value for s in WAITING)
         resent = 0
         last_id = 0
         while True:
@@ -481,7 +480,7 @@ class JobBook:
                 rows = session.execute(
                     select(Job.id, Job.rq_job_id)
                     # A paused task's or queue's jobs wait without a delivery; resuming sends them one.
-                    .where(Job.state.in_(waiting), Job.id > last_id, ~paused_condition())
+                    .where(Job.state.in_(WAITING_VALUES), Job.id > last_id, ~paused_condition())
                     .order_by(Job.id)
                     .limit(batch)
                 ).all()
@@ -495,7 +494,7 @@ class JobBook:
                 for row in lost:
                     # Compare-and-set on the delivery id: of two reconcilers, one re-sends.
                     job = session.get(Job, row.id, with_for_update=True, populate_existing=True)
-                    if job is None or job.state not in waiting or job.rq_job_id != row.rq_job_id:
+                    if job is None or job.state not in WAITING or job.rq_job_id != row.rq_job_id:
                         continue
                     deliveries.append(self.next_delivery(job))
             self.send(deliveries)

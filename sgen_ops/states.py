@@ -38,6 +38,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 NON_TERMINAL: frozenset[State] = frozenset({State.QUEUED, State.RUNNING, State.RETRYING})
 # States waiting in the live queue for a worker: the one definition, imported wherever it is needed.
 WAITING: frozenset[State] = frozenset({State.QUEUED, State.RETRYING})
+# The same as the plain strings a query binds, in a fixed order.
+WAITING_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in WAITING))
 
 # State changes that one write makes through an intermediate state, each recorded as its two steps:
 # the claim of a retry (retrying -> queued -> running) and a failed attempt's decision (running ->

@@ -31,7 +31,7 @@ from .masking import MaskingRule
 from .permissions import Policy
 from .queue import Delivery
 from .resolver import Resolver, note_ids
-from .states import ALL_STATES, WAITING, State
+from .states import ALL_STATES, WAITING_VALUES, State
 from .store import Attempt, Job, Operator, OperatorNote, Pause, Schedule, as_utc, utcnow
 from .tasks import get_task
 
@@ -51,7 +51,7 @@ _NOT_SNAPSHOTTED = frozenset({"rq_job_id", "enqueue_seq", "lease_until", "search
 
 _QUEUED, _RUNNING, _RETRYING = State.QUEUED.value, State.RUNNING.value, State.RETRYING.value
 _FAILED, _SUCCEEDED, _DEAD = State.FAILED.value, State.SUCCEEDED.value, State.DEAD_LETTER.value
-_WAITING = frozenset(s.value for s in WAITING)
+_WAITING = frozenset(WAITING_VALUES)
 _REWINDABLE = frozenset({_FAILED, _SUCCEEDED, _DEAD})
 _NOT_RUNNING = frozenset(ALL_STATES) - {_RUNNING}
 

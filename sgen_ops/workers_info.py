@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from .schedules import TICK
-from .states import WAITING
+from .states import WAITING_VALUES
 from .store import Job, Schedule, ScheduleTick
 from .store.types import as_utc, utcnow
 from .tasks import PRIORITIES
@@ -106,7 +106,7 @@ def per_priority(session: Session, *conds: ColumnElement[bool], value: Any = Non
 
 def due_now(now: datetime) -> ColumnElement[bool]:
     """The jobs waiting and due by ``now``."""
-    return Job.state.in_([s.value for s in WAITING]) & (Job.scheduled_for <= now)
+    return Job.state.in_(WAITING_VALUES) & (Job.scheduled_for <= now)
 
 
 def last_schedule_tick(session: Session, *scope: ColumnElement[bool]) -> datetime | None:

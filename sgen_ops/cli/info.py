@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from .. import workers_info
-from ..states import WAITING, State
+from ..states import WAITING_VALUES, State
 from ..store import Job, Schedule, as_utc, utcnow
 from ..tasks import PRIORITIES
 from . import table
@@ -54,7 +54,7 @@ def _gather(h: Hub, ops: Operations) -> StackInfo:
     now = utcnow()
     workers = list(workers_info.live_workers(h, now))
     scope = ops.resolver.scope(Job)
-    waiting = Job.state.in_([s.value for s in WAITING])
+    waiting = Job.state.in_(WAITING_VALUES)
     schedule_scope = ops.resolver.scope(Schedule)
     with h.ledger.read() as session:
         carrying = [w.current_job for w in workers if w.current_job is not None]
