@@ -28,7 +28,13 @@ def main() -> None:
         "--latency-jobs", type=int, default=200, help="jobs of workers' enqueue -> start runs (0: none)"
     )
     parser.add_argument(
-        "--worker-setups", default="simple:1,fork:1,simple:2", help="worker class:processes for workers"
+        "--worker-setups", default="simple:1,fork:1,simple:2,fork:2", help="worker class:processes for workers"
+    )
+    parser.add_argument(
+        "--count-jobs",
+        type=int,
+        default=1000,
+        help="jobs of workers' un-timed run per setup that counts SQL statements and commits (at most --jobs; 0: none)",
     )
     parser.add_argument(
         "--postgres",

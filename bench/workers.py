@@ -5,8 +5,9 @@ starts, as a fresh process, on N jobs enqueued beforehand on the same private Re
 spawn to exit. Rounds are interleaved (sgen-ops, RQ, sgen-ops, RQ, ...); the table gives medians.
 
 Setups: ``simple:1`` (``sgen-ops worker --concurrency 1`` / ``rq worker -w rq.worker.SimpleWorker``),
-``fork:1`` (``--fork`` / RQ's default forking ``rq worker``) and ``simple:2`` (``--concurrency 2`` /
-``rq worker-pool -n 2 -w rq.worker.SimpleWorker``). Both systems run at their default log level (INFO),
+``fork:1`` (``--fork`` / RQ's default forking ``rq worker``), ``simple:2`` (``--concurrency 2`` /
+``rq worker-pool -n 2 -w rq.worker.SimpleWorker``) and ``fork:2`` (``--concurrency 2 --fork`` /
+``rq worker-pool -n 2``, RQ's default forking Worker). Both systems run at their default log level (INFO),
 their output going to a file.
 
 Bare RQ's jobs go onto three queues served in order, JSON-serialised (the shape of sgen-ops' transport),
@@ -17,6 +18,12 @@ Also measured per run: Redis commands per job (``INFO commandstats`` calls summe
 the process, divided by N) and the time from spawn to the first job's start (the earliest start the
 ledger's attempts / RQ's job hashes record).
 
+SQL statements and commits per job come from one more, un-timed run of sgen-ops per setup (``count_jobs``
+jobs, every one checked as above), whose processes load ``bench/sqlcount/sitecustomize.py``: it counts what
+each process sends through the DB-API (sqlite3, psycopg), where both the worker's hot path and SQLAlchemy
+send it, and each process writes its counts to a file when it ends. The timed runs load none of it. Bare RQ
+has no SQL database: its 0 is by construction, not measured.
+
 ``--postgres URL``: the PostgreSQL ledger lives in a fresh schema (``bench_workers``) of the database in
 the URL, dropped at the end; the SQLite ledger is a fresh file per run.
 """
@@ -24,12 +31,15 @@ the URL, dropped at the end; the SQLite ledger is a fresh file per run.
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,7 +61,8 @@ from .throughput import _truncate
 
 RQ_QUEUES = ("rqbench-high", "rqbench-normal", "rqbench-low")
 SCHEMA = "bench_workers"
-SETUPS = ("simple:1", "fork:1", "simple:2")
+SQL_COUNTING = Path(__file__).with_name("sqlcount")  # holds the counting sitecustomize.py
+SETUPS = ("simple:1", "fork:1", "simple:2", "fork:2")
 RQ_SIMPLE = "rq.worker.SimpleWorker"
 
 
@@ -60,6 +71,15 @@ class Run:
     seconds: float  # spawn to exit
     commands: int  # Redis commands the run issued
     first_job: float  # spawn to the first job's start
+
+
+@dataclass(frozen=True)
+class SqlCounts:
+    """What the processes of one run sent through the DB-API, per job (start-up and exit included)."""
+
+    statements: float  # transaction control (BEGIN, COMMIT, ...) aside
+    commits: float  # transactions committed, a statement in autocommit mode its own
+    rollbacks: float
 
 
 def _commands(conn: redis.Redis) -> int:
@@ -123,11 +143,18 @@ def _timed_process(
     return spawned, seconds, commands
 
 
-def sgen_run(redis_url: str, database_url: str | None, n: int, worker_class: str, processes: int) -> Run:
+def sgen_run(
+    redis_url: str, database_url: str | None, n: int, worker_class: str, processes: int, count_sql: Path | None = None
+) -> Run:
+    """One run of ``sgen-ops worker --burst``, timed; ``count_sql``: a directory for the SQL counts of its
+    processes (bench/sqlcount), which then load the counting ``sitecustomize``."""
     cmd = [sgen_ops_cli(), "worker", "--burst", "--concurrency", str(processes)]
     if worker_class == "fork":
         cmd.append("--fork")
     with _sgen_stack(redis_url, database_url) as (hub, env, tmp):
+        if count_sql is not None:
+            env["BENCH_SQL_COUNT_DIR"] = str(count_sql)
+            env["PYTHONPATH"] = str(SQL_COUNTING) + os.pathsep + env["PYTHONPATH"]
         hub.enqueue_many("bench.noop", [{"i": i} for i in range(n)])
         spawned, seconds, commands = _timed_process(cmd, env, tmp, hub.redis, n)
         with hub.ledger.read() as session:
@@ -143,6 +170,20 @@ def sgen_run(redis_url: str, database_url: str | None, n: int, worker_class: str
     check(done == n, f"sgen-ops: {done} of {n} jobs succeeded")
     check(attempts == jobs == ok == n, f"sgen-ops: {attempts} attempts ({ok} succeeded) for {jobs} of {n} jobs")
     return Run(seconds, commands, first.timestamp() - spawned)
+
+
+def sgen_sql(redis_url: str, database_url: str | None, n: int, worker_class: str, processes: int) -> SqlCounts:
+    """SQL statements, commits and rollbacks per job of one un-timed run of ``n`` jobs, summed over the
+    files its processes wrote."""
+    with tempfile.TemporaryDirectory(prefix="sgen-bench-sql-") as tmp:
+        sgen_run(redis_url, database_url, n, worker_class, processes, count_sql=Path(tmp))
+        totals: Counter[str] = Counter()
+        files = list(Path(tmp).glob("*.json"))
+        for path in files:
+            counts = json.loads(path.read_text())
+            totals.update({k: counts[k] for k in ("statements", "commits", "rollbacks")})
+    check(totals["statements"] > 0, f"no SQL counted in {len(files)} file(s): the counting did not load")
+    return SqlCounts(totals["statements"] / n, totals["commits"] / n, totals["rollbacks"] / n)
 
 
 def rq_run(redis_url: str, n: int, worker_class: str, processes: int) -> Run:
@@ -288,14 +329,35 @@ def pg_schema(url: str) -> Iterator[str]:
         engine.dispose()
 
 
-def compare(redis_url: str, *, n: int, rounds: int, setups: tuple[str, ...], database_url: str | None = None) -> str:
+def _sql_cell(counts: SqlCounts | None) -> str:
+    if counts is None:
+        return "not counted"
+    cell = f"{counts.statements:.2f} / {counts.commits:.2f}"
+    return cell + (f" (+{counts.rollbacks:.2f} rollbacks)" if counts.rollbacks else "")
+
+
+def compare(
+    redis_url: str,
+    *,
+    n: int,
+    rounds: int,
+    setups: tuple[str, ...],
+    count_jobs: int = 0,
+    database_url: str | None = None,
+) -> str:
     backend = "PostgreSQL" if database_url else "SQLite"
+    counted = (
+        f"; SQL counted in a separate, un-timed run of {count_jobs:,} jobs per setup"
+        if count_jobs
+        else "; SQL not counted"
+    )
     lines = [
-        f"#### Ledger on {backend}: {n:,} no-op jobs, median of {rounds} interleaved rounds",
+        f"#### Ledger on {backend}: {n:,} no-op jobs, median of {rounds} interleaved rounds{counted}",
         "",
         "| worker class, processes | sgen-ops jobs/s | bare RQ jobs/s | ratio | ratio after start-up "
-        "| Redis commands/job, sgen-ops / RQ | spawn to first job (s), sgen-ops / RQ |",
-        "|---|---|---|---|---|---|---|",
+        "| Redis commands/job, sgen-ops / RQ | SQL statements / commits per job, sgen-ops "
+        "(bare RQ: 0 / 0, no SQL database) | spawn to first job (s), sgen-ops / RQ |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for setup in setups:
         worker_class, processes = setup.split(":")
@@ -303,6 +365,7 @@ def compare(redis_url: str, *, n: int, rounds: int, setups: tuple[str, ...], dat
         for _ in range(rounds):
             sgen_runs.append(sgen_run(redis_url, database_url, n, worker_class, int(processes)))
             rq_runs.append(rq_run(redis_url, n, worker_class, int(processes)))
+        sql = sgen_sql(redis_url, database_url, count_jobs, worker_class, int(processes)) if count_jobs else None
         sgen_rate = n / median([r.seconds for r in sgen_runs])
         rq_rate = n / median([r.seconds for r in rq_runs])
         # The same runs from the first job's start to exit: the per-job cost without the start-up.
@@ -313,6 +376,7 @@ def compare(redis_url: str, *, n: int, rounds: int, setups: tuple[str, ...], dat
             f"| {worker_class}, {processes} | {sgen_rate:,.0f} | {rq_rate:,.0f} | {sgen_rate / rq_rate:.2f}x "
             f"| {after:.2f}x "
             f"| {median([r.commands / n for r in sgen_runs]):.1f} / {median([r.commands / n for r in rq_runs]):.1f} "
+            f"| {_sql_cell(sql)} "
             f"| {median([r.first_job for r in sgen_runs]):.2f} / {median([r.first_job for r in rq_runs]):.2f} |"
         )
         print(lines[-1], flush=True)
@@ -329,19 +393,27 @@ def run(redis_url: str, args: argparse.Namespace) -> str:
     check(not unknown, f"unknown worker setup(s) {unknown}; known: {', '.join(SETUPS)}")
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load_before = _load()
-    parts = [compare(redis_url, n=args.jobs, rounds=args.repeats, setups=setups)]
+    each = functools.partial(
+        compare, redis_url, n=args.jobs, rounds=args.repeats, setups=setups, count_jobs=min(args.count_jobs, args.jobs)
+    )
+    parts = [each()]
     if args.latency_jobs:
         parts[-1] += "\n" + latency(redis_url, k=args.latency_jobs)
     if args.postgres:
         with pg_schema(args.postgres) as url:
-            parts.append(compare(redis_url, n=args.jobs, rounds=args.repeats, setups=setups, database_url=url))
+            parts.append(each(database_url=url))
             if args.latency_jobs:
                 parts[-1] += "\n" + latency(redis_url, k=args.latency_jobs, database_url=url)
     head = (
         "### Whole-process worker vs bare RQ" + (f", {args.label}" if args.label else "") + "\n\n"
-        "`sgen-ops worker --burst` against `rq worker --burst` (RQ's CLI), each a fresh process. "
+        "`sgen-ops worker --burst` against `rq worker --burst` / `rq worker-pool --burst` (RQ's CLI), each a "
+        "fresh process. "
         f"{started}, commit {commit()}; load average (1/5/15 min) {load_before} before, {_load()} after. "
         "Jobs/s from spawn to exit of the whole process; ratio = sgen-ops / bare RQ. "
-        "Every job checked (ledger: succeeded, one attempt each; RQ: every job hash `finished`)."
+        "Every job checked (ledger: succeeded, one attempt each; RQ: every job hash `finished`). "
+        "SQL per job: what sgen-ops' processes sent through the DB-API (sqlite3, psycopg), start-up and exit "
+        "included, counted in a separate un-timed run so that the timed runs carry no counting; statements "
+        "leave out transaction control (BEGIN, COMMIT, ...), commits count transactions committed (a write "
+        "in autocommit mode is its own)."
     )
     return "\n\n".join([head, *parts])
