@@ -22,6 +22,7 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -139,17 +140,11 @@ class TaskContext:
 
 
 def perform(job_id: int) -> dict[str, Any]:
-    """RQ's entry point: run the next attempt of ledger job ``job_id`` if this delivery owns it.
-
-    In a forking worker's work horse the worker has already claimed the attempt (see ``Handover``):
-    the horse only runs the handler and hands the outcome back.
-    """
+    """The function a delivery names: run the next attempt of ledger job ``job_id`` if this delivery owns
+    it. sgen-ops' own workers run deliveries without RQ's job machinery (``sgen_ops.workers``); this is
+    what a stock RQ worker on the same queues calls."""
     rq_job = get_current_job()
-    rq_job_id = rq_job.id if rq_job else None
-    handed = RUNTIME.handover
-    if handed is not None and handed.rq_job_id == rq_job_id and handed.worker_pid != os.getpid():
-        return handed.run_in_horse(int(job_id))
-    return run_attempt(RUNTIME.hub(), int(job_id), rq_job_id)
+    return run_attempt(RUNTIME.hub(), int(job_id), rq_job.id if rq_job else None)
 
 
 # The hot path's statements are built once: constructing them per attempt costs more than running them.
@@ -273,13 +268,16 @@ def ledger_job_id(rq_job: Any) -> int | None:
         return None
 
 
-def run_attempt(hub: Stack, job_id: int, rq_job_id: str | None) -> dict[str, Any]:
-    ctx = claim(hub, job_id, rq_job_id)
+def run_attempt(
+    hub: Stack, job_id: int, rq_job_id: str | None, time_limit: AbstractContextManager[Any] | None = None
+) -> dict[str, Any]:
+    """Claim, run and record one attempt in this process; ``time_limit`` bounds the handler alone."""
+    ctx = riding_out(lambda: claim(hub, job_id, rq_job_id))
     if ctx is None:
         return {"job_id": job_id, "outcome": "skipped"}
     RUNTIME.heartbeat.add(job_id, hub.ledger, hub.settings.worker_lost_after)
     try:
-        outcome = run_handler(ctx)
+        outcome = run_handler(ctx, time_limit)
     finally:
         RUNTIME.heartbeat.discard(job_id)
     return riding_out(lambda: record_outcome(hub, ctx, *outcome))
@@ -311,13 +309,16 @@ def riding_out(write: Callable[[], T], patience: float = RECORD_PATIENCE) -> T:
 Outcome = tuple[str, str, str, str | None]
 
 
-def run_handler(ctx: TaskContext) -> Outcome:
-    """Run the task's handler for a claimed attempt: (outcome, error code, detail, traceback)."""
+def run_handler(ctx: TaskContext, time_limit: AbstractContextManager[Any] | None = None) -> Outcome:
+    """Run the task's handler for a claimed attempt: (outcome, error code, detail, traceback).
+    ``time_limit`` (the worker's death penalty) is entered around the handler alone, so that a timeout
+    firing as the handler returns is still the handler's timeout."""
     spec = find_task(ctx.task)
     try:
-        if spec is None:
-            raise TaskError("unknown_task", f"no handler is registered for task {ctx.task!r} in this worker")
-        spec.handler(ctx, ctx.payload)
+        with time_limit if time_limit is not None else contextlib.nullcontext():
+            if spec is None:
+                raise TaskError("unknown_task", f"no handler is registered for task {ctx.task!r} in this worker")
+            spec.handler(ctx, ctx.payload)
     except JobCancelled:
         return "cancelled", "", "", None
     except TaskError as exc:
@@ -348,11 +349,11 @@ class Handover:
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
 
-    def run_in_horse(self, job_id: int) -> dict[str, Any]:
+    def run_in_horse(self, job_id: int, time_limit: AbstractContextManager[Any] | None = None) -> dict[str, Any]:
         ctx = self.ctx
         if ctx is None or ctx.job_id != job_id:
             return {"job_id": job_id, "outcome": "skipped"}
-        outcome = run_handler(ctx)
+        outcome = run_handler(ctx, time_limit)
         data = json.dumps(outcome).encode()
         view = memoryview(data)
         while view:

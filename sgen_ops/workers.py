@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import math
 import os
+import random
+import select
 import socket
 import time
 import uuid
@@ -12,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import StopRequested
 from rq.job import Job as RQJob
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
-from rq.worker import BaseWorker
+from rq.timeouts import JobTimeoutException
+from rq.utils import as_text, now, utcformat
+from rq.worker import BaseWorker, WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from . import execution
@@ -44,9 +52,63 @@ class _Scheduler(RQScheduler):
         super().work()  # type: ignore[no-untyped-call]
 
 
+# Taking a delivery, in one round trip: pop the first waiting delivery of the queues in order, mark its
+# job hash taken by this worker (so that ``Transport.held`` counts it while this worker lives), mark the
+# worker busy with it, and return the hash. A popped id whose hash is gone (removed meanwhile) is skipped,
+# as RQ's dequeue does. With ARGV[4] set, the delivery this worker finished last is settled first (see
+# ``_settle``). KEYS: the queues in order, then the worker's key. ARGV: the job key prefix, the worker's
+# name, the time, the finished delivery's id or '', the statistic it counts towards or '', its seconds.
+_TAKE_LUA = """
+local wkey = KEYS[#KEYS]
+if ARGV[4] ~= '' then
+  redis.call('DEL', ARGV[1] .. ARGV[4])
+  if ARGV[5] ~= '' then redis.call('HINCRBY', wkey, ARGV[5], 1) end
+  redis.call('HINCRBYFLOAT', wkey, 'total_working_time', ARGV[6])
+  redis.call('HSET', wkey, 'state', 'idle')
+end
+for i = 1, #KEYS - 1 do
+  while true do
+    local id = redis.call('LPOP', KEYS[i])
+    if not id then break end
+    local jkey = ARGV[1] .. id
+    if redis.call('EXISTS', jkey) == 1 then
+      redis.call('HSET', jkey, 'status', 'started', 'worker_name', ARGV[2], 'started_at', ARGV[3])
+      redis.call('HSET', wkey, 'state', 'busy')
+      return {KEYS[i], id, redis.call('HGETALL', jkey)}
+    end
+  end
+end
+return false
+"""
+# The same marking for a delivery a blocking pop took. KEYS: the job's hash, the worker's key. ARGV: the
+# worker's name, the time.
+_MARK_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'status', 'started', 'worker_name', ARGV[1], 'started_at', ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'busy')
+return redis.call('HGETALL', KEYS[1])
+"""
+# The worker's own Redis housekeeping (heartbeat, suspension check) at most this often; RQ's worker does
+# both before and after every job. A worker's key lives worker_ttl + 60 s (480 s by default).
+HOUSEKEEPING_EVERY = 1.0
+# Outcomes counted as RQ's failed-job statistic of the worker; skipped deliveries count as neither.
+_FAILED = frozenset({"failed", "timeout", "worker-lost"})
+_COUNTED = frozenset({"succeeded", "cancelled"}) | _FAILED
+
+
 class _LedgerUpkeep(BaseWorker):
-    """Ledger upkeep on its own interval, busy or idle: reap lost attempts, reconcile Redis with the ledger.
-    A Redis outage is ridden out: the worker waits, with bounded backoff, and carries on."""
+    """An RQ worker whose transport bookkeeping is the ledger's, with ledger upkeep on its own interval.
+
+    RQ is the transport: a delivery carries a ledger job id. What RQ's worker writes about every job
+    (execution records, the started and finished registries, the job's status changes, its result, the
+    worker's statistics in their own round trips) duplicates what the ledger records durably, so on
+    sgen-ops' deliveries this worker keeps only what the transport needs: taking a delivery marks its hash
+    with this worker (one script call, which also settles the previous delivery: its hash deleted, the
+    worker's statistics counted); the attempt is claimed, run and recorded on the ledger. A job that is
+    not a ledger delivery still gets RQ's own handling. Upkeep, busy or idle: reap lost attempts,
+    reconcile Redis with the ledger. A Redis outage is ridden out: the worker waits, with bounded
+    backoff, and carries on.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
@@ -54,6 +116,13 @@ class _LedgerUpkeep(BaseWorker):
         hub = execution.current_hub()
         self.maintenance_interval = hub.settings.maintenance_interval
         execution.RUNTIME.name = self.name
+        self._take = self.connection.register_script(_TAKE_LUA)
+        self._mark = self.connection.register_script(_MARK_LUA)
+        self._by_key = {q.key: q for q in self.queues}
+        self._job_prefix = self.job_class.redis_job_namespace_prefix
+        self._finished: tuple[str, str, float] | None = None  # (delivery id, statistic, seconds)
+        self._last_heartbeat = float("-inf")
+        self._last_suspension_check = float("-inf")
 
     @property
     def dequeue_timeout(self) -> int:
@@ -105,30 +174,153 @@ class _LedgerUpkeep(BaseWorker):
             log.exception("ledger maintenance failed; will try again")
 
     def check_for_suspension(self, burst: bool) -> None:
+        at = time.monotonic()
+        if at - self._last_suspension_check < HOUSEKEEPING_EVERY:
+            return
         try:
             super().check_for_suspension(burst)
         except REDIS_DOWN as exc:
             self._ride_out(exc)
+        self._last_suspension_check = time.monotonic()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
             return
+        at = time.monotonic()
+        if timeout is None and at - self._last_heartbeat < HOUSEKEEPING_EVERY:
+            return
         try:
             super().heartbeat(timeout)
         except REDIS_DOWN as exc:
             self._ride_out(exc)
+        self._last_heartbeat = at
 
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        # RQ sets the worker idle before every dequeue; taking and settling deliveries keep the stored
+        # state current, so an unchanged state is not written again.
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
+
+    # -- taking deliveries ----------------------------------------------------------------------
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[RQJob, Queue] | None:
+        """Take the next delivery of the queues in order (see ``_TAKE_LUA``); with ``timeout`` None (burst)
+        return None when they are empty, else wait for one up to ``timeout`` seconds at a time, running
+        upkeep between waits, and give up after ``max_idle_time`` seconds idle."""
+        self.procline("Listening on " + ",".join(self.queue_names()))  # type: ignore[no-untyped-call]
+        idle_since = time.monotonic()
+        while True:
+            try:
+                self.heartbeat()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                taken = self._take_next()
+                if taken is not None:
+                    return taken
+                self._settle_now()
+                self.set_state(WorkerStatus.IDLE)
+                if timeout is None:
+                    return None
+                wait = timeout
+                if max_idle_time is not None:
+                    left = max_idle_time - (time.monotonic() - idle_since)
+                    if left <= 0:
+                        return None
+                    wait = max(1, min(wait, math.ceil(left)))
+                popped = self.connection.blpop(self.queue_keys(), wait)
+                if popped is None:
+                    continue
+                taken = self._mark_popped(*(as_text(v) for v in popped))
+                if taken is not None:
+                    return taken
+            except REDIS_DOWN as exc:
+                self._ride_out(exc)
+
+    def _take_next(self) -> tuple[RQJob, Queue] | None:
+        done_id, statistic, seconds = self._finished or ("", "", 0.0)
+        found = self._take(
+            keys=[*self.queue_keys(), self.key],
+            args=[self._job_prefix, self.name, utcformat(now()), done_id, statistic, repr(seconds)],
+        )
+        self._finished = None
+        if not found:
+            return None
+        queue_key, rq_id, fields = found
+        return self._taken(as_text(queue_key), as_text(rq_id), fields)
+
+    def _mark_popped(self, queue_key: str, rq_id: str) -> tuple[RQJob, Queue] | None:
+        fields = self._mark(keys=[self._job_prefix + rq_id, self.key], args=[self.name, utcformat(now())])
+        return self._taken(queue_key, rq_id, fields) if fields else None
+
+    def _taken(self, queue_key: str, rq_id: str, fields: list[bytes]) -> tuple[RQJob, Queue]:
+        job = self.job_class(rq_id, connection=self.connection, serializer=self.serializer)
+        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+        queue = self._by_key[queue_key]
+        self._state = WorkerStatus.BUSY  # the script stored it; a warm shutdown now waits for the attempt
+        self.log.info("Worker %s: %s: %s", self.name, queue.name, rq_id)
+        return job, queue
+
+    def _settle_now(self) -> None:
+        """Settle the delivery finished last right away (before waiting idle, or when stopping)."""
+        if self._finished is None:
+            return
+        rq_id, statistic, seconds = self._finished
+        self._finished = None
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.delete(self._job_prefix + rq_id)
+            if statistic:
+                pipe.hincrby(self.key, statistic, 1)
+            pipe.hincrbyfloat(self.key, "total_working_time", seconds)
+            pipe.hset(self.key, "state", WorkerStatus.IDLE.value)
+            pipe.execute()
+        self._state = WorkerStatus.IDLE
+
+    def teardown(self) -> None:
+        if not self.is_horse:
+            with contextlib.suppress(*REDIS_DOWN):
+                self._settle_now()
+        super().teardown()  # type: ignore[no-untyped-call]
+
+    # -- running deliveries ---------------------------------------------------------------------
     def execute_job(self, job: RQJob, queue: Queue) -> None:
+        job_id = execution.ledger_job_id(job)
+        if job_id is None:
+            # Not a ledger delivery: RQ's own handling, bookkeeping and all.
+            try:
+                super().execute_job(job, queue)
+            except REDIS_DOWN as exc:
+                self._ride_out(exc)
+            return
+        started = time.monotonic()
+        outcome = "skipped"
         try:
-            self.run_delivery(job, queue)
-        except REDIS_DOWN as exc:
-            # The ledger holds the attempt's outcome (or its claim, whose lease upkeep watches); what RQ
-            # failed to note about the delivery it does not need.
-            self._ride_out(exc)
+            outcome = str(self.run_attempt(job, queue, job_id).get("outcome", "skipped"))
+        except (SystemExit, KeyboardInterrupt, StopRequested):
+            raise
+        except Exception:
+            # The ledger keeps the truth: a claim that never happened leaves the job waiting (upkeep sends
+            # it again), an outcome never recorded leaves a lease that upkeep records as lost.
+            log.exception("worker %s could not run delivery %s of job %s", self.name, job.id, job_id)
+        finally:
+            # Settled with the next take (one round trip fewer per job), or before waiting idle.
+            statistic = ""
+            if outcome in _COUNTED:
+                statistic = "failed_job_count" if outcome in _FAILED else "successful_job_count"
+            self._finished = (job.id, statistic, time.monotonic() - started)
+            self._state = WorkerStatus.IDLE
+        self.log.info("Worker %s: job %s (delivery %s): %s", self.name, job_id, job.id, outcome)
 
-    def run_delivery(self, job: RQJob, queue: Queue) -> None:
-        super().execute_job(job, queue)
+    def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
+        """Claim, run and record the attempt a delivery leads to; the handler runs within the job's timeout."""
+        return execution.run_attempt(execution.current_hub(), job_id, job.id, self.time_limit(job))
+
+    def time_limit(self, job: RQJob) -> Any:
+        """RQ's death penalty for the job's timeout (its default where the delivery sets none)."""
+        timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+        return self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id)
 
     def _ride_out(self, exc: BaseException) -> None:
         """Wait until Redis answers again, at most MAX_BACKOFF seconds between tries; a worker of the
@@ -156,48 +348,96 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
     """Forks a work horse per attempt (RQ's Worker): isolation at the price of a fork per job.
 
     The worker claims each attempt, renews its lease and records its outcome on its own ledger
-    connection; the horse only runs the handler (``execution.Handover``). A horse opening a database
-    connection per job was most of what sgen-ops added to a fork; and a horse that dies is now seen
-    at once, not when its lease runs out.
+    connection; the horse only runs the handler, within the job's timeout, and hands the outcome back
+    (``execution.Handover``), touching neither Redis nor the database. The horse says on a pipe when its
+    outcome is written, so the worker records it and goes on while the horse's process is still being
+    torn down (reaped later); a pipe closed without that word is a horse that died, recorded at once, not
+    when its lease runs out. A horse dies with its worker.
     """
 
-    def run_delivery(self, job: RQJob, queue: Queue) -> None:
-        job_id = execution.ledger_job_id(job)
-        if job_id is None:
-            super().run_delivery(job, queue)
-            return
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._exiting: list[int] = []  # horses that reported and are ending
+        self._reported_fd = -1  # in a horse: where to say the outcome is written
+
+    def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
+        self._reap()
         hub = execution.current_hub()
-        try:
-            ctx = execution.claim(hub, job_id, job.id)
-        except Exception:
-            log.exception("could not claim job %s here; its work horse will try", job_id)
-            super().run_delivery(job, queue)
-            return
+        ctx = execution.riding_out(lambda: execution.claim(hub, job_id, job.id))
+        if ctx is None:
+            return {"job_id": job_id, "outcome": "skipped"}
         self._horse_exit = "exit status 0"
+        recorded: dict[str, Any] | None = None
         with execution.handed_over(hub, job.id, ctx) as handover:
+            reported, self._reported_fd = os.pipe()
             try:
-                super().run_delivery(job, queue)
+                self.fork_work_horse(job, queue)
+                os.close(self._reported_fd)
+                self._reported_fd = -1
+                self._await_horse(job, reported)
             except BaseException:
-                # RQ stopped watching the horse (Redis went away, say): its outcome still counts.
+                # A cold shutdown or an error while waiting: the horse's outcome still counts.
                 self._outlive_horse()
                 raise
             finally:
-                try:
-                    execution.riding_out(lambda: execution.record_handed(hub, handover, self._horse_exit))
-                except Exception:
-                    # The attempt stays running: its lease runs out and ledger upkeep records it as worker-lost.
-                    log.exception("could not record the outcome of job %s", job_id)
+                if self._reported_fd >= 0:
+                    os.close(self._reported_fd)
+                    self._reported_fd = -1
+                os.close(reported)
+                recorded = execution.riding_out(lambda: execution.record_handed(hub, handover, self._horse_exit))
+        return recorded or {"job_id": job_id, "outcome": "skipped"}
 
     def main_work_horse(self, job: RQJob, queue: Queue) -> None:
         execution.die_with_parent(self._worker_pid)
-        super().main_work_horse(job, queue)
+        handover = execution.RUNTIME.handover
+        if handover is None or handover.rq_job_id != job.id:
+            super().main_work_horse(job, queue)  # not a ledger delivery: RQ's horse
+            return
+        random.seed()
+        self.setup_work_horse_signals()  # type: ignore[no-untyped-call]
+        self._is_horse = True
+        try:
+            handover.run_in_horse(execution.ledger_job_id(job) or 0, self.time_limit(job))
+            os.write(self._reported_fd, b"1")
+        except BaseException:  # noqa: BLE001 - a horse ends with its exit status, whatever happened
+            os._exit(1)
+        os._exit(0)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        # What the worker has built so far is never collected: a horse's garbage collector then leaves the
+        # pages it shares with the worker alone, and fewer of them are copied on write.
+        gc.freeze()
 
     def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
         self._worker_pid = os.getpid()
         super().fork_work_horse(job, queue)
 
+    def _await_horse(self, job: RQJob, reported: int) -> None:
+        """Wait for the horse to report its outcome, keeping this worker's registration alive. A horse
+        that ends without reporting is waited for, to note how it ended; past the job's timeout and a
+        minute's grace (its own alarm did not end it) it is killed. RQ's monitor, without the per-job
+        records of RQ's failure handling: the ledger records how the attempt ended."""
+        started = time.monotonic()
+        timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+        while True:
+            ready, _, _ = select.select([reported], [], [], self.job_monitoring_interval)
+            if ready:
+                if os.read(reported, 1):
+                    self._exiting.append(self._horse_pid)  # reported: its exit is reaped later
+                    self._horse_pid = 0
+                else:
+                    self._outlive_horse()
+                return
+            if timeout != -1 and time.monotonic() - started > timeout + 60:
+                self.heartbeat(self.job_monitoring_interval + 60)
+                self.kill_horse()
+                self._outlive_horse()
+                return
+            self.heartbeat(self.job_monitoring_interval + 60)
+
     def _outlive_horse(self) -> None:
-        """Wait for a horse RQ left running, noting how it ended."""
+        """Wait for a horse still running, noting how it ended."""
         pid = self._horse_pid
         if not pid:
             return
@@ -208,9 +448,22 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         self._horse_pid = 0
         self._horse_exit = _wait_status(status)
 
-    def handle_work_horse_killed(self, job: RQJob, retpid: int, ret_val: int, rusage: Any) -> None:
-        self._horse_exit = _wait_status(ret_val)
-        super().handle_work_horse_killed(job, retpid, ret_val, rusage)  # type: ignore[no-untyped-call]
+    def _reap(self, *, wait: bool = False) -> None:
+        """Collect the horses that reported and have ended since (all of them with ``wait``)."""
+        still = []
+        for pid in self._exiting:
+            try:
+                done, _status = os.waitpid(pid, 0 if wait else os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if not done:
+                still.append(pid)
+        self._exiting = still
+
+    def teardown(self) -> None:
+        if not self.is_horse:
+            self._reap(wait=True)
+        super().teardown()
 
 
 def _wait_status(status: int | None) -> str:

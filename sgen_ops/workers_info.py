@@ -17,13 +17,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rq import Worker
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import ScheduledJobRegistry
 from rq.worker import BaseWorker
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from .schedules import TICK
-from .states import WAITING_VALUES
+from .states import WAITING_VALUES, State
 from .store import Job, Schedule, ScheduleTick
 from .store.types import as_utc, utcnow
 from .tasks import PRIORITIES
@@ -52,7 +52,8 @@ class WorkerInfo:
 
 @dataclass(frozen=True)
 class QueueInfo:
-    """One priority queue: jobs ready in Redis, scheduled for later, running; the oldest due job's wait."""
+    """One priority queue: deliveries ready and scheduled for later in Redis, jobs running per the ledger; the
+    oldest due job's wait."""
 
     priority: str
     ready: int
@@ -126,19 +127,19 @@ def live_workers(hub: Stack, now: datetime | None = None) -> tuple[WorkerInfo, .
     for queue in hub.transport.queues.values():
         for worker in Worker.all(connection=hub.redis, queue=queue):
             found.setdefault(worker.name, worker)
-    current = {name: w.get_current_job_id() for name, w in found.items()}
-    running_ids = [rq_id for rq_id in current.values() if rq_id]
-    by_rq: dict[str, tuple[int, str]] = {}
-    if running_ids:
+    # What a worker runs is the ledger's: the attempts it claimed and has not finished.
+    running: dict[str, tuple[int | None, str | None]] = {}
+    if found:
         with hub.ledger.read() as session:
-            by_rq = {
-                str(rq_id): (job_id, task)
-                for job_id, task, rq_id in session.execute(
-                    select(Job.id, Job.task, Job.rq_job_id).where(Job.rq_job_id.in_(running_ids)))
-            }
+            for running_id, running_task, worker_name in session.execute(
+                select(Job.id, Job.task, Job.worker)
+                .where(Job.state == State.RUNNING.value, Job.worker.in_(list(found)))
+                .order_by(Job.id)
+            ):
+                running.setdefault(str(worker_name), (running_id, running_task))
     workers = []
     for name, worker in sorted(found.items()):
-        job_id, task = by_rq.get(current[name] or "", (None, None))
+        job_id, task = running.get(name, (None, None))
         reason = _stale(worker, now)
         workers.append(WorkerInfo(
             name=name, host=worker.hostname or "", pid=worker.pid, state=_state(worker),
@@ -158,13 +159,15 @@ def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
     workers = live_workers(hub, now)
     with hub.ledger.read() as session:
         due = per_priority(session, due_now(now), value=func.min(Job.scheduled_for))
+        # Running per the ledger: sgen-ops' workers keep no RQ started registry of their deliveries.
+        running = per_priority(session, Job.state == State.RUNNING.value)
         last_tick = last_schedule_tick(session)
     infos = tuple(
         QueueInfo(
             priority=priority,
             ready=queues[priority].count,
             scheduled=ScheduledJobRegistry(queue=queues[priority]).count,
-            running=StartedJobRegistry(queue=queues[priority]).count,
+            running=running.get(priority, 0),
             oldest_due=as_utc(due[priority]) if due.get(priority) is not None else None,
         )
         for priority in PRIORITIES

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rq import Queue
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 from sqlalchemy import Connection, func, select, text
@@ -137,11 +136,12 @@ def test_a_delivery_whose_worker_died_before_claiming_is_sent_again(stack: Stack
     job_id = hub.enqueue("test.ok")
     # A worker takes the delivery as RQ does (off the queue, marked started by it) and dies before the claim.
     taker = SgenWorker(hub.transport.ordered_queues, connection=hub.redis, name=f"{stack.prefix}-taker")
-    dequeued = Queue.dequeue_any(hub.transport.ordered_queues, None, connection=hub.redis, serializer=JSONSerializer)
+    taker.register_birth()
+    dequeued = taker.dequeue_job_and_maintain_ttl(None)
     assert dequeued is not None
     rq_job, _queue = dequeued
-    taker.prepare_job_execution(rq_job)
     assert rq_job.get_status(refresh=True) == "started"
+    assert hub.redis.hget(rq_job.key, "worker_name") == taker.name.encode()
     assert hub.reconcile() == 0  # its worker is alive: the delivery is on its way
     hub.redis.delete(taker.key)  # the killed worker's heartbeat key runs out
     assert job_row(hub, job_id).state == "queued"

@@ -8,10 +8,10 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rq.executions import prepare_execution
 from rq.utils import utcformat
 
 import sgen_ops
+from sgen_ops import execution
 from sgen_ops.execution import bind_hub
 from sgen_ops.surface import Operations
 from sgen_ops.ui import WorkersView, app
@@ -43,16 +43,19 @@ def _rows(view: WorkersView) -> list[str]:
 
 def test_workers_and_queue_depths(hub: sgen_ops.Hub, ops: dict[str, Operations]) -> None:
     admin = ops["administrator"]
-    ready = [hub.enqueue("test.ok", {"n": n}) for n in range(2)]
-    hub.enqueue("test.ok", {"later": True}, delay=3600)
-    hub.enqueue("test.ok", {"high": True}, priority="high")
+    ready = [hub.enqueue("test.ok", {"n": n}) for n in range(3)]
     busy = _register(hub)
     idle = _register(hub)
     stale = _register(hub, pid=_dead_pid())
     old = _register(hub)
     try:
-        # The worker takes the job as RQ's worker does before handing it to the handler.
-        prepare_execution(busy, hub.transport.queues["normal"].fetch_job(hub.transport.rq_job_id(ready[0], 1)))
+        # The worker takes the first delivery and claims its attempt, as it does before running the handler.
+        taken = busy.dequeue_job_and_maintain_ttl(None)
+        assert taken is not None and taken[0].id == hub.transport.rq_job_id(ready[0], 1)
+        execution.RUNTIME.name = busy.name  # the process's worker, the last one made here otherwise
+        assert execution.claim(hub, ready[0], taken[0].id) is not None
+        hub.enqueue("test.ok", {"later": True}, delay=3600)
+        hub.enqueue("test.ok", {"high": True}, priority="high")
         hub.redis.hset(old.key, "last_heartbeat", utcformat(datetime.now(UTC) - timedelta(hours=1)))
 
         view = WorkersView(admin)
