@@ -7,6 +7,7 @@ told apart from the current one when a worker claims the attempt.
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.utils import now as rq_now
-from rq.utils import utcformat
+from rq.utils import utcformat, utcparse
 from rq.worker import BaseWorker
 
 from .store.types import as_utc, utcnow
@@ -34,6 +35,11 @@ FAILURE_TTL = 7 * 86400
 BATCH = 1000
 # RQ job statuses of a delivery not yet taken by a worker (a stuck one RQ's own upkeep fails in time).
 _WAITING_STATUSES = frozenset({JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value})
+# A queue is read whole when looking for deliveries popped and never marked taken only up to this length;
+# past it such a delivery is found once the queue is short again.
+SNAPSHOT_DEPTH = 2000
+# A delivery is judged popped-and-lost only if it was pushed this many seconds before the queues were read.
+POP_GRACE = 10.0
 # The fields of RQ's job hash that hold the time it was made: filled in afresh for every send.
 _TIMESTAMPS = ("created_at", "enqueued_at")
 
@@ -56,6 +62,15 @@ return #KEYS - 1
 def _lua_bytes(value: bytes) -> str:
     """A Lua string literal of any bytes (every byte as a decimal escape)."""
     return '"' + "".join(f"\\{b:03d}" for b in value) + '"'
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The queues as ``Transport.held`` read them: when, their lengths, the deliveries of the short ones."""
+
+    at: float
+    lengths: dict[str, int]
+    members: dict[str, set[str]]
 
 
 @dataclass(frozen=True)
@@ -222,18 +237,23 @@ class Transport:
     def held(self, rq_job_ids: Sequence[str | None]) -> list[bool]:
         """Whether each delivery is still on its way to an attempt: waiting on a queue or scheduled, or
         taken by a worker that is still alive. A delivery taken by a worker that died before claiming its
-        attempt keeps its job hash (started, later failed, kept for days); that hash is no delivery."""
+        attempt is none, whether the worker had marked it taken (its registration lapses) or died between
+        a blocking pop and that mark (its hash still says queued, but it is on no queue: see
+        ``_on_no_queue``)."""
+        snapshot = self._queue_snapshot()
         with self.redis.pipeline(transaction=False) as pipe:
             for rq_id in rq_job_ids:
-                pipe.hmget(RQJob.key_for(rq_id or "-"), "status", "worker_name")
+                pipe.hmget(RQJob.key_for(rq_id or "-"), "status", "worker_name", "origin", "enqueued_at")
             found = pipe.execute()
         held = [False] * len(rq_job_ids)
         taken: list[tuple[int, str]] = []
-        for i, (rq_id, (status, worker)) in enumerate(zip(rq_job_ids, found, strict=True)):
+        for i, (rq_id, (status, worker, origin, enqueued_at)) in enumerate(zip(rq_job_ids, found, strict=True)):
             state = status.decode() if isinstance(status, bytes) else status
             if not rq_id or state is None:
                 continue
-            if state in _WAITING_STATUSES:
+            if state == JobStatus.QUEUED.value:
+                held[i] = not self._on_no_queue(snapshot, rq_id, origin, enqueued_at)
+            elif state in _WAITING_STATUSES:
                 held[i] = True
             elif state == JobStatus.STARTED.value and worker:
                 taken.append((i, worker.decode() if isinstance(worker, bytes) else str(worker)))
@@ -246,6 +266,38 @@ class Transport:
             for (i, _worker), ok in zip(taken, alive, strict=True):
                 held[i] = bool(ok)
         return held
+
+    def _queue_snapshot(self) -> _Snapshot:
+        """The queues' lengths and, for those no longer than SNAPSHOT_DEPTH, their deliveries, read before the
+        hashes they are compared with."""
+        queues = self.ordered_queues
+        with self.redis.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                pipe.llen(queue.key)
+                pipe.lrange(queue.key, 0, SNAPSHOT_DEPTH - 1)
+            found = pipe.execute()
+        lengths = {q.name: int(found[2 * k]) for k, q in enumerate(queues)}
+        members = {
+            q.name: {v.decode() if isinstance(v, bytes) else str(v) for v in found[2 * k + 1]}
+            for k, q in enumerate(queues)
+        }
+        return _Snapshot(time.time(), lengths, members)
+
+    @staticmethod
+    def _on_no_queue(snapshot: _Snapshot, rq_id: str, origin: Any, enqueued_at: Any) -> bool:
+        """A delivery whose hash says queued but which is on no queue: its worker popped it and died before
+        marking it taken. Told only where its queue was short enough to read whole, and only of a delivery
+        older than POP_GRACE (one pushed or being marked meanwhile is not judged). Judging a live worker's
+        delivery lost costs a spare delivery, never a second run: the re-send replaces the ledger's delivery
+        id, so the worker's claim finds nothing."""
+        name = origin.decode() if isinstance(origin, bytes) else origin
+        if name not in snapshot.lengths or snapshot.lengths[name] > SNAPSHOT_DEPTH or rq_id in snapshot.members[name]:
+            return False
+        try:
+            pushed = as_utc(utcparse(enqueued_at.decode() if isinstance(enqueued_at, bytes) else str(enqueued_at)))
+        except (ValueError, TypeError):
+            return False
+        return pushed.timestamp() < snapshot.at - POP_GRACE
 
     def move_due(self) -> int:
         """Move scheduled deliveries whose time has come onto their queues (as RQ's scheduler does)."""

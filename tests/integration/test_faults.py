@@ -9,17 +9,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 from sqlalchemy import Connection, func, select, text
 
 import sgen_ops
 from sgen_ops import execution
+from sgen_ops import queue as queue_module
 from sgen_ops.embedded import ensure_redis, start_redis_server, stop_process, stop_redis
 from sgen_ops.store import Attempt, JobEvent, utcnow
 from sgen_ops.workers import SgenWorker
@@ -150,6 +152,28 @@ def test_a_delivery_whose_worker_died_before_claiming_is_sent_again(stack: Stack
     hub.work()
     assert job_row(hub, job_id).state == "succeeded"
     assert stack.runs() == [f"{job_id}:1:1"]
+
+
+def test_a_delivery_popped_by_a_worker_that_died_before_marking_it_is_sent_again(stack: Stack) -> None:
+    """A blocking pop took the delivery off its queue and the worker died before marking it: its hash still
+    says queued, on no queue. Once it is older than the grace, reconcile sends it again, once."""
+    hub = stack.hub()
+    execution.bind_hub(hub)
+    job_id = hub.enqueue("test.ok")
+    other = hub.enqueue("test.ok")  # still on its queue: held
+    rq_id = job_row(hub, job_id).rq_job_id
+    queue = hub.transport.queues["normal"]
+    assert hub.redis.lpop(queue.key).decode() == rq_id  # what BLPOP did before the worker was killed
+    assert hub.reconcile() == 0  # pushed moments ago: not judged yet
+    pushed = datetime.now(UTC) - timedelta(seconds=queue_module.POP_GRACE + 5)
+    hub.redis.hset(RQJob.key_for(rq_id), "enqueued_at", utcformat(pushed))
+    hub.redis.hset(RQJob.key_for(job_row(hub, other).rq_job_id), "enqueued_at", utcformat(pushed))
+    assert hub.reconcile() == 1
+    assert job_row(hub, job_id).rq_job_id != rq_id
+    assert hub.reconcile() == 0
+    hub.work()
+    assert job_row(hub, job_id).state == job_row(hub, other).state == "succeeded"
+    assert sorted(stack.runs()) == sorted([f"{job_id}:1:1", f"{other}:1:1"])
 
 
 def test_a_failed_delivery_of_a_waiting_job_is_sent_again(stack: Stack) -> None:
