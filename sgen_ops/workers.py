@@ -366,12 +366,13 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         ctx = execution.riding_out(lambda: execution.claim(hub, job_id, job.id))
         if ctx is None:
             return {"job_id": job_id, "outcome": "skipped"}
-        self._horse_exit = "exit status 0"
+        self._horse_exit = "no work horse started"
         recorded: dict[str, Any] | None = None
         with execution.handed_over(hub, job.id, ctx) as handover:
             reported, self._reported_fd = os.pipe()
             try:
                 self.fork_work_horse(job, queue)
+                self._horse_exit = "exit status 0"
                 os.close(self._reported_fd)
                 self._reported_fd = -1
                 self._await_horse(job, reported)

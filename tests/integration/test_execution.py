@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from sqlalchemy import select
 
 import sgen_ops
@@ -194,3 +195,34 @@ def test_no_pickle_crosses_redis(hub: sgen_ops.Hub) -> None:
     assert raw is not None
     func, _instance, args, kwargs = json.loads(zlib.decompress(raw))
     assert (func, args, kwargs) == ("sgen_ops.execution.perform", [job_id], {})
+
+
+def test_rq_keeps_nothing_of_a_ledger_delivery_but_the_worker_statistics(
+    hub: sgen_ops.Hub, work: Work, stack: Stack
+) -> None:
+    """RQ carries the id: what its worker would record per job (registries, results, execution records, the
+    delivery's hash) the ledger holds, so none of it is left; the worker's counts are kept."""
+    ok = [hub.enqueue("test.ok", {"n": n}) for n in range(4)]
+    broken = hub.enqueue("test.boom")  # two failed attempts, then a dead letter: all in the ledger
+    work()
+    assert {job_row(hub, j).state for j in ok} == {"succeeded"}
+    assert [a.exit for a in attempts_of(hub, broken)] == ["failed", "failed"]
+    for queue in hub.transport.ordered_queues:
+        assert queue.count == 0
+        for registry in (StartedJobRegistry, FinishedJobRegistry, FailedJobRegistry):
+            assert registry(queue=queue).count == 0, registry.__name__
+    for pattern in ("rq:job:", "rq:results:", "rq:execution:", "rq:executions:"):
+        assert list(hub.redis.scan_iter(match=f"{pattern}{stack.prefix}*")) == [], pattern
+    [worker_key] = list(hub.redis.scan_iter(match=f"rq:worker:{stack.prefix}*"))
+    counts = hub.redis.hmget(worker_key, "successful_job_count", "failed_job_count")
+    assert [int(c or 0) for c in counts] == [4, 2]
+
+
+def test_a_job_on_the_queues_that_is_no_ledger_delivery_gets_rqs_own_handling(hub: sgen_ops.Hub, work: Work) -> None:
+    queue = hub.transport.queues["normal"]
+    foreign = queue.enqueue("builtins.len", [1, 2, 3], result_ttl=600)
+    work()
+    foreign.refresh()
+    assert foreign.get_status() == "finished"
+    assert foreign.return_value() == 3
+    assert FinishedJobRegistry(queue=queue).get_job_ids() == [foreign.id]
