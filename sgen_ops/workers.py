@@ -52,13 +52,18 @@ class _Scheduler(RQScheduler):
         super().work()  # type: ignore[no-untyped-call]
 
 
+# The fields of a delivery's hash a worker reads: what it carries (the function and the ledger id), where
+# from, its timeout; a job that is not a ledger delivery is read whole before RQ handles it.
+_FIELDS = ("data", "origin", "timeout", "description", "status")
+_LUA_FIELDS = "local FIELDS = {" + ", ".join(f"'{f}'" for f in _FIELDS) + "}\n"
 # Taking a delivery, in one round trip: pop the first waiting delivery of the queues in order, mark its
 # job hash taken by this worker (so that ``Transport.held`` counts it while this worker lives), mark the
-# worker busy with it, and return the hash. A popped id whose hash is gone (removed meanwhile) is skipped,
-# as RQ's dequeue does. With ARGV[4] set, the delivery this worker finished last is settled first (see
-# ``_settle``). KEYS: the queues in order, then the worker's key. ARGV: the job key prefix, the worker's
-# name, the time, the finished delivery's id or '', the statistic it counts towards or '', its seconds.
-_TAKE_LUA = """
+# worker busy, and return the delivery's fields. A popped id whose hash is gone (removed meanwhile) is
+# skipped, as RQ's dequeue does. With ARGV[4] set, the delivery this worker finished last is settled first
+# (its hash deleted, the worker's statistics counted: see ``execute_job``). KEYS: the queues in order, then
+# the worker's key. ARGV: the job key prefix, the worker's name, the time, the finished delivery's id or
+# '', the statistic it counts towards or '', its seconds.
+_TAKE_LUA = _LUA_FIELDS + """
 local wkey = KEYS[#KEYS]
 if ARGV[4] ~= '' then
   redis.call('DEL', ARGV[1] .. ARGV[4])
@@ -74,7 +79,7 @@ for i = 1, #KEYS - 1 do
     if redis.call('EXISTS', jkey) == 1 then
       redis.call('HSET', jkey, 'status', 'started', 'worker_name', ARGV[2], 'started_at', ARGV[3])
       redis.call('HSET', wkey, 'state', 'busy')
-      return {KEYS[i], id, redis.call('HGETALL', jkey)}
+      return {KEYS[i], id, redis.call('HMGET', jkey, unpack(FIELDS))}
     end
   end
 end
@@ -82,11 +87,11 @@ return false
 """
 # The same marking for a delivery a blocking pop took. KEYS: the job's hash, the worker's key. ARGV: the
 # worker's name, the time.
-_MARK_LUA = """
+_MARK_LUA = _LUA_FIELDS + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'status', 'started', 'worker_name', ARGV[1], 'started_at', ARGV[2])
 redis.call('HSET', KEYS[2], 'state', 'busy')
-return redis.call('HGETALL', KEYS[1])
+return redis.call('HMGET', KEYS[1], unpack(FIELDS))
 """
 # The worker's own Redis housekeeping (heartbeat, suspension check) at most this often; RQ's worker does
 # both before and after every job. A worker's key lives worker_ttl + 60 s (480 s by default).
@@ -257,10 +262,10 @@ class _LedgerUpkeep(BaseWorker):
 
     def _taken(self, queue_key: str, rq_id: str, fields: list[bytes]) -> tuple[RQJob, Queue]:
         job = self.job_class(rq_id, connection=self.connection, serializer=self.serializer)
-        job.restore(dict(zip(fields[::2], fields[1::2], strict=True)))
+        job.restore({k: v for k, v in zip(_FIELDS, fields, strict=True) if v is not None})
         queue = self._by_key[queue_key]
         self._state = WorkerStatus.BUSY  # the script stored it; a warm shutdown now waits for the attempt
-        self.log.info("Worker %s: %s: %s", self.name, queue.name, rq_id)
+        self.log.debug("Worker %s: %s: %s", self.name, queue.name, rq_id)
         return job, queue
 
     def _settle_now(self) -> None:
@@ -288,8 +293,9 @@ class _LedgerUpkeep(BaseWorker):
     def execute_job(self, job: RQJob, queue: Queue) -> None:
         job_id = execution.ledger_job_id(job)
         if job_id is None:
-            # Not a ledger delivery: RQ's own handling, bookkeeping and all.
+            # Not a ledger delivery: RQ's own handling, bookkeeping and all, of the whole job.
             try:
+                job.refresh()
                 super().execute_job(job, queue)
             except REDIS_DOWN as exc:
                 self._ride_out(exc)
