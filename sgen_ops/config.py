@@ -33,6 +33,10 @@ class Settings:
     # Payloads and templates nested deeper than this are refused (JSON walked by every reader).
     payload_max_depth: int = 64
     worker_concurrency: int = 2
+    # A forking worker's work horse runs this many attempts, one after another, before a fresh horse is
+    # forked (1: a fresh process per attempt, as RQ's Worker). A horse that dies takes only its current
+    # attempt with it (recorded worker-lost); what a task leaves in memory lasts until the horse is replaced.
+    horse_attempts: int = 1
     # A running attempt whose lease is not renewed for this long is recorded as worker-lost.
     worker_lost_after: float = 60.0
     # How often a long-running worker reaps lost attempts and reconciles Redis with the ledger.
@@ -67,7 +71,10 @@ class Settings:
         return self.database_url or f"sqlite:///{(self.home / 'ledger.db').resolve()}"
 
 
-_INT = {"default_max_attempts", "payload_max_bytes", "payload_max_depth", "worker_concurrency", "maintenance_interval"}
+_INT = {
+    "default_max_attempts", "payload_max_bytes", "payload_max_depth", "worker_concurrency", "maintenance_interval",
+    "horse_attempts",
+}
 _FLOAT = {"retention_days", "worker_lost_after"}
 _TUPLE = {"task_modules", "sensitive_keys"}
 _BOOL = {"auto_upgrade", "enqueue_synchronous_commit"}

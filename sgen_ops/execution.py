@@ -354,11 +354,31 @@ class Handover:
         if ctx is None or ctx.job_id != job_id:
             return {"job_id": job_id, "outcome": "skipped"}
         outcome = run_handler(ctx, time_limit)
-        data = json.dumps(outcome).encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
+        write_all(self.fd, json.dumps(outcome).encode())
         return {"job_id": job_id, "outcome": outcome[0]}
+
+    def message(self, timeout: float) -> bytes:
+        """The attempt, with its time limit in seconds, as a message to a horse that is already running
+        (``from_message`` reads it)."""
+        ctx = self.ctx
+        assert ctx is not None
+        fields = {
+            "job_id": ctx.job_id, "task": ctx.task, "attempt": ctx.attempt, "run": ctx.run,
+            "max_attempts": ctx.max_attempts, "account": ctx.account, "schedule_id": ctx.schedule_id,
+            "payload": ctx.payload,
+        }
+        return json.dumps({"rq_job_id": self.rq_job_id, "timeout": timeout, "ctx": fields}).encode()
+
+    @classmethod
+    def from_message(cls, data: bytes, ledger: Ledger, fd: int) -> tuple[Handover, float]:
+        """In a running horse: the attempt its worker sent, its outcome to go to ``fd``; and its time limit."""
+        found = json.loads(data)
+        handover = cls.__new__(cls)
+        handover.rq_job_id = str(found["rq_job_id"])
+        handover.ctx = TaskContext(**found["ctx"], _ledger=ledger)
+        handover.worker_pid = os.getppid()
+        handover.fd = fd
+        return handover, float(found["timeout"])
 
     def outcome(self) -> Outcome | None:
         """What the horse wrote, or None if it wrote nothing whole."""
@@ -370,6 +390,13 @@ class Handover:
         except ValueError:
             return None
         return str(outcome), str(code), str(detail), log_text
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 _PR_SET_PDEATHSIG = 1

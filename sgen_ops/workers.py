@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import math
@@ -325,8 +326,10 @@ class _LedgerUpkeep(BaseWorker):
 
     def time_limit(self, job: RQJob) -> Any:
         """RQ's death penalty for the job's timeout (its default where the delivery sets none)."""
-        timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
-        return self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id)
+        return self._time_limit(job.timeout or self.queue_class.DEFAULT_TIMEOUT, job.id)
+
+    def _time_limit(self, timeout: float, rq_job_id: str) -> Any:
+        return self.death_penalty_class(math.ceil(timeout), JobTimeoutException, job_id=rq_job_id)
 
     def _ride_out(self, exc: BaseException) -> None:
         """Wait until Redis answers again, at most MAX_BACKOFF seconds between tries; a worker of the
@@ -351,7 +354,7 @@ class SgenWorker(_LedgerUpkeep, SimpleWorker):
 
 
 class SgenForkWorker(_LedgerUpkeep, Worker):
-    """Forks a work horse per attempt (RQ's Worker): isolation at the price of a fork per job.
+    """Runs attempts in work horses it forks (RQ's Worker): a horse that crashes takes only its attempt.
 
     The worker claims each attempt, renews its lease and records its outcome on its own ledger
     connection; the horse only runs the handler, within the job's timeout, and hands the outcome back
@@ -359,12 +362,22 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
     outcome is written, so the worker records it and goes on while the horse's process is still being
     torn down (reaped later); a pipe closed without that word is a horse that died, recorded at once, not
     when its lease runs out. A horse dies with its worker.
+
+    By default every attempt gets a fresh horse (``horse_attempts`` = 1), as with RQ's Worker. With
+    ``horse_attempts`` N > 1 a horse runs up to N attempts, each sent to it over a pipe, before it is
+    replaced: no fork per attempt, the same isolation from crashes, none between the attempts one horse ran.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._exiting: list[int] = []  # horses that reported and are ending
-        self._reported_fd = -1  # in a horse: where to say the outcome is written
+        self.horse_attempts = max(1, int(execution.current_hub().settings.horse_attempts))
+        self._exiting: list[int] = []  # horses that are done and ending
+        self._reported_fd = -1  # in a horse: where to say an outcome is written
+        self._next_fd = -1  # in a horse: where the next attempt comes from
+        self._horse_in = -1  # in the worker: where to send the running horse its next attempt
+        self._horse_out = -1  # in the worker: where the running horse says an outcome is written
+        self._horse_ran = 0  # attempts the running horse has been given
+        self._worker_ends = (-1, -1)  # the worker's ends of a new horse's pipes
 
     def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
         self._reap()
@@ -375,24 +388,62 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         self._horse_exit = "no work horse started"
         recorded: dict[str, Any] | None = None
         with execution.handed_over(hub, job.id, ctx) as handover:
-            reported, self._reported_fd = os.pipe()
             try:
-                self.fork_work_horse(job, queue)
+                if not self._horse_pid or self._horse_ran >= self.horse_attempts or not self._sent(
+                    handover.message(job.timeout or self.queue_class.DEFAULT_TIMEOUT)
+                ):
+                    self._start_horse(job, queue)
                 self._horse_exit = "exit status 0"
-                os.close(self._reported_fd)
-                self._reported_fd = -1
-                self._await_horse(job, reported)
+                self._horse_ran += 1
+                self._await_horse(job)
             except BaseException:
                 # A cold shutdown or an error while waiting: the horse's outcome still counts.
                 self._outlive_horse()
                 raise
             finally:
-                if self._reported_fd >= 0:
-                    os.close(self._reported_fd)
-                    self._reported_fd = -1
-                os.close(reported)
                 recorded = execution.riding_out(lambda: execution.record_handed(hub, handover, self._horse_exit))
         return recorded or {"job_id": job_id, "outcome": "skipped"}
+
+    def _start_horse(self, job: RQJob, queue: Queue) -> None:
+        """Fork a horse for this attempt (the attempt is in its memory); with room for more, it then waits
+        for the next ones on a pipe."""
+        self._let_horse_go()
+        out_r, self._reported_fd = os.pipe()
+        in_r, in_w = os.pipe() if self.horse_attempts > 1 else (-1, -1)
+        self._next_fd = in_r
+        self._worker_ends = (out_r, in_w)  # closed in the horse, so that it sees the end of its pipe
+        try:
+            self.fork_work_horse(job, queue)
+        except BaseException:
+            for fd in (out_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (self._reported_fd, in_r):
+                if fd >= 0:
+                    os.close(fd)
+            self._reported_fd = self._next_fd = -1
+        self._horse_out, self._horse_in, self._horse_ran = out_r, in_w, 0
+
+    def _sent(self, message: bytes) -> bool:
+        """Send the running horse its next attempt; False if it is gone (it ended while waiting)."""
+        try:
+            execution.write_all(self._horse_in, len(message).to_bytes(8, "big") + message)
+        except OSError:
+            self._outlive_horse()
+            return False
+        return True
+
+    def _let_horse_go(self) -> None:
+        """Let the running horse end (it reads the end of its pipe and exits); it is reaped later."""
+        for fd in (self._horse_in, self._horse_out):
+            if fd >= 0:
+                os.close(fd)
+        self._horse_in = self._horse_out = -1
+        if self._horse_pid:
+            self._exiting.append(self._horse_pid)
+            self._horse_pid = 0
 
     def main_work_horse(self, job: RQJob, queue: Queue) -> None:
         execution.die_with_parent(self._worker_pid)
@@ -400,15 +451,33 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         if handover is None or handover.rq_job_id != job.id:
             super().main_work_horse(job, queue)  # not a ledger delivery: RQ's horse
             return
+        for fd in self._worker_ends:
+            if fd >= 0:
+                os.close(fd)
         random.seed()
         self.setup_work_horse_signals()  # type: ignore[no-untyped-call]
         self._is_horse = True
         try:
             handover.run_in_horse(execution.ledger_job_id(job) or 0, self.time_limit(job))
             os.write(self._reported_fd, b"1")
+            for _ in range(self.horse_attempts - 1):
+                message = _read_message(self._next_fd)
+                if message is None:
+                    break
+                handover, timeout = execution.Handover.from_message(
+                    message, execution.current_hub().ledger, handover.fd
+                )
+                execution.RUNTIME.handover = handover
+                assert handover.ctx is not None
+                handover.run_in_horse(handover.ctx.job_id, self._time_limit(timeout, handover.rq_job_id))
+                os.write(self._reported_fd, b"1")
         except BaseException:  # noqa: BLE001 - a horse ends with its exit status, whatever happened
             os._exit(1)
         os._exit(0)
+
+    def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
+        self._worker_pid = os.getpid()
+        super().fork_work_horse(job, queue)
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
@@ -416,25 +485,20 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         # pages it shares with the worker alone, and fewer of them are copied on write.
         gc.freeze()
 
-    def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
-        self._worker_pid = os.getpid()
-        super().fork_work_horse(job, queue)
-
-    def _await_horse(self, job: RQJob, reported: int) -> None:
-        """Wait for the horse to report its outcome, keeping this worker's registration alive. A horse
+    def _await_horse(self, job: RQJob) -> None:
+        """Wait for the horse to report the outcome, keeping this worker's registration alive. A horse
         that ends without reporting is waited for, to note how it ended; past the job's timeout and a
         minute's grace (its own alarm did not end it) it is killed. RQ's monitor, without the per-job
         records of RQ's failure handling: the ledger records how the attempt ended."""
         started = time.monotonic()
         timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
         while True:
-            ready, _, _ = select.select([reported], [], [], self.job_monitoring_interval)
+            ready, _, _ = select.select([self._horse_out], [], [], self.job_monitoring_interval)
             if ready:
-                if os.read(reported, 1):
-                    self._exiting.append(self._horse_pid)  # reported: its exit is reaped later
-                    self._horse_pid = 0
-                else:
+                if not os.read(self._horse_out, 1):
                     self._outlive_horse()
+                elif self._horse_ran >= self.horse_attempts:
+                    self._let_horse_go()
                 return
             if timeout != -1 and time.monotonic() - started > timeout + 60:
                 self.heartbeat(self.job_monitoring_interval + 60)
@@ -444,8 +508,12 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
             self.heartbeat(self.job_monitoring_interval + 60)
 
     def _outlive_horse(self) -> None:
-        """Wait for a horse still running, noting how it ended."""
+        """Wait for the running horse to end, noting how it ended."""
         pid = self._horse_pid
+        for fd in (self._horse_in, self._horse_out):
+            if fd >= 0:
+                os.close(fd)
+        self._horse_in = self._horse_out = -1
         if not pid:
             return
         try:
@@ -456,7 +524,7 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         self._horse_exit = _wait_status(status)
 
     def _reap(self, *, wait: bool = False) -> None:
-        """Collect the horses that reported and have ended since (all of them with ``wait``)."""
+        """Collect the horses that are done and have ended since (all of them with ``wait``)."""
         still = []
         for pid in self._exiting:
             try:
@@ -469,8 +537,26 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
 
     def teardown(self) -> None:
         if not self.is_horse:
+            self._let_horse_go()
             self._reap(wait=True)
         super().teardown()
+
+
+def _read_message(fd: int) -> bytes | None:
+    """A length-prefixed message from ``fd``, or None at its end."""
+    head = _read_exactly(fd, 8)
+    return None if head is None else _read_exactly(fd, int.from_bytes(head, "big"))
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
 
 
 def _wait_status(status: int | None) -> str:
@@ -495,8 +581,12 @@ def run(
     concurrency: int | None = None,
     logging_level: str = "INFO",
     worker_class: str = "simple",
+    horse_attempts: int | None = None,
 ) -> None:
-    """Serve the queues: one worker in this process, or RQ's worker pool of ``concurrency`` processes."""
+    """Serve the queues: one worker in this process, or RQ's worker pool of ``concurrency`` processes.
+    ``horse_attempts`` overrides the setting of that name for this run's forking workers."""
+    if horse_attempts is not None:
+        hub.settings = dataclasses.replace(hub.settings, horse_attempts=horse_attempts)
     execution.bind_hub(hub)
     n = concurrency or hub.settings.worker_concurrency
     queues = hub.transport.ordered_queues

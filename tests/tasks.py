@@ -90,3 +90,13 @@ def die(ctx: Any, payload: dict[str, Any]) -> str:
 def verbose(ctx: Any, payload: dict[str, Any]) -> None:
     """Fails with ``text``, or a detail of ``size`` characters (bigger than a pipe's buffer)."""
     raise TaskError("verbose", payload.get("text") or "x" * payload["size"] + "END")
+
+
+@sgen_ops.task("test.where", max_attempts=2, backoff=0)
+def where(ctx: Any, payload: dict[str, Any]) -> str:
+    """Records which process ran the attempt; with ``die`` its first attempt kills that process."""
+    hub = current_hub()
+    hub.redis.rpush(f"{hub.settings.queue_prefix}:pids", f"{ctx.job_id}:{ctx.attempt}:{os.getpid()}")
+    if payload.get("die") and ctx.attempt == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "here"

@@ -17,8 +17,11 @@ APP_PORT = 8866
 def cmd_worker(args: argparse.Namespace) -> int:
     from .. import workers
 
+    if args.horse_attempts is not None and (args.horse_attempts < 1 or not args.fork):
+        raise UsageError("--horse-attempts takes a whole number of 1 or more, and goes with --fork")
     workers.run(
         hub(),
+        horse_attempts=args.horse_attempts,
         burst=args.burst,
         concurrency=args.concurrency,
         logging_level=args.log_level,
@@ -190,6 +193,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     p.add_argument("--fork", action="store_true", help="fork a work horse per attempt (RQ's Worker)")
+    p.add_argument(
+        "--horse-attempts", type=int, default=None, metavar="N",
+        help="with --fork: attempts a work horse runs before a fresh one is forked (default: setting "
+        "horse_attempts, 1)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("scheduler", help="emit schedule ticks as they come due")

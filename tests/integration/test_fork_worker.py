@@ -13,7 +13,7 @@ from sgen_ops import execution
 from sgen_ops.queue import PERFORM
 
 from ..conftest import Stack
-from ..helpers import attempts_of, job_row
+from ..helpers import attempts_of, job_row, start_worker
 
 
 def test_a_killed_horse_is_recorded_as_worker_lost_at_once_and_retried(hub: sgen_ops.Hub, stack: Stack) -> None:
@@ -101,3 +101,75 @@ def test_deliveries_that_are_not_the_ledgers_are_told_apart() -> None:
     assert execution.ledger_job_id(Delivered("other.module.func", (42,))) is None
     assert execution.ledger_job_id(Delivered(PERFORM, ("x",))) is None
     assert execution.ledger_job_id(Delivered(PERFORM, (1, 2))) is None
+
+
+def _ran_where(hub: sgen_ops.Hub) -> list[tuple[int, int, int]]:
+    found = hub.redis.lrange(f"{hub.settings.queue_prefix}:pids", 0, -1)
+    return [tuple(int(part) for part in raw.decode().split(":")) for raw in found]  # type: ignore[misc]
+
+
+def test_with_horse_attempts_a_horse_runs_several_attempts_then_is_replaced(make_hub: Any) -> None:
+    hub = make_hub(horse_attempts=3)
+    ids = [hub.enqueue("test.where", {"n": n}) for n in range(7)]
+    hub.work(worker_class="fork")
+    assert {job_row(hub, j).state for j in ids} == {"succeeded"}
+    ran = _ran_where(hub)
+    assert sorted(job for job, _attempt, _pid in ran) == sorted(ids)
+    pids = [pid for _job, _attempt, pid in ran]
+    # Taken in order: three horses, for 3, 3 and 1 attempts; none of them is this process.
+    assert [pids.count(pid) for pid in dict.fromkeys(pids)] == [3, 3, 1]
+    assert os.getpid() not in pids
+    for pid in set(pids):  # every horse was waited for: none is left as a zombie of this process
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        raise AssertionError(f"horse {pid} was not reaped")
+
+
+def test_with_horse_attempts_a_horse_that_dies_takes_only_its_attempt(make_hub: Any) -> None:
+    hub = make_hub(horse_attempts=10)
+    first = hub.enqueue("test.where", {})
+    dying = hub.enqueue("test.where", {"die": True})
+    last = hub.enqueue("test.where", {})
+    hub.work(worker_class="fork")
+    assert [job_row(hub, j).state for j in (first, dying, last)] == ["succeeded"] * 3
+    assert [a.exit for a in attempts_of(hub, first)] == ["succeeded"]
+    assert [a.exit for a in attempts_of(hub, last)] == ["succeeded"]
+    lost, retried = attempts_of(hub, dying)
+    assert (lost.exit, retried.exit) == ("worker-lost", "succeeded")
+    assert "killed by signal 9" in (lost.error or "")
+    by_job = {(job, attempt): pid for job, attempt, pid in _ran_where(hub)}
+    # The first job's horse also took the dying attempt; a new horse ran the retry.
+    assert by_job[(first, 1)] == by_job[(dying, 1)] != by_job[(dying, 2)]
+
+
+def test_with_horse_attempts_each_attempt_keeps_its_own_timeout(make_hub: Any) -> None:
+    hub = make_hub(horse_attempts=5)
+    before = hub.enqueue("test.where", {})
+    hanging = hub.enqueue("test.hang")  # timeout 1 s, sleeps 5 s: sent to the horse the first job started
+    after = hub.enqueue("test.where", {})
+    hub.work(worker_class="fork")
+    assert [a.exit for a in attempts_of(hub, hanging)] == ["timeout"]
+    assert job_row(hub, before).state == job_row(hub, after).state == "succeeded"
+    by_job = {job: pid for job, _attempt, pid in _ran_where(hub)}
+    assert by_job[before] == by_job[after]  # the horse's alarm ended the attempt, not the horse
+
+
+def test_sgen_ops_worker_takes_horse_attempts_with_fork(stack: Stack) -> None:
+    hub = stack.hub()
+    ids = [hub.enqueue("test.where", {"n": n}) for n in range(4)]
+    worker = start_worker(stack, "--burst", "--concurrency", "1", "--fork", "--horse-attempts", "2")
+    try:
+        assert worker.wait(120) == 0, worker.output()
+    finally:
+        worker.stop()
+    assert {job_row(hub, j).state for j in ids} == {"succeeded"}
+    pids = [pid for _job, _attempt, pid in _ran_where(hub)]
+    assert [pids.count(pid) for pid in dict.fromkeys(pids)] == [2, 2]
+    refused = start_worker(stack, "--burst", "--horse-attempts", "2")  # without --fork
+    try:
+        assert refused.wait(60) == 2
+        assert "--horse-attempts" in refused.output()
+    finally:
+        refused.stop()
