@@ -28,7 +28,9 @@ def main() -> None:
         "--latency-jobs", type=int, default=200, help="jobs of workers' enqueue -> start runs (0: none)"
     )
     parser.add_argument(
-        "--worker-setups", default="simple:1,fork:1,simple:2,fork:2", help="worker class:processes for workers"
+        "--worker-setups",
+        default="simple:1,fork:1,simple:2,fork:2,prefork:1,prefork:2",
+        help="worker class:processes for workers (prefork: --fork --horse-attempts 100)",
     )
     parser.add_argument(
         "--count-jobs",

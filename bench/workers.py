@@ -62,7 +62,11 @@ from .throughput import _truncate
 RQ_QUEUES = ("rqbench-high", "rqbench-normal", "rqbench-low")
 SCHEMA = "bench_workers"
 SQL_COUNTING = Path(__file__).with_name("sqlcount")  # holds the counting sitecustomize.py
-SETUPS = ("simple:1", "fork:1", "simple:2", "fork:2")
+SETUPS = ("simple:1", "fork:1", "simple:2", "fork:2", "prefork:1", "prefork:2")
+# prefork: sgen-ops' forking worker with a work horse reused for this many attempts (--horse-attempts),
+# against RQ's forking worker, which forks a horse per job.
+PREFORK_ATTEMPTS = 100
+_LABELS = {"prefork": f"fork, --horse-attempts {PREFORK_ATTEMPTS} (bare RQ: fork)"}
 RQ_SIMPLE = "rq.worker.SimpleWorker"
 
 
@@ -149,8 +153,10 @@ def sgen_run(
     """One run of ``sgen-ops worker --burst``, timed; ``count_sql``: a directory for the SQL counts of its
     processes (bench/sqlcount), which then load the counting ``sitecustomize``."""
     cmd = [sgen_ops_cli(), "worker", "--burst", "--concurrency", str(processes)]
-    if worker_class == "fork":
+    if worker_class in ("fork", "prefork"):
         cmd.append("--fork")
+    if worker_class == "prefork":
+        cmd += ["--horse-attempts", str(PREFORK_ATTEMPTS)]
     with _sgen_stack(redis_url, database_url) as (hub, env, tmp):
         if count_sql is not None:
             env["BENCH_SQL_COUNT_DIR"] = str(count_sql)
@@ -373,7 +379,8 @@ def compare(
             [r.seconds - r.first_job for r in sgen_runs]
         )
         lines.append(
-            f"| {worker_class}, {processes} | {sgen_rate:,.0f} | {rq_rate:,.0f} | {sgen_rate / rq_rate:.2f}x "
+            f"| {_LABELS.get(worker_class, worker_class)}, {processes} "
+            f"| {sgen_rate:,.0f} | {rq_rate:,.0f} | {sgen_rate / rq_rate:.2f}x "
             f"| {after:.2f}x "
             f"| {median([r.commands / n for r in sgen_runs]):.1f} / {median([r.commands / n for r in rq_runs]):.1f} "
             f"| {_sql_cell(sql)} "
