@@ -42,6 +42,9 @@ class Hub:
         self.book.rules.publish()
 
     def _prepare_schema(self) -> None:
+        if self.ledger.at_head():
+            # The common case, checked with one query; Alembic is imported only when there is work for it.
+            return
         if self.settings.is_embedded_db:
             # An embedded ledger upgrades itself; the lock keeps concurrent first starts apart.
             with home_lock(self.settings.home, "ledger"):
