@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -90,3 +92,11 @@ def die(ctx: Any, payload: dict[str, Any]) -> str:
 def verbose(ctx: Any, payload: dict[str, Any]) -> None:
     """Fails with ``text``, or a detail of ``size`` characters (bigger than a pipe's buffer)."""
     raise TaskError("verbose", payload.get("text") or "x" * payload["size"] + "END")
+
+
+@sgen_ops.task("test.imports", max_attempts=1)
+def imports(ctx: Any, payload: dict[str, Any]) -> None:
+    """Records which of the payload's ``modules`` the process running the attempt has imported."""
+    hub = current_hub()
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(payload["modules"]))
+    hub.redis.rpush(f"{hub.settings.queue_prefix}:imports", json.dumps(loaded))
