@@ -33,7 +33,11 @@ class Hub:
         if settings.is_embedded_db:
             private_file(private_home(settings.home) / "ledger.db")
         self.ledger = Ledger(settings.effective_database_url)
-        self._prepare_schema()
+        try:
+            self._prepare_schema()
+        except BaseException:
+            self.ledger.close()  # a refused ledger leaves no open connection behind
+            raise
         redis_url = settings.redis_url or ensure_redis(settings.home)
         self.redis: redis.Redis = redis.Redis.from_url(redis_url)
         self.transport = Transport(self.redis, settings.queue_prefix)
