@@ -5,7 +5,10 @@ register a handler, ``TaskError`` to fail an attempt with an error code, and the
 may raise.
 """
 
-from .client import RemoteOperations, remote
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     AccessDenied,
     InvalidTransition,
@@ -18,6 +21,9 @@ from .errors import (
 from .hub import Hub, connect
 from .states import State
 from .tasks import task
+
+if TYPE_CHECKING:
+    from .client import RemoteOperations, remote
 
 __all__ = [
     "AccessDenied",
@@ -36,3 +42,18 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# The HTTP client (httpx, pandas and the surface's modules) is imported on first use: a worker, which never
+# uses it, starts without it.
+_LAZY = {"RemoteOperations": "client", "remote": "client"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

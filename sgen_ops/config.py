@@ -8,7 +8,6 @@ a retention window of 7 days, and a per-environment worker concurrency.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -106,6 +105,8 @@ def _coerce(name: str, value: Any) -> Any:
 def _toml_settings(home: Path) -> dict[str, Any]:
     for candidate in (home / "sgen-ops.toml", Path("sgen-ops.toml")):
         if candidate.is_file():
+            import tomllib  # only when there is a file to read: most processes are configured by environment
+
             with candidate.open("rb") as fh:
                 data = tomllib.load(fh)
             return dict(data.get("sgen-ops", data))

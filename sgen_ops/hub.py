@@ -33,7 +33,11 @@ class Hub:
         if settings.is_embedded_db:
             private_file(private_home(settings.home) / "ledger.db")
         self.ledger = Ledger(settings.effective_database_url)
-        self._prepare_schema()
+        try:
+            self._prepare_schema()
+        except BaseException:
+            self.ledger.close()  # a refused ledger leaves no open connection behind
+            raise
         redis_url = settings.redis_url or ensure_redis(settings.home)
         self.redis: redis.Redis = redis.Redis.from_url(redis_url)
         self.transport = Transport(self.redis, settings.queue_prefix)
@@ -42,6 +46,9 @@ class Hub:
         self.book.rules.publish()
 
     def _prepare_schema(self) -> None:
+        if self.ledger.at_head():
+            # The common case, checked with one query; Alembic is imported only when there is work for it.
+            return
         if self.settings.is_embedded_db:
             # An embedded ledger upgrades itself; the lock keeps concurrent first starts apart.
             with home_lock(self.settings.home, "ledger"):

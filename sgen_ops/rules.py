@@ -81,10 +81,19 @@ class MaskingRules:
                   if self._published.get(name) != tuple(sorted(spec.sensitive))}
         if not wanted:
             return 0
-        try:
-            changed = self._write(wanted)
-        except IntegrityError:  # another process inserted one of them first: now it is an update
-            changed = self._write(wanted)
+        # Read first: every process publishes on connect, and the ledger nearly always holds these rules
+        # already; a write transaction (SQLite's write lock) is taken only for a rule that differs.
+        with self.ledger.read() as session:
+            rows = session.execute(select(TaskRule.task, TaskRule.sensitive).where(TaskRule.task.in_(list(wanted))))
+            held = {row.task: row.sensitive for row in rows}
+        differing = {name: paths for name, paths in wanted.items()
+                     if name not in held or tuple(sorted(held[name] or ())) != paths}
+        changed = 0
+        if differing:
+            try:
+                changed = self._write(differing)
+            except IntegrityError:  # another process inserted one of them first: now it is an update
+                changed = self._write(differing)
         self._published.update(wanted)
         with self._lock:
             self._stored.update(wanted)

@@ -19,6 +19,13 @@ from sgen_ops.store import Attempt, Job, utcnow
 
 from .conftest import ROOT, Stack
 
+# What a worker never runs, so never imports: the notebook and HTTP stacks, and Alembic (whose migrations run
+# only when the ledger is behind).
+NOT_FOR_WORKERS = (
+    "pandas", "numpy", "ipywidgets", "IPython", "papermill", "nbformat", "nbclient", "jupyter_client",
+    "jupyter_core", "zmq", "fastapi", "starlette", "uvicorn", "httpx", "alembic", "mako",
+)
+
 
 def job_row(hub: sgen_ops.Hub, job_id: int) -> Job:
     with hub.ledger.read() as session:

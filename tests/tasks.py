@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -100,3 +102,11 @@ def where(ctx: Any, payload: dict[str, Any]) -> str:
     if payload.get("die") and ctx.attempt == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return "here"
+
+
+@sgen_ops.task("test.imports", max_attempts=1)
+def imports(ctx: Any, payload: dict[str, Any]) -> None:
+    """Records which of the payload's ``modules`` the process running the attempt has imported."""
+    hub = current_hub()
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(payload["modules"]))
+    hub.redis.rpush(f"{hub.settings.queue_prefix}:imports", json.dumps(loaded))

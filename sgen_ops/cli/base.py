@@ -11,11 +11,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from ..errors import SgenOpsError, ValidationError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ..client import RemoteOperations
     from ..hub import Hub
     from ..surface import Operations
@@ -59,6 +59,9 @@ def add_json(p: argparse.ArgumentParser) -> None:
 
 def print_json(data: Any) -> None:
     """``data`` (dataclasses, lists, dicts, times, DataFrames) as JSON on stdout: times in ISO 8601, blanks null."""
+    # pandas and wire only here: the worker command imports this module and never prints a frame.
+    import pandas as pd
+
     from .. import wire
 
     plain = wire.encode_frame(data)["items"] if isinstance(data, pd.DataFrame) else wire.encode(data)

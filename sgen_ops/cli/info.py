@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from .. import workers_info
 from ..states import WAITING_VALUES, State
 from ..store import Job, Schedule, as_utc, utcnow
 from ..tasks import PRIORITIES
@@ -20,6 +19,7 @@ from . import table
 from .base import add_json, add_operator, hub, operator_from_env, print_json
 
 if TYPE_CHECKING:
+    from .. import workers_info
     from ..hub import Hub
     from ..surface import Operations
 
@@ -50,6 +50,9 @@ def gather(args: argparse.Namespace) -> StackInfo:
 
 
 def _gather(h: Hub, ops: Operations) -> StackInfo:
+    # Read here, not at import: it brings the schedules module and pandas, which `sgen-ops worker` never needs.
+    from .. import workers_info
+
     ops.resolver.check("list_jobs")
     now = utcnow()
     workers = list(workers_info.live_workers(h, now))

@@ -16,6 +16,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision under migrations/versions: a process tells that the ledger is current with one query
+# (``Ledger.at_head``) instead of importing Alembic and loading every migration script. A test holds it
+# to Alembic's own head, so a new migration cannot be added without moving it.
+HEAD_REVISION = "0008"
 # A pooled server connection idle for longer than this is pinged before it is handed out (see _ping_when_idle).
 PING_AFTER_IDLE = 1.0
 _IDLE = "sgen_idle_since"
@@ -200,6 +204,17 @@ class Ledger:
         with self.engine.begin() as conn:
             config = alembic_config(conn)
             command.upgrade(config, revision)
+
+    def at_head(self) -> bool:
+        """Whether the schema is at ``HEAD_REVISION``: one read of ``alembic_version``, without Alembic. False
+        also when the table is missing or holds several heads; ``upgrade`` and ``current_revision`` say more."""
+        self._own_process()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        except sa_exc.DBAPIError:
+            return False  # no alembic_version yet: a ledger never upgraded
+        return [row[0] for row in rows] == [HEAD_REVISION]
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
