@@ -129,6 +129,13 @@ class _LedgerUpkeep(BaseWorker):
         self._finished: tuple[str, str, float] | None = None  # (delivery id, statistic, seconds)
         self._last_heartbeat = float("-inf")
         self._last_suspension_check = float("-inf")
+        self._upkeep_started = False
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        # The first upkeep waits for the first job, or for the queues to be found empty: a claim needs none
+        # (it is a compare-and-set on the ledger), and the worker starts on its first job sooner.
+        return self._upkeep_started and bool(super().should_run_maintenance_tasks)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -226,6 +233,9 @@ class _LedgerUpkeep(BaseWorker):
                 taken = self._take_next()
                 if taken is not None:
                     return taken
+                if not self._upkeep_started:
+                    self._upkeep_started = True
+                    continue
                 self._settle_now()
                 self.set_state(WorkerStatus.IDLE)
                 if timeout is None:
@@ -318,6 +328,7 @@ class _LedgerUpkeep(BaseWorker):
                 statistic = "failed_job_count" if outcome in _FAILED else "successful_job_count"
             self._finished = (job.id, statistic, time.monotonic() - started)
             self._state = WorkerStatus.IDLE
+            self._upkeep_started = True
         self.log.info("Worker %s: job %s (delivery %s): %s", self.name, job_id, job.id, outcome)
 
     def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
@@ -593,7 +604,10 @@ def run(
     cls = WORKER_CLASSES[worker_class]
     if n <= 1:
         worker = cls(queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix))
-        worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+        if burst:
+            # What RQ's scheduler would do once for a burst, without its locks and registration.
+            hub.transport.move_due()
+        worker.work(burst=burst, with_scheduler=not burst, logging_level=logging_level)
         return
     pool = WorkerPool(queues, connection=hub.redis, num_workers=n, worker_class=cls, serializer=JSONSerializer)
     pool.start(burst=burst, logging_level=logging_level)
