@@ -3,11 +3,17 @@ and PostgreSQL per test in a schema of its own when SGEN_OPS_TEST_DATABASE_URL i
 
 Every test gets its own queue prefix; at the end its Redis keys and its schema are removed, so a
 test never touches data it did not create.
+
+The ledger a test starts from is a copy of one the Alembic migrations brought up to head once per
+session (the SQLite file copied, the PostgreSQL schema replayed from ``pg_dump``): the same tables,
+triggers and rows as a fresh migration gives, without running every migration again for every test.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +26,7 @@ from sqlalchemy import create_engine, text
 
 import sgen_ops
 from sgen_ops.embedded import start_redis_server, stop_process
+from sgen_ops.store import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK_MODULES = "worker.catalog,tests.tasks"
@@ -45,21 +52,84 @@ def _pg_url_with_schema(schema: str) -> str:
     return f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite ledger at the head revision, closed (no WAL left beside it), for tests to copy."""
+    path = tmp_path_factory.mktemp("migrated") / "ledger.db"
+    ledger = Ledger(f"sqlite:///{path}")
+    ledger.upgrade()
+    ledger.close()
+    assert not path.with_name("ledger.db-wal").exists(), "the migrated ledger kept a write-ahead log"
+    return path
+
+
+def _pg_dump_of_migrated_schema(admin: Any) -> tuple[str, str] | None:
+    """A schema migrated to head, as the SQL that recreates it (structure and rows, its name to replace),
+    or None when no pg_dump can read this server (each test then runs the migrations itself)."""
+    assert PG_URL
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:
+        return None
+    schema = f"t_migrated_{uuid.uuid4().hex[:12]}"
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        ledger = Ledger(_pg_url_with_schema(schema))
+        ledger.upgrade()
+        ledger.close()
+        dump = subprocess.run(
+            [pg_dump, "--schema", schema, "--no-owner", "--no-privileges", "--inserts",
+             PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)],
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    if dump.returncode != 0:
+        return None
+    # psql's meta-commands (\restrict ...) are not SQL.
+    sql = "\n".join(line for line in dump.stdout.splitlines() if not line.startswith("\\"))
+    return sql, schema
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[tuple[Any, tuple[str, str] | None]]:
+    """A connection to the test database outside any test's schema, and the migrated schema's SQL."""
+    admin = create_engine(_pg_url_with_schema("public"))
+    try:
+        yield admin, _pg_dump_of_migrated_schema(admin)
+    finally:
+        admin.dispose()
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        path = tmp_path / "ledger.db"
+        shutil.copyfile(request.getfixturevalue("migrated_sqlite"), path)
+        yield f"sqlite:///{path}"
         return
+    admin, migrated = request.getfixturevalue("pg_admin")
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(_pg_url_with_schema("public"))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    if migrated is None:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    else:
+        sql, name = migrated
+        raw = admin.raw_connection()
+        try:
+            # The driver's own execute: no parameters, so the functions' % signs stay as they are.
+            with raw.cursor() as cur:
+                cur.execute(sql.replace(name, schema))
+                cur.execute("RESET ALL")  # the dump's session settings (its empty search_path) end with it
+            raw.commit()
+        finally:
+            raw.close()
     try:
         yield _pg_url_with_schema(schema)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def cleanup_redis(url: str, prefix: str) -> None:

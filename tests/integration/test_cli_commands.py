@@ -163,6 +163,8 @@ def test_info_shows_workers_queues_the_scheduler_and_flags_a_dead_worker(stack: 
             found = [w for w in info()["workers"] if w["pid"] == worker.pid]
             return found[0] if found and found[0]["succeeded"] >= 1 else None
 
+        # Waited for here, not by starting `sgen-ops info` again and again while the worker starts.
+        wait_for(lambda: job_row(hub, done).state == "succeeded", timeout=60, what="the worker to run the job")
         alive = wait_for(this_worker, timeout=60, what="the worker in sgen-ops info")
         assert job_row(hub, done).state == "succeeded"
         assert alive["host"] == socket.gethostname() and alive["state"] in ("idle", "busy")

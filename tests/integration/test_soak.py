@@ -116,8 +116,8 @@ def test_a_mild_soak_finds_no_fault_and_its_checker_fails_a_planted_one(backend:
     workdir = tmp_path / "soak"
     argv = [
         sys.executable, "-m", "bench.soak", "--backend", backend, "--workdir", str(workdir),
-        "--seconds", "25", "--jobs", "120", "--workers", "2", "--kill-every", "3", "5", "--kill-when", "busy",
-        "--redis-restarts", "1", "--pg-every", "8", "--operators", "2",
+        "--seconds", "15", "--jobs", "120", "--workers", "2", "--kill-every", "3", "5", "--kill-when", "busy",
+        "--redis-restarts", "1", "--pg-every", "5", "--operators", "2",
         "--drain-seconds", "120", "--seed", "7", "--long-share", "0",
     ]
     if backend == "postgresql":
@@ -130,6 +130,7 @@ def test_a_mild_soak_finds_no_fault_and_its_checker_fails_a_planted_one(backend:
         report = summary["report"]
         assert report["jobs"] == 120 and report["worker_kills"] >= 1
         assert report["redis_restarts"] == 1
+        assert report["pg_terminations"] >= 1 if backend == "postgresql" else report["pg_terminations"] == 0
         for name in ("lost", "stuck", "attempts started twice", "overlapping runs", "event-chain breaks"):
             assert report["counts"][name] == 0, name
         assert report["audit_ok"] and summary["strays_after_teardown"] == {"horses": 0, "other": 0}
