@@ -176,6 +176,25 @@ def test_a_delivery_popped_by_a_worker_that_died_before_marking_it_is_sent_again
     assert sorted(stack.runs()) == sorted([f"{job_id}:1:1", f"{other}:1:1"])
 
 
+def test_a_popped_delivery_is_judged_only_where_its_queue_is_read_whole(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SNAPSHOT_DEPTH waiting deliveries a queue is not read whole: a hash saying queued may be deep in
+    it, so it is left alone until the queue is short again."""
+    hub = stack.hub()
+    execution.bind_hub(hub)
+    job_id, *_rest = [hub.enqueue("test.ok", {"n": n}) for n in range(3)]
+    rq_id = job_row(hub, job_id).rq_job_id
+    assert hub.redis.lpop(hub.transport.queues["normal"].key).decode() == rq_id
+    hub.redis.hset(RQJob.key_for(rq_id), "enqueued_at", utcformat(datetime.now(UTC) - timedelta(minutes=5)))
+    monkeypatch.setattr(queue_module, "SNAPSHOT_DEPTH", 1)  # two deliveries still wait: too long
+    assert hub.reconcile() == 0
+    monkeypatch.setattr(queue_module, "SNAPSHOT_DEPTH", 2)
+    assert hub.reconcile() == 1
+    hub.work()
+    assert job_row(hub, job_id).state == "succeeded"
+
+
 def test_a_failed_delivery_of_a_waiting_job_is_sent_again(stack: Stack) -> None:
     """RQ's own upkeep fails a delivery its worker abandoned; the hash stays, the job must not."""
     hub = stack.hub()
