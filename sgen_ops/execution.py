@@ -344,7 +344,6 @@ class Handover:
     def __init__(self, rq_job_id: str, ctx: TaskContext | None) -> None:
         self.rq_job_id = rq_job_id
         self.ctx = ctx
-        self.worker_pid = os.getpid()
         self.fd = RUNTIME.outcome_file()
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
@@ -376,7 +375,6 @@ class Handover:
         handover = cls.__new__(cls)
         handover.rq_job_id = str(found["rq_job_id"])
         handover.ctx = TaskContext(**found["ctx"], _ledger=ledger)
-        handover.worker_pid = os.getppid()
         handover.fd = fd
         return handover, float(found["timeout"])
 

@@ -236,7 +236,6 @@ class _LedgerUpkeep(BaseWorker):
                 if not self._upkeep_started:
                     self._upkeep_started = True
                     continue
-                self._settle_now()
                 self.set_state(WorkerStatus.IDLE)
                 if timeout is None:
                     return None
@@ -255,10 +254,12 @@ class _LedgerUpkeep(BaseWorker):
             except REDIS_DOWN as exc:
                 self._ride_out(exc)
 
-    def _take_next(self) -> tuple[RQJob, Queue] | None:
+    def _take_next(self, queue_keys: list[str] | None = None) -> tuple[RQJob, Queue] | None:
+        """Settle the delivery finished last and take the next one of ``queue_keys`` (default: this worker's
+        queues in order), in one script call; with no queue keys it only settles."""
         done_id, statistic, seconds = self._finished or ("", "", 0.0)
         found = self._take(
-            keys=[*self.queue_keys(), self.key],
+            keys=[*(self.queue_keys() if queue_keys is None else queue_keys), self.key],
             args=[self._job_prefix, self.name, utcformat(now()), done_id, statistic, repr(seconds)],
         )
         self._finished = None
@@ -280,19 +281,10 @@ class _LedgerUpkeep(BaseWorker):
         return job, queue
 
     def _settle_now(self) -> None:
-        """Settle the delivery finished last right away (before waiting idle, or when stopping)."""
-        if self._finished is None:
-            return
-        rq_id, statistic, seconds = self._finished
-        self._finished = None
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.delete(self._job_prefix + rq_id)
-            if statistic:
-                pipe.hincrby(self.key, statistic, 1)
-            pipe.hincrbyfloat(self.key, "total_working_time", seconds)
-            pipe.hset(self.key, "state", WorkerStatus.IDLE.value)
-            pipe.execute()
-        self._state = WorkerStatus.IDLE
+        """Settle the delivery finished last right away, when stopping (every take settles it otherwise)."""
+        if self._finished is not None:
+            self._take_next(queue_keys=[])
+            self._state = WorkerStatus.IDLE  # the script stored it
 
     def teardown(self) -> None:
         if not self.is_horse:
@@ -322,7 +314,7 @@ class _LedgerUpkeep(BaseWorker):
             # it again), an outcome never recorded leaves a lease that upkeep records as lost.
             log.exception("worker %s could not run delivery %s of job %s", self.name, job.id, job_id)
         finally:
-            # Settled with the next take (one round trip fewer per job), or before waiting idle.
+            # Settled with the next take (one round trip fewer per job), or when the worker stops.
             statistic = ""
             if outcome in _COUNTED:
                 statistic = "failed_job_count" if outcome in _FAILED else "successful_job_count"
@@ -335,9 +327,13 @@ class _LedgerUpkeep(BaseWorker):
         """Claim, run and record the attempt a delivery leads to; the handler runs within the job's timeout."""
         return execution.run_attempt(execution.current_hub(), job_id, job.id, self.time_limit(job))
 
+    def job_timeout(self, job: RQJob) -> float:
+        """The seconds a delivery's handler may run: its timeout, or RQ's default where it sets none."""
+        return job.timeout or self.queue_class.DEFAULT_TIMEOUT
+
     def time_limit(self, job: RQJob) -> Any:
-        """RQ's death penalty for the job's timeout (its default where the delivery sets none)."""
-        return self._time_limit(job.timeout or self.queue_class.DEFAULT_TIMEOUT, job.id)
+        """RQ's death penalty for the job's timeout."""
+        return self._time_limit(self.job_timeout(job), job.id)
 
     def _time_limit(self, timeout: float, rq_job_id: str) -> Any:
         return self.death_penalty_class(math.ceil(timeout), JobTimeoutException, job_id=rq_job_id)
@@ -401,7 +397,7 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         with execution.handed_over(hub, job.id, ctx) as handover:
             try:
                 if not self._horse_pid or self._horse_ran >= self.horse_attempts or not self._sent(
-                    handover.message(job.timeout or self.queue_class.DEFAULT_TIMEOUT)
+                    handover.message(self.job_timeout(job))
                 ):
                     self._start_horse(job, queue)
                 self._horse_exit = "exit status 0"
@@ -502,7 +498,7 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         minute's grace (its own alarm did not end it) it is killed. RQ's monitor, without the per-job
         records of RQ's failure handling: the ledger records how the attempt ended."""
         started = time.monotonic()
-        timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+        timeout = self.job_timeout(job)
         while True:
             ready, _, _ = select.select([self._horse_out], [], [], self.job_monitoring_interval)
             if ready:

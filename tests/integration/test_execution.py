@@ -226,3 +226,18 @@ def test_a_job_on_the_queues_that_is_no_ledger_delivery_gets_rqs_own_handling(hu
     assert foreign.get_status() == "finished"
     assert foreign.return_value() == 3
     assert FinishedJobRegistry(queue=queue).get_job_ids() == [foreign.id]
+
+
+def test_a_worker_stopping_after_a_job_settles_its_delivery(hub: sgen_ops.Hub, stack: Stack) -> None:
+    """The delivery a worker finished is settled with its next take; one that stops first settles it then."""
+    from sgen_ops import execution
+    from sgen_ops.workers import SgenWorker, worker_name
+
+    first, second = hub.enqueue("test.ok"), hub.enqueue("test.ok")
+    execution.bind_hub(hub)
+    worker = SgenWorker(hub.transport.ordered_queues, connection=hub.redis, name=worker_name(stack.prefix))
+    worker.work(burst=True, max_jobs=1)
+    assert job_row(hub, first).state == "succeeded" and job_row(hub, second).state == "queued"
+    assert not hub.redis.exists(f"rq:job:{job_row(hub, first).rq_job_id}")
+    assert hub.redis.exists(f"rq:job:{job_row(hub, second).rq_job_id}")
+    assert hub.redis.hget(worker.key, "successful_job_count") == b"1"
