@@ -18,7 +18,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
 import sgen_ops
-from sgen_ops.store import Job, JobEvent
+from sgen_ops.ledger.store import Job, JobEvent
 
 from .common import bench_hub, check, flush, median, sqlalchemy_url, timed
 from .ledger import create_database, drop_database

@@ -28,7 +28,7 @@ import httpx
 from sqlalchemy import func, select
 
 import sgen_ops
-from sgen_ops.store import Job
+from sgen_ops.ledger.store import Job
 
 from . import ledger
 from .common import check, median, percentile

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import create_engine, text
 
 from sgen_ops.config import DEFAULT_SENSITIVE_KEYS
-from sgen_ops.masking import MaskingRule
-from sgen_ops.store import Ledger
+from sgen_ops.core.masking import MaskingRule
+from sgen_ops.ledger.store import Ledger
 
 from .common import BenchmarkError, check, sqlalchemy_url
 

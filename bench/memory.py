@@ -65,7 +65,7 @@ def workers(redis_url: str, n: int) -> list[str]:
             with hub.ledger.read() as session:
                 from sqlalchemy import func, select
 
-                from sgen_ops.store import Job
+                from sgen_ops.ledger.store import Job
 
                 done = session.scalar(select(func.count()).select_from(Job).where(Job.state == "succeeded"))
             check(done == n, f"sgen-ops: {done} of {n} jobs succeeded")

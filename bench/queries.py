@@ -28,7 +28,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import Text, cast, func, select
 
 import sgen_ops
-from sgen_ops.store import Job
+from sgen_ops.ledger.store import Job
 
 from . import ledger
 from .common import check, flush, median, percentile
@@ -184,7 +184,7 @@ def ledger_queries(url: str, info: ledger.Generated, redis_url: str, repeats: in
 
 
 class Reference:
-    """The right totals, counted in plain SQL written here (not through sgen_ops.query), outside the timing:
+    """The right totals, counted in plain SQL written here (not through sgen_ops.ledger.query), outside the timing:
     the default view is every job that did not succeed plus the succeeded ones inside their retention."""
 
     def __init__(self, hub: sgen_ops.Hub, now: datetime) -> None:

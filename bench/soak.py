@@ -41,9 +41,9 @@ from urllib.parse import quote
 from sqlalchemy import create_engine, func, select, text
 
 import sgen_ops
+from sgen_ops.core.states import NON_TERMINAL
 from sgen_ops.embedded import start_redis_server, stop_process
-from sgen_ops.states import NON_TERMINAL
-from sgen_ops.store import Job
+from sgen_ops.ledger.store import Job
 
 from .common import record, sqlalchemy_url
 from .soak_check import Report, check, parse_log, read_ledger

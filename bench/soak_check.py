@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sgen_ops.states import ALL_STATES, NON_TERMINAL
+from sgen_ops.core.states import ALL_STATES, NON_TERMINAL
 
 TERMINAL = frozenset(ALL_STATES) - {s.value for s in NON_TERMINAL}
 # The categories that fail the soak when not zero (audit verify fails it when broken).
@@ -264,11 +264,11 @@ def check(lines: Sequence[dict[str, Any]], ledger: LedgerRows) -> Report:
 
 
 def read_ledger(ledger: Any) -> LedgerRows:
-    """The rows the checker needs, read from an ``sgen_ops.store.Ledger`` (its own audit verification too)."""
+    """The rows the checker needs, read from an ``sgen_ops.ledger.store.Ledger`` (its own audit verification too)."""
     from sqlalchemy import select
 
-    from sgen_ops import audit
-    from sgen_ops.store import Attempt, Job, JobEvent
+    from sgen_ops.ledger import audit
+    from sgen_ops.ledger.store import Attempt, Job, JobEvent
 
     with ledger.read() as session:
         jobs = [(int(i), str(s)) for i, s in session.execute(select(Job.id, Job.state))]
@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.ledger_json:
         rows = LedgerRows.from_json(json.loads(args.ledger_json.read_text()))
     else:
-        from sgen_ops.store import Ledger
+        from sgen_ops.ledger.store import Ledger
 
         ledger = Ledger(args.database_url)
         try:

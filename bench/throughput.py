@@ -14,7 +14,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import func, select
 
 import sgen_ops
-from sgen_ops.store import Job
+from sgen_ops.ledger.store import Job
 
 from .common import bench_hub, check, flush, median, timed
 from .ledger import create_database, drop_database

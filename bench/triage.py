@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 import sgen_ops
-from sgen_ops.store import ActivityEntry, Attempt, Job
+from sgen_ops.ledger.store import ActivityEntry, Attempt, Job
 
 from . import ledger
 from .common import check, flush, timed

@@ -53,7 +53,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy import create_engine, func, select, text
 
 import sgen_ops
-from sgen_ops.store import Attempt, Job
+from sgen_ops.ledger.store import Attempt, Job
 
 from .common import bench_hub, check, flush, median, percentile, sqlalchemy_url
 from .soak import ROOT, commit, sgen_ops_cli

@@ -9,21 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
-    AccessDenied,
-    InvalidTransition,
-    JobCancelled,
-    NotFound,
-    SgenOpsError,
-    TaskError,
-    ValidationError,
-)
+from .core.states import State
+from .core.tasks import task
+from .errors import AccessDenied, InvalidTransition, JobCancelled, NotFound, SgenOpsError, TaskError, ValidationError
 from .hub import Hub, connect
-from .states import State
-from .tasks import task
 
 if TYPE_CHECKING:
-    from .client import RemoteOperations, remote
+    from .api.client import RemoteOperations, remote
 
 __all__ = [
     "AccessDenied",
@@ -45,7 +37,7 @@ __version__ = "0.1.0"
 
 # The HTTP client (httpx, pandas and the surface's modules) is imported on first use: a worker, which never
 # uses it, starts without it.
-_LAZY = {"RemoteOperations": "client", "remote": "client"}
+_LAZY = {"RemoteOperations": "api.client", "remote": "api.client"}
 
 
 def __getattr__(name: str) -> Any:

@@ -10,18 +10,20 @@ from typing import TYPE_CHECKING, Any
 import redis
 from sqlalchemy import select
 
-from . import execution, validate, workers
 from .config import Settings, load_settings
+from .core import validate
+from .core.permissions import ROLES
+from .core.tasks import import_task_modules
+from .core.times import utcnow
 from .embedded import ensure_redis, home_lock, private_file, private_home, repoint
 from .errors import AccessDenied, ValidationError
-from .jobs import JobBook
-from .permissions import ROLES
-from .queue import Transport
-from .store import Ledger, Operator, utcnow
-from .tasks import import_task_modules
+from .ledger.jobs import JobBook
+from .ledger.store import Ledger, Operator
+from .runtime import execution, workers
+from .transport.queue import Transport
 
 if TYPE_CHECKING:
-    from .surface import Operations
+    from .surface.operations import Operations
 
 
 class Hub:
@@ -123,7 +125,7 @@ class Hub:
 
     def tick(self, now: datetime | None = None) -> list[int]:
         """One scheduler pass: emit every due schedule tick; returns the new job ids."""
-        from .scheduler import tick
+        from .runtime.scheduler import tick
 
         return tick(self, now=validate.moment(now, "now", utcnow()) if now is not None else None)
 
@@ -163,7 +165,7 @@ class Hub:
     def create_token(self, operator: str, expires_in: float | timedelta | str | None = None) -> str:
         """A new bearer token of the HTTP API for ``operator`` ('30d', '12h', seconds; None: never expires).
         The token is returned once; the ledger keeps only its hash."""
-        from . import tokens
+        from .ledger import tokens
 
         return tokens.create(self.ledger, operator, expires_in)
 
@@ -184,7 +186,7 @@ class Hub:
 
     def operations_of(self, op: Operator | None, name: str) -> Operations:
         """The admin gate for an operator record already read (``None``: no such operator)."""
-        from .surface import Operations
+        from .surface.operations import Operations
 
         if op is None or not op.enabled:
             raise AccessDenied(

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, text
 
 import sgen_ops
 from sgen_ops.embedded import start_redis_server, stop_process
-from sgen_ops.store import Ledger
+from sgen_ops.ledger.store import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK_MODULES = "worker.catalog,tests.tasks"

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 import sgen_ops
-from sgen_ops.states import TRANSITIONS, State
-from sgen_ops.store import Attempt, Job, utcnow
+from sgen_ops.core.states import TRANSITIONS, State
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import Attempt, Job
 
 from .conftest import ROOT, Stack
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import sgen_ops
 from sgen_ops import TaskError
-from sgen_ops.execution import current_hub
+from sgen_ops.runtime.execution import current_hub
 
 
 def record_run(ctx: Any) -> None:

@@ -87,7 +87,7 @@ def seed(hub: sgen_ops.Hub, *, seed: int = 42, jobs: int = 150) -> dict[str, int
     """Register the demo operators and schedules (once) and enqueue ``jobs`` demo jobs."""
     from sqlalchemy import select
 
-    from sgen_ops.store import Operator, Schedule
+    from sgen_ops.ledger.store import Operator, Schedule
 
     rng = random.Random(seed)
     with hub.ledger.read() as session:

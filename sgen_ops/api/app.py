@@ -17,11 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import AccessDenied, SgenOpsError
 from ..hub import Hub
-from ..surface import ROUTES
 from . import problems
 from .auth import Gate, HubUsers
 from .endpoints import Ops, install
 from .metrics import Metrics
+from .routes import ROUTES
 from .schemas import Health
 
 DESCRIPTION = """The Jobs surface of sgen-ops: seed 003's account-scoped endpoints, then every seed 000

@@ -1,7 +1,7 @@
 """Who is calling: the admin gate of the HTTP API (seed 000's layer 1), before any operation runs.
 
 A request carries ``Authorization: Bearer TOKEN``. A token of this server (``sgo_...``, see
-``sgen_ops.tokens``) names its operator. When the server runs as a JupyterHub service
+``sgen_ops.ledger.tokens``) names its operator. When the server runs as a JupyterHub service
 (``JUPYTERHUB_API_URL`` and the service's ``JUPYTERHUB_API_TOKEN`` in its environment) any other token is
 asked of the Hub (``GET {JUPYTERHUB_API_URL}/user`` with that token), and the Hub user is the operator of
 the same name: a notebook in a user's server then authenticates with its own ``JUPYTERHUB_API_TOKEN``.
@@ -18,10 +18,10 @@ from collections.abc import Mapping
 
 import httpx
 
-from .. import tokens
 from ..errors import AccessDenied
 from ..hub import Hub
-from ..surface import Operations
+from ..ledger import tokens
+from ..surface.operations import Operations
 from .problems import Unauthenticated
 
 # How long a Hub token's user is remembered (JupyterHub's own HubAuth keeps them 5 minutes).

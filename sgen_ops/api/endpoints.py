@@ -1,4 +1,4 @@
-"""The endpoints: one small handler per operation, registered at the route ``surface.ROUTES`` declares
+"""The endpoints: one small handler per operation, registered at the route ``api.routes.ROUTES`` declares
 for it, calling the public ``Operations`` method of the same name. Capability, account scope, masking,
 state checks and the Activity Log stay in the surface; here are only the admin gate (``caller``), the
 account of the path (``Operations.within``), and the translation to and from JSON.
@@ -13,13 +13,13 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from .. import wire
-from ..audit import VerifyResult
 from ..errors import NotFound
-from ..query import MAX_PER_PAGE, JobDetail, JobPage
-from ..surface import ROUTES, Operations
-from . import idempotency
+from ..ledger.audit import VerifyResult
+from ..ledger.query import MAX_PER_PAGE, JobDetail, JobPage
+from ..surface.operations import Operations
+from . import idempotency, wire
 from .problems import problem_responses
+from .routes import ROUTES
 from .schemas import (
     MAX_INT,
     MAX_PAGE,

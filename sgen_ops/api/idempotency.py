@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from ..core.times import utcnow
 from ..errors import InvalidTransition, ValidationError
-from ..store import IdempotencyKey, Ledger, utcnow
+from ..ledger.store import IdempotencyKey, Ledger
 
 KEPT = timedelta(hours=24)
 

@@ -31,10 +31,11 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 from sqlalchemy import Float, and_, case, cast, func, select
 
+from ..core.states import State
+from ..core.times import utcnow
 from ..hub import Hub
-from ..query import epoch_seconds
-from ..states import State
-from ..store import Attempt, Job, utcnow
+from ..ledger.query import epoch_seconds
+from ..ledger.store import Attempt, Job
 
 CACHE_SECONDS = 5.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)

@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..core.states import ALL_STATES
 from ..errors import ValidationError
-from ..query import MAX_PER_PAGE, parse_time
-from ..states import ALL_STATES
-from ..stats import parse_window
+from ..ledger.query import MAX_PER_PAGE, parse_time
+from ..ledger.stats import parse_window
 
 # PostgreSQL's integer: ids, attempt budgets.
 MAX_INT = 2**31 - 1

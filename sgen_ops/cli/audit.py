@@ -23,9 +23,9 @@ COLUMNS = (
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .. import audit
     from ..config import load_settings
-    from ..store import Ledger
+    from ..ledger import audit
+    from ..ledger.store import Ledger
 
     result = audit.verify(Ledger(load_settings().effective_database_url))
     if args.json:

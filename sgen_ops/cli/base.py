@@ -16,9 +16,9 @@ from ..errors import SgenOpsError, ValidationError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..client import RemoteOperations
+    from ..api.client import RemoteOperations
     from ..hub import Hub
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 
 class UsageError(Exception):
@@ -62,7 +62,7 @@ def print_json(data: Any) -> None:
     # pandas and wire only here: the worker command imports this module and never prints a frame.
     import pandas as pd
 
-    from .. import wire
+    from ..api import wire
 
     plain = wire.encode_frame(data)["items"] if isinstance(data, pd.DataFrame) else wire.encode(data)
     json.dump(plain, sys.stdout)
@@ -85,7 +85,7 @@ def print_frame(args: argparse.Namespace, frame: pd.DataFrame, columns: Any, emp
 
 def time_arg(value: str | None, name: str) -> timedelta | str | None:
     """A time argument as the runbooks take it: '24h', '7d' mean that long ago; other text is an ISO time."""
-    from ..runbooks import time_filter
+    from ..ops.runbooks import time_filter
 
     return time_filter(value, name)
 

@@ -12,16 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from ..states import WAITING_VALUES, State
-from ..store import Job, Schedule, as_utc, utcnow
-from ..tasks import PRIORITIES
+from ..core.states import WAITING_VALUES, State
+from ..core.tasks import PRIORITIES
+from ..core.times import as_utc, utcnow
+from ..ledger.store import Job, Schedule
 from . import table
 from .base import add_json, add_operator, hub, operator_from_env, print_json
 
 if TYPE_CHECKING:
-    from .. import workers_info
     from ..hub import Hub
-    from ..surface import Operations
+    from ..runtime import workers_info
+    from ..surface.operations import Operations
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def gather(args: argparse.Namespace) -> StackInfo:
 
 def _gather(h: Hub, ops: Operations) -> StackInfo:
     # Read here, not at import: it brings the schedules module and pandas, which `sgen-ops worker` never needs.
-    from .. import workers_info
+    from ..runtime import workers_info
 
     ops.resolver.check("list_jobs")
     now = utcnow()

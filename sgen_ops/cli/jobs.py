@@ -49,8 +49,8 @@ def check_tasks(ops: Any, tasks: list[str] | None) -> None:
         return
     from sqlalchemy import select
 
-    from ..store import TaskRule
-    from ..tasks import registered
+    from ..core.tasks import registered
+    from ..ledger.store import TaskRule
 
     with hub.ledger.read() as session:
         known = set(registered()) | set(session.scalars(select(TaskRule.task)))

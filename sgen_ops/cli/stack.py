@@ -15,7 +15,7 @@ APP_PORT = 8866
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .. import workers
+    from ..runtime import workers
 
     if args.horse_attempts is not None and (args.horse_attempts < 1 or not args.fork):
         raise UsageError("--horse-attempts takes a whole number of 1 or more, and goes with --fork")
@@ -31,7 +31,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    from .. import scheduler
+    from ..runtime import scheduler
 
     h = hub()
     if args.once:
@@ -54,7 +54,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from ..config import load_settings
-    from ..store import Ledger
+    from ..ledger.store import Ledger
 
     ledger = Ledger(load_settings().effective_database_url)
     ledger.upgrade(args.revision)
@@ -79,7 +79,7 @@ def cmd_operators_enable(args: argparse.Namespace) -> int:
 def cmd_operators_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from ..store import Operator
+    from ..ledger.store import Operator
 
     with hub().ledger.read() as session:
         found = list(session.scalars(select(Operator).order_by(Operator.name)))
@@ -106,7 +106,7 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_list(args: argparse.Namespace) -> int:
-    from .. import tokens
+    from ..ledger import tokens
 
     found = tokens.list_tokens(hub().ledger, operator=args.operator)
     if args.json:
@@ -125,7 +125,7 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
-    from .. import tokens
+    from ..ledger import tokens
 
     if args.all:
         if not args.operator or args.id is not None:
@@ -141,7 +141,7 @@ def cmd_tokens_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_runbook(args: argparse.Namespace) -> int:
-    from .. import runbooks
+    from ..ops import runbooks
 
     params = dict(args.param or [])
     path = runbooks.run(args.name, params, operator=args.operator or operator_from_env())
@@ -156,20 +156,20 @@ def cmd_runbook(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .. import demo
+    from ..ops import demo
 
     return demo.main(headless=args.headless)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from .. import demo
+    from ..ops import demo
 
     demo.down()
     return 0
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from .. import demo
+    from ..ops import demo
     from ..ui.session import served_session
 
     # The admin gate before Voila starts: refused there, the page shows only Voila's generic error and the

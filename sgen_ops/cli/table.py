@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..store.types import as_utc
+from ..core.times import as_utc
 
 ELLIPSIS = "…"
 GAP = "  "

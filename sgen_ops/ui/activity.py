@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 import pandas as pd
 
+from ..core.times import utcnow
 from ..errors import ValidationError
-from ..stats import parse_window
-from ..store.types import utcnow
+from ..ledger.stats import parse_window
 from . import render
 from .base import View, button, denial
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 ANY = "any"
 WINDOWS = ("1h", "24h", "7d", "30d", "all")

@@ -26,7 +26,7 @@ from .triage import TriageView
 from .workers import WorkersView
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 TABS: tuple[tuple[str, Callable[[Operations], View]], ...] = (
     ("Queue", QueueView),

@@ -27,7 +27,7 @@ from ..errors import SgenOpsError
 from . import render
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 log = logging.getLogger("sgen_ops.ui")
 

@@ -4,7 +4,7 @@
 for every role but Administrator), the attempt history (number, run, started, finished, duration, exit,
 error), the error log (collapsed), the schedule that emitted the job and the worker that last ran it.
 Its action buttons are the operations whose accepted states include the job's state (the declarations in
-``sgen_ops.surface.OPERATIONS``), each once: a dead letter shows Replay to a role that may replay and Re-run
+``sgen_ops.surface.operations.OPERATIONS``), each once: a dead letter shows Replay to a role that may replay and Re-run
 (the same return to the queue) only to one that may not; ``omit`` leaves out actions the hosting view
 already offers (the triage view's Replay and Dismiss). Buttons the role may not use are disabled with the
 reason, in plain words, as tooltip. The Worker field names the host and process id that last ran it.
@@ -35,17 +35,17 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from .. import workers_info
 from ..config import Settings
-from ..query import JobDetail
-from ..schedule_timing import format_interval
-from ..states import WAITING
-from ..surface import OPERATIONS
+from ..core.schedule_timing import format_interval
+from ..core.states import WAITING
+from ..ledger.query import JobDetail
+from ..runtime import workers_info
+from ..surface.declarations import OPERATIONS
 from . import render
 from .base import View, button, gate
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 # action -> (label, button style, what it does: the tooltip when allowed)
 ACTIONS: dict[str, tuple[str, str, str]] = {

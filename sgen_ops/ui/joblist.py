@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..query import JobPage, JobRow
+from ..ledger.query import JobPage, JobRow
 from . import render
 from .base import button
 from .table import Column, Row, SelectableTable

@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ..query import JobPage, JobRow
-from ..states import ALL_STATES, WAITING
-from ..store.types import as_utc
-from ..tasks import registered
+from ..core.states import ALL_STATES, WAITING
+from ..core.tasks import registered
+from ..core.times import as_utc
+from ..ledger.query import JobPage, JobRow
 from . import render
 from .base import View, button, close_tree, gate, run_each
 from .detail import JobDetailView
@@ -50,7 +50,7 @@ from .live import LiveRefresh
 from .table import Column
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 COLUMNS = (
     Column("Task", "minmax(120px, max-content)"),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..store.types import as_utc
+from ..core.times import as_utc
 
 # State -> (text colour, background). Succeeded green, failures red, retrying amber.
 STATE_COLOURS: dict[str, tuple[str, str]] = {

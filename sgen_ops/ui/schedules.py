@@ -35,15 +35,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import ipywidgets as widgets
 import pandas as pd
 
+from ..core.tasks import PRIORITIES, registered
+from ..core.times import as_utc
 from ..errors import SgenOpsError, ValidationError
-from ..store.types import as_utc
-from ..tasks import PRIORITIES, registered
 from . import render
 from .base import View, button, gate, run_each
 from .table import Column, Row, SelectableTable
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 COLUMNS = (
     Column("Task", "minmax(120px, max-content)"),

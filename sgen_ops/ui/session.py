@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from ..errors import AccessDenied
 
 if TYPE_CHECKING:
-    from ..client import RemoteOperations
+    from ..api.client import RemoteOperations
     from ..hub import Hub
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 OPERATOR_VARIABLES = ("SGEN_OPS_OPERATOR", "JUPYTERHUB_USER")
 API_URL_VARIABLE = "SGEN_OPS_API_URL"
@@ -27,7 +27,7 @@ def served_session(operator: str | None = None) -> RemoteOperations | None:
     url = os.environ.get(API_URL_VARIABLE, "").strip()
     if not url:
         return None
-    from ..client import remote
+    from ..api.client import remote
 
     ops = remote(url)
     if operator and operator != ops.name:

@@ -29,7 +29,7 @@ from . import render
 from .base import View, button, close_tree
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 WINDOWS = ("15m", "1h", "24h", "7d")
 # The chart interval for each window: about 12 to 30 points.

@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 import pandas as pd
 
+from ..core.tasks import registered
 from ..errors import SgenOpsError
-from ..query import JobRow
-from ..tasks import registered
+from ..ledger.query import JobRow
 from . import render
 from .base import View, button, close_tree, gate, run_each
 from .detail import JobDetailView
@@ -50,7 +50,7 @@ from .queue import error_cell, names
 from .table import Column
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 DEAD = "dead-letter"
 # At most this many (task, error code) groups are listed; every dead letter is still counted.

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
-from .. import workers_info
+from ..runtime import workers_info
 from . import render
 from .base import View, button
 from .live import LiveRefresh
 
 if TYPE_CHECKING:
-    from ..surface import Operations
+    from ..surface.operations import Operations
 
 
 def _queues_html(snap: workers_info.Snapshot, paused: frozenset[str] = frozenset()) -> str:

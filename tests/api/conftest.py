@@ -14,7 +14,7 @@ import pytest
 
 import sgen_ops
 from sgen_ops.api import create_app
-from sgen_ops.client import RemoteOperations, remote
+from sgen_ops.api.client import RemoteOperations, remote
 
 from ..conftest import Stack
 from ..helpers import Process, wait_for

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import sgen_ops
-from sgen_ops.surface import ROUTES
+from sgen_ops.api.routes import ROUTES
 from tests.integration.test_surface_fixtures import Jobs, add_operators, job_row, ledger_state, log_entries
 
 from .conftest import Api

@@ -12,10 +12,14 @@ import pytest
 from fastapi.routing import APIRoute
 
 import sgen_ops
-from sgen_ops import AccessDenied, query, schedules, surface
+from sgen_ops import AccessDenied
 from sgen_ops.api import create_app
-from sgen_ops.client import RemoteOperations
-from sgen_ops.surface import OPERATIONS, READS, ROUTES, Operations
+from sgen_ops.api.client import RemoteOperations
+from sgen_ops.api.routes import ROUTES
+from sgen_ops.ledger import query, schedules
+from sgen_ops.surface import declarations as surface
+from sgen_ops.surface.declarations import OPERATIONS, READS
+from sgen_ops.surface.operations import Operations
 
 # ``within`` is the ``{account_id}`` segment of the account routes, not an operation of its own.
 NOT_OPERATIONS = {"within"}

@@ -9,7 +9,7 @@ import pytest
 
 import sgen_ops
 from sgen_ops import InvalidTransition, NotFound, ValidationError
-from sgen_ops.surface import ROUTES
+from sgen_ops.api.routes import ROUTES
 from tests.integration.test_surface_fixtures import Jobs, add_operators, ledger_state
 
 from .conftest import Api

@@ -7,9 +7,9 @@ from alembic import command
 from sqlalchemy import inspect, select
 
 import sgen_ops
-from sgen_ops import tokens
-from sgen_ops.store import ApiToken, Operator
-from sgen_ops.store.db import alembic_config
+from sgen_ops.ledger import tokens
+from sgen_ops.ledger.store import ApiToken, Operator
+from sgen_ops.ledger.store.db import alembic_config
 
 
 def tables(hub: sgen_ops.Hub) -> set[str]:

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 import sgen_ops
-from sgen_ops import AccessDenied, InvalidTransition, NotFound, ValidationError, surface
-from sgen_ops.masking import MASK
+from sgen_ops import AccessDenied, InvalidTransition, NotFound, ValidationError
+from sgen_ops.core.masking import MASK
+from sgen_ops.surface import declarations as surface
 from tests.integration.test_surface_fixtures import (
     SECRET_PAYLOAD,
     SECRET_VALUES,

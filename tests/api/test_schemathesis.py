@@ -19,7 +19,7 @@ from schemathesis.generation import GenerationMode
 
 import sgen_ops
 from sgen_ops.api import create_app
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from tests.integration.test_surface_fixtures import Jobs, add_operators
 
 from .conftest import IN_PROCESS_URL, Api, InProcess

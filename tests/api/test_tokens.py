@@ -16,10 +16,12 @@ import pytest
 from sqlalchemy import select, text, update
 
 import sgen_ops
-from sgen_ops import AccessDenied, ValidationError, tokens
+from sgen_ops import AccessDenied, ValidationError
 from sgen_ops.api import create_app
 from sgen_ops.api.auth import HubUsers
-from sgen_ops.store import ApiToken, utcnow
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger import tokens
+from sgen_ops.ledger.store import ApiToken
 from tests.integration.test_surface_fixtures import add_operators
 
 from ..conftest import ROOT, Stack
@@ -200,7 +202,7 @@ def test_a_notebook_needs_only_its_jupyterhub_token(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SGEN_OPS_API_URL", IN_PROCESS_URL)
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-token-of-dana")
-    monkeypatch.setattr(sgen_ops.client, "remote", _with_transport(transport))
+    monkeypatch.setattr(sgen_ops.api.client, "remote", _with_transport(transport))
     try:
         ops = operator_session()
         assert (ops.name, ops.role) == ("dana", "viewer")
@@ -211,7 +213,7 @@ def test_a_notebook_needs_only_its_jupyterhub_token(
 
 
 def _with_transport(transport: InProcess) -> Any:
-    original = sgen_ops.client.remote
+    original = sgen_ops.api.client.remote
 
     def remote(url: str, token: str | None = None, **options: Any) -> Any:
         return original(url, token, transport=transport, **options)

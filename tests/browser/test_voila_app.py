@@ -191,8 +191,8 @@ def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, re
 
     from playwright.sync_api import expect
 
-    from sgen_ops.execution import bind_hub
-    from sgen_ops.workers import SgenWorker, worker_name
+    from sgen_ops.runtime.execution import bind_hub
+    from sgen_ops.runtime.workers import SgenWorker, worker_name
 
     hub = seeded.hub
     bind_hub(hub)  # the worker's settings come from the process's hub, not from a stack of its own

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 import sgen_ops
-from sgen_ops.masking import MASK
-from sgen_ops.store import ActivityEntry, Attempt, Job, JobEvent, Operator, Pause, Schedule
-from sgen_ops.surface import Operations
-from sgen_ops.validate import describe
+from sgen_ops.core.masking import MASK
+from sgen_ops.core.validate import describe
+from sgen_ops.ledger.store import ActivityEntry, Attempt, Job, JobEvent, Operator, Pause, Schedule
+from sgen_ops.surface.operations import Operations
 
 from ..conftest import ROOT
 from .test_surface_fixtures import Jobs, add_operators

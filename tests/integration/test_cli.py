@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select, update
 
 import sgen_ops
-from sgen_ops.store import ActivityEntry, Ledger
+from sgen_ops.ledger.store import ActivityEntry, Ledger
 
 from ..conftest import ROOT, Stack
 

@@ -18,7 +18,7 @@ import nbformat
 import pytest
 
 import sgen_ops
-from sgen_ops import runbooks
+from sgen_ops.ops import runbooks
 
 from ..conftest import ROOT, Stack
 from ..helpers import wait_for

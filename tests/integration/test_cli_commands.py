@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import update
 
 import sgen_ops
+from sgen_ops.core.masking import MASK
+from sgen_ops.core.times import utcnow
 from sgen_ops.embedded import stop_process
-from sgen_ops.masking import MASK
-from sgen_ops.store import ActivityEntry, utcnow
+from sgen_ops.ledger.store import ActivityEntry
 
 from ..conftest import Stack
 from ..helpers import job_row, start_worker, wait_for

@@ -10,7 +10,8 @@ from datetime import timedelta
 from importlib.metadata import version
 
 import sgen_ops
-from sgen_ops.store import Job, utcnow
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import Job
 
 from ..conftest import ROOT, Stack
 from ..helpers import job_row

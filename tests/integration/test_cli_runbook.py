@@ -16,8 +16,8 @@ import pytest
 from jupyter_client.manager import AsyncKernelManager
 
 import sgen_ops
-from sgen_ops import runbooks
 from sgen_ops.embedded import stop_redis
+from sgen_ops.ops import runbooks
 from worker import demo
 
 from ..conftest import ROOT, TASK_MODULES, Stack

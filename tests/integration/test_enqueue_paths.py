@@ -16,9 +16,9 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy import exc as sa_exc
 
 import sgen_ops
-from sgen_ops import query
-from sgen_ops.queue import Delivery
-from sgen_ops.store import Job, JobEvent, Ledger
+from sgen_ops.ledger import query
+from sgen_ops.ledger.store import Job, JobEvent, Ledger
+from sgen_ops.transport.queue import PERFORM, Delivery
 
 from ..conftest import Stack
 from ..helpers import job_count, job_row, race, raised
@@ -199,7 +199,7 @@ def test_a_batch_push_writes_the_hash_rqs_enqueue_writes(hub: sgen_ops.Hub, stac
             if field.decode() not in TIMESTAMPS and field != b"description" and field != b"data":
                 assert mine[field] == value, field
         fetched = RQJob.fetch(d.rq_job_id, connection=hub.redis, serializer=transport.queues["low"].serializer)
-        assert (fetched.func_name, fetched.args, fetched.timeout) == ("sgen_ops.execution.perform", [d.job_id], 30)
+        assert (fetched.func_name, fetched.args, fetched.timeout) == (PERFORM, [d.job_id], 30)
         assert fetched.get_status() == "queued" and hub.redis.ttl(RQJob.key_for(d.rq_job_id)) == -1
     assert transport.queues["low"].get_job_ids() == [d.rq_job_id for d in ours] + [rq.rq_job_id]
 

@@ -10,8 +10,9 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegist
 from sqlalchemy import select
 
 import sgen_ops
-from sgen_ops.queue import Delivery
-from sgen_ops.store import JobEvent, utcnow
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import JobEvent
+from sgen_ops.transport.queue import Delivery
 
 from ..conftest import Stack
 from ..helpers import attempts_of, job_count, job_row
@@ -194,7 +195,7 @@ def test_no_pickle_crosses_redis(hub: sgen_ops.Hub) -> None:
     raw = hub.redis.hget(f"rq:job:{rq_id}", "data")
     assert raw is not None
     func, _instance, args, kwargs = json.loads(zlib.decompress(raw))
-    assert (func, args, kwargs) == ("sgen_ops.execution.perform", [job_id], {})
+    assert (func, args, kwargs) == ("sgen_ops.runtime.execution.perform", [job_id], {})
 
 
 def test_rq_keeps_nothing_of_a_ledger_delivery_but_the_worker_statistics(
@@ -230,8 +231,8 @@ def test_a_job_on_the_queues_that_is_no_ledger_delivery_gets_rqs_own_handling(hu
 
 def test_a_worker_stopping_after_a_job_settles_its_delivery(hub: sgen_ops.Hub, stack: Stack) -> None:
     """The delivery a worker finished is settled with its next take; one that stops first settles it then."""
-    from sgen_ops import execution
-    from sgen_ops.workers import SgenWorker, worker_name
+    from sgen_ops.runtime import execution
+    from sgen_ops.runtime.workers import SgenWorker, worker_name
 
     first, second = hub.enqueue("test.ok"), hub.enqueue("test.ok")
     execution.bind_hub(hub)

@@ -20,11 +20,12 @@ from rq.utils import utcformat
 from sqlalchemy import Connection, func, select, text
 
 import sgen_ops
-from sgen_ops import execution
-from sgen_ops import queue as queue_module
+from sgen_ops.core.times import utcnow
 from sgen_ops.embedded import ensure_redis, start_redis_server, stop_process, stop_redis
-from sgen_ops.store import Attempt, JobEvent, utcnow
-from sgen_ops.workers import SgenWorker
+from sgen_ops.ledger.store import Attempt, JobEvent
+from sgen_ops.runtime import execution
+from sgen_ops.runtime.workers import SgenWorker
+from sgen_ops.transport import queue as queue_module
 
 from ..conftest import Stack, cleanup_redis
 from ..helpers import Process, attempts_of, job_row, start_worker, wait_for

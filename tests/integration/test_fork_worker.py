@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 import sgen_ops
-from sgen_ops import execution
-from sgen_ops.queue import PERFORM
+from sgen_ops.runtime import execution
+from sgen_ops.transport.queue import PERFORM
 
 from ..conftest import Stack
 from ..helpers import attempts_of, job_row, start_worker

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import delete, select
 
 import sgen_ops
-from sgen_ops.masking import MASK
-from sgen_ops.store import ActivityEntry, TaskRule
-from sgen_ops.tasks import registered
+from sgen_ops.core.masking import MASK
+from sgen_ops.core.tasks import registered
+from sgen_ops.ledger.store import ActivityEntry, TaskRule
 
 from ..conftest import ROOT, TASK_MODULES, Stack
 from .test_surface_fixtures import add_operators

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import update
 
 import sgen_ops
-from sgen_ops.states import ALL_STATES
-from sgen_ops.store import Job, utcnow
+from sgen_ops.core.states import ALL_STATES
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import Job
 
 from ..helpers import bring_to
 from .test_surface_fixtures import add_operators

@@ -10,7 +10,7 @@ import pytest
 
 import sgen_ops
 from sgen_ops import ValidationError
-from sgen_ops.masking import MASK
+from sgen_ops.core.masking import MASK
 
 from .test_surface_fixtures import SECRET_PAYLOAD, add_operators, job_row, ledger_state
 

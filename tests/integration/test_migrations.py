@@ -8,8 +8,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 import sgen_ops
-from sgen_ops.store import Ledger
-from sgen_ops.store.db import HEAD_REVISION, alembic_config
+from sgen_ops.ledger.store import Ledger
+from sgen_ops.ledger.store.db import HEAD_REVISION, alembic_config
 
 from ..conftest import Stack
 

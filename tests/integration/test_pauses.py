@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 import sgen_ops
-from sgen_ops import AccessDenied, InvalidTransition, ValidationError, execution
-from sgen_ops.store import ActivityEntry, Attempt, Pause
+from sgen_ops import AccessDenied, InvalidTransition, ValidationError
+from sgen_ops.ledger.store import ActivityEntry, Attempt, Pause
+from sgen_ops.runtime import execution
 from tests.integration.test_surface_fixtures import add_operators, job_row
 
 

@@ -91,7 +91,7 @@ def test_two_worker_processes_run_a_thousand_jobs_exactly_once(stack: Stack) -> 
     with hub.ledger.read() as session:
         from sqlalchemy import func, select
 
-        from sgen_ops.store import Attempt, Job
+        from sgen_ops.ledger.store import Attempt, Job
 
         states = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
         workers_seen = session.scalar(select(func.count(func.distinct(Attempt.worker))))

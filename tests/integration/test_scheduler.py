@@ -16,8 +16,9 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 import sgen_ops
-from sgen_ops import scheduler
-from sgen_ops.store import Schedule, utcnow
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import Schedule
+from sgen_ops.runtime import scheduler
 
 from ..conftest import Stack
 from ..helpers import Process, job_count, job_row, wait_for

@@ -11,8 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 import sgen_ops
-from sgen_ops import schedules
-from sgen_ops.store import Job, Schedule, ScheduleTick, utcnow
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger import schedules
+from sgen_ops.ledger.store import Job, Schedule, ScheduleTick
 
 from ..conftest import Stack
 from ..helpers import job_row

@@ -10,9 +10,10 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 import sgen_ops
-from sgen_ops import execution
-from sgen_ops.states import THROUGH, TRANSITIONS, WAITING, State, state_paths
-from sgen_ops.store import Job, JobEvent, utcnow
+from sgen_ops.core.states import THROUGH, TRANSITIONS, WAITING, State, state_paths
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import Job, JobEvent
+from sgen_ops.runtime import execution
 
 from ..helpers import bring_to, job_row
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import delete, select, update
 
 import sgen_ops
-from sgen_ops import audit
-from sgen_ops.store import ActivityEntry, Attempt, Job, OperatorNote
-from sgen_ops.surface import Operations
+from sgen_ops.ledger import audit
+from sgen_ops.ledger.store import ActivityEntry, Attempt, Job, OperatorNote
+from sgen_ops.surface.operations import Operations
 from tests.helpers import race, raised
 from tests.integration.test_surface_fixtures import Jobs, add_operators, log_entries, running_job
 

@@ -8,9 +8,12 @@ from typing import Any
 import pytest
 
 import sgen_ops
-from sgen_ops import AccessDenied, NotFound, surface
-from sgen_ops.masking import MASK
-from sgen_ops.store import Schedule, utcnow
+from sgen_ops import AccessDenied, NotFound
+from sgen_ops.core.masking import MASK
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import Schedule
+from sgen_ops.surface import declarations as surface
+from sgen_ops.surface.write import Write
 from tests.integration.test_surface_fixtures import add_operators, log_entries
 
 
@@ -26,7 +29,7 @@ def add_schedule(hub: sgen_ops.Hub, account: str | None = None) -> int:
         return schedule.id
 
 
-def _pause(w: surface.Write, schedule: Schedule) -> None:
+def _pause(w: Write, schedule: Schedule) -> None:
     schedule.enabled = False
     schedule.updated_at = w.now
 
@@ -60,7 +63,8 @@ def test_schedule_entries_are_masked_for_non_administrators(
     ops = add_operators(hub)
     schedule_id = add_schedule(hub)
 
-    monkeypatch.setattr(ops["editor"].resolver, "policy", sgen_ops.permissions.Policy({"editor": ["edit_schedule"]}))
+    policy = sgen_ops.core.permissions.Policy({"editor": ["edit_schedule"]})
+    monkeypatch.setattr(ops["editor"].resolver, "policy", policy)
     ops["editor"].edit_schedule(schedule_id, payload={"credentials": {"api_key": "sk-sched-2"}, "region": "eu"})
     [entry] = log_entries(hub)
     assert entry.change["after"]["payload"] == {"credentials": {"api_key": MASK}, "region": "eu"}

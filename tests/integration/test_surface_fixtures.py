@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 import sgen_ops
-from sgen_ops import execution
-from sgen_ops.states import ALL_STATES
-from sgen_ops.store import ActivityEntry, Attempt, Job
-from sgen_ops.surface import Operations
+from sgen_ops.core.states import ALL_STATES
+from sgen_ops.ledger.store import ActivityEntry, Attempt, Job
+from sgen_ops.runtime import execution
+from sgen_ops.surface.operations import Operations
 
 ROLES = ("administrator", "editor", "viewer")
 # The state each helper of ``Jobs`` produces, except running (see ``running_job``).

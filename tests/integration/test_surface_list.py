@@ -11,7 +11,7 @@ import pytest
 
 import sgen_ops
 from sgen_ops import ValidationError
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from tests.integration.test_surface_fixtures import Jobs, add_operators, job_row
 
 ROW_COLUMNS = [
@@ -157,8 +157,8 @@ def test_throughput_window_excludes_older_events(hub: sgen_ops.Hub, ops: Any) ->
     hub.enqueue("test.ok")
     hub.work()
     later = datetime.now(UTC) + timedelta(hours=2)
-    assert sgen_ops.stats.throughput(hub.ledger, "1h", now=later).empty  # type: ignore[attr-defined]
-    assert len(sgen_ops.stats.throughput(hub.ledger, "3h", now=later)) == 1  # type: ignore[attr-defined]
+    assert sgen_ops.ledger.stats.throughput(hub.ledger, "1h", now=later).empty  # type: ignore[attr-defined]
+    assert len(sgen_ops.ledger.stats.throughput(hub.ledger, "3h", now=later)) == 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("window", ["1 fortnight", "0m", "-5m", "h", 0.5, timedelta(0), "99999999999w", float("nan")])

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import sgen_ops
+from sgen_ops.core.masking import MASK
 from sgen_ops.errors import InvalidTransition
-from sgen_ops.masking import MASK
 from tests.integration.test_surface_fixtures import SECRET_PAYLOAD, SECRET_VALUES, add_operators, log_entries
 
 MASKED_PAYLOAD = {

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import sgen_ops
-from sgen_ops import InvalidTransition, execution
+from sgen_ops import InvalidTransition
+from sgen_ops.runtime import execution
 from tests.helpers import race
 from tests.integration.test_surface_fixtures import Jobs, add_operators, job_row, log_entries
 

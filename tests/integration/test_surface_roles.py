@@ -10,7 +10,7 @@ import pytest
 
 import sgen_ops
 from sgen_ops import AccessDenied, NotFound
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from tests.integration.test_surface_fixtures import Jobs, add_operators, job_row, ledger_state, log_entries
 from tests.integration.test_surface_schedules import SCHEDULE_MATRIX
 

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 import sgen_ops
 from sgen_ops import AccessDenied, InvalidTransition, NotFound, ValidationError
-from sgen_ops.store import Job, Schedule
-from sgen_ops.surface import Operations
+from sgen_ops.ledger.store import Job, Schedule
+from sgen_ops.surface.operations import Operations
 from tests.integration.test_surface_fixtures import add_operators, log_entries
 
 EVERYONE = {"administrator", "editor", "viewer"}

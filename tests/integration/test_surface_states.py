@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select
 
 import sgen_ops
-from sgen_ops import InvalidTransition, NotFound, ValidationError, surface
-from sgen_ops.states import ALL_STATES
-from sgen_ops.store import JobEvent
-from sgen_ops.surface import Operations
+from sgen_ops import InvalidTransition, NotFound, ValidationError
+from sgen_ops.core.states import ALL_STATES
+from sgen_ops.ledger.store import JobEvent
+from sgen_ops.surface import declarations as surface
+from sgen_ops.surface.operations import Operations
 from tests.integration.test_surface_fixtures import (
     Jobs,
     add_operators,

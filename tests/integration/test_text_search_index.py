@@ -16,10 +16,12 @@ from alembic import command
 from sqlalchemy import Text, cast, func, or_, select, text
 
 import sgen_ops
-from sgen_ops import TaskError, query
-from sgen_ops.store import Job, utcnow
-from sgen_ops.store.db import alembic_config
-from sgen_ops.surface import Operations
+from sgen_ops import TaskError
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger import query
+from sgen_ops.ledger.store import Job
+from sgen_ops.ledger.store.db import alembic_config
+from sgen_ops.surface.operations import Operations
 
 from .test_surface_fixtures import add_operators
 

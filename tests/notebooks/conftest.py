@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 import sgen_ops
-from sgen_ops.store import ActivityEntry, Job
+from sgen_ops.ledger.store import ActivityEntry, Job
 from worker import demo
 
 from ..conftest import Stack

@@ -21,11 +21,12 @@ import psutil
 import pytest
 from sqlalchemy import select
 
-import sgen_ops.surface
-from sgen_ops import audit, notebooks_run, runbooks, stats
-from sgen_ops import demo as sgen_demo
+import sgen_ops.surface.operations
 from sgen_ops.embedded import stop_process
-from sgen_ops.store import Job
+from sgen_ops.ledger import audit, stats
+from sgen_ops.ledger.store import Job
+from sgen_ops.ops import demo as sgen_demo
+from sgen_ops.ops import notebooks_run, runbooks
 
 from ..conftest import ROOT, Stack
 from .conftest import ADMIN, SQLITE_ONLY, Seeded
@@ -326,4 +327,4 @@ def test_demo_history_spreads_over_the_week_through_the_ledger(stack: Stack) -> 
     assert {"dismiss", "rerun"} <= set(log["action"])
     assert log.loc[log["action"] == "dismiss", "at"].max() < pd.Timestamp(before - timedelta(hours=6))
     assert audit.verify(hub.ledger).ok
-    assert abs(sgen_ops.surface.utcnow() - datetime.now(UTC)) < timedelta(minutes=1)
+    assert abs(sgen_ops.surface.operations.utcnow() - datetime.now(UTC)) < timedelta(minutes=1)

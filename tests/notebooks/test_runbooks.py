@@ -1,4 +1,4 @@
-"""Runbooks through ``sgen_ops.runbooks.run`` and through ``sgen-ops runbook``: dry runs change nothing,
+"""Runbooks through ``sgen_ops.ops.runbooks.run`` and through ``sgen-ops runbook``: dry runs change nothing,
 real runs change exactly what matches and are audited under the operator, bad input runs nothing."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import update
 
 import sgen_ops
-from sgen_ops import runbooks
-from sgen_ops.store import Job, utcnow
+from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import Job
+from sgen_ops.ops import runbooks
 
 from ..conftest import ROOT
 from .conftest import ADMIN, SQLITE_ONLY, Seeded

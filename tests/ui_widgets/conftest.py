@@ -12,7 +12,7 @@ import pytest
 
 import sgen_ops
 from sgen_ops.api import create_app
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from tests.api.conftest import IN_PROCESS_URL, Api, InProcess
 from tests.integration.test_surface_fixtures import Jobs, add_operators
 

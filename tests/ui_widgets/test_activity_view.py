@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import update
 
 import sgen_ops
-from sgen_ops.masking import MASK
-from sgen_ops.store import ActivityEntry
-from sgen_ops.surface import Operations
+from sgen_ops.core.masking import MASK
+from sgen_ops.ledger.store import ActivityEntry
+from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import ActivityLogView, app
 from sgen_ops.ui.activity import change_text
 from tests.integration.test_surface_fixtures import Jobs

@@ -6,7 +6,7 @@ import ipywidgets as widgets
 import pytest
 
 import sgen_ops
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import QueueView, SchedulesView, ThroughputView, TriageView, app, operator_session
 from tests.conftest import Stack
 

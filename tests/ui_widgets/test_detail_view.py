@@ -8,7 +8,7 @@ import socket
 import pytest
 
 import sgen_ops
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import JobDetailView
 from sgen_ops.ui.detail import worker_label
 from tests.integration.test_surface_fixtures import SECRET_PAYLOAD, SECRET_VALUES, Jobs, job_row, ledger_state

@@ -4,7 +4,7 @@ detail and the payload being edited, in the queue and the dead-letter views."""
 from __future__ import annotations
 
 import sgen_ops
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import QueueView, TriageView
 
 from .helpers import status_of

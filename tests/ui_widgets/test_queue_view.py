@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import sgen_ops
-from sgen_ops.states import ALL_STATES
-from sgen_ops.surface import Operations
+from sgen_ops.core.states import ALL_STATES
+from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import QueueView
 from tests.integration.test_surface_fixtures import SECRET_PAYLOAD, SECRET_VALUES, Jobs, job_row, ledger_state
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import sgen_ops
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import SchedulesView
 from tests.integration.test_surface_fixtures import job_row
 

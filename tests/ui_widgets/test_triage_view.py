@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sgen_ops
-from sgen_ops.surface import Operations
+from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import TriageView
 from tests.helpers import job_count
 from tests.integration.test_surface_fixtures import Jobs, job_row, ledger_state

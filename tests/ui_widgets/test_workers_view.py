@@ -11,11 +11,11 @@ from typing import Any
 from rq.utils import utcformat
 
 import sgen_ops
-from sgen_ops import execution
-from sgen_ops.execution import bind_hub
-from sgen_ops.surface import Operations
+from sgen_ops.runtime import execution
+from sgen_ops.runtime.execution import bind_hub
+from sgen_ops.runtime.workers import SgenWorker, worker_name
+from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import WorkersView, app
-from sgen_ops.workers import SgenWorker, worker_name
 
 from .helpers import status_of, text
 
@@ -148,7 +148,7 @@ def test_a_paused_queue_is_marked(hub: sgen_ops.Hub, ops: dict[str, Operations])
 def test_the_last_schedule_tick_is_the_schedulers_not_a_manual_run(hub: sgen_ops.Hub, admin: Operations) -> None:
     """The view (and ``sgen-ops info``, through the same ``last_schedule_tick``) shows when the scheduler last
     emitted a due tick; a run asked for by hand is not the scheduler's."""
-    from sgen_ops import workers_info
+    from sgen_ops.runtime import workers_info
 
     if getattr(admin, "hub", None) is None:
         return

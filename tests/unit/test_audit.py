@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 
-from sgen_ops import audit
-from sgen_ops.masking import MASK, MaskingRule
-from sgen_ops.store import ActivityEntry, Ledger
+from sgen_ops.core.masking import MASK, MaskingRule
+from sgen_ops.ledger import audit
+from sgen_ops.ledger.store import ActivityEntry, Ledger
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Layers import downward only: the hub composes everything, so nothing below it imports it (not even for
-type checking, nor inside a function): what a lower layer needs is handed to it (``sgen_ops.stack``)."""
+"""Layers import downward only. Each layer of the tree has a rank; a module imports modules of its own layer
+or of lower ones, never above (not even for type checking, nor inside a function). What a lower layer needs of
+a higher one is handed to it (``sgen_ops.ledger.stack``, ``WorkerRuntime.connect``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,28 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sgen_ops"
-# The entry points above the hub: the package's public surface, the command line, the HTTP API, the views,
-# the demo and the runbooks.
-ABOVE = {"__init__", "hub", "cli", "demo", "runbooks"}
-ABOVE_PACKAGES = {"api", "cli", "ui"}
-LOWER = sorted(p for p in PACKAGE.rglob("*.py")
-               if p.stem not in ABOVE and p.relative_to(PACKAGE).parts[0] not in ABOVE_PACKAGES
-               and "migrations" not in p.parts)
+# Lowest first. A top-level module is its own layer; a subpackage is one layer with everything in it.
+LAYERS = (
+    ("errors", "embedded", "config"),
+    ("core",),
+    ("transport",),
+    ("ledger",),
+    ("runtime",),
+    ("surface",),
+    ("hub",),
+    ("api",),
+    ("ui",),
+    ("ops",),
+    ("cli",),
+    ("__init__",),
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts)
+
+
+def _layer(parts: tuple[str, ...]) -> str:
+    """The layer of a module given by its parts under ``sgen_ops`` (``("ledger", "jobs")`` -> ``ledger``)."""
+    return parts[0].removesuffix(".py") if parts else "__init__"
 
 
 def _imports(path: Path) -> set[str]:
@@ -33,24 +49,36 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def test_the_lower_layers_are_the_ones_expected() -> None:
-    names = {p.stem for p in LOWER}
-    assert {"execution", "workers", "scheduler", "schedules", "surface", "jobs", "stack"} <= names
+def _imported_layers(path: Path) -> set[str]:
+    layers = set()
+    for module in _imports(path):
+        parts = module.split(".")
+        if parts[0] == "sgen_ops" and len(parts) > 1 and parts[1] in RANK:
+            layers.add(parts[1])
+    return layers
 
 
-@pytest.mark.parametrize("path", LOWER, ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_a_lower_layer_does_not_import_the_hub(path: Path) -> None:
-    assert not {m for m in _imports(path) if m == "sgen_ops.hub" or m.startswith("sgen_ops.hub.")}
+def test_every_module_belongs_to_a_layer() -> None:
+    assert {_layer(p.relative_to(PACKAGE).parts) for p in MODULES} <= set(RANK)
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and not p.name.startswith("__")} <= set(RANK)
 
 
-def test_the_check_sees_an_import_of_the_hub() -> None:
-    """The walk finds the hub wherever it is imported: the package's own entry point does."""
-    assert "sgen_ops.hub" in _imports(PACKAGE / "__init__.py")
-    assert "sgen_ops.hub" in _imports(PACKAGE / "ui" / "session.py")
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_a_module_imports_only_its_layer_and_those_below(path: Path) -> None:
+    own = _layer(path.relative_to(PACKAGE).parts)
+    above = {layer for layer in _imported_layers(path) if RANK[layer] > RANK[own]}
+    assert not above, f"{path.relative_to(PACKAGE)} ({own}) imports from higher layers: {sorted(above)}"
+
+
+def test_the_check_sees_an_upward_import() -> None:
+    """The walk finds a layer wherever it is imported: the view session imports the hub, inside a function too."""
+    assert "hub" in _imported_layers(PACKAGE / "ui" / "session.py")
+    assert "hub" in _imported_layers(PACKAGE / "__init__.py")
+    assert RANK["ui"] > RANK["hub"] > RANK["surface"] > RANK["ledger"] > RANK["core"]
 
 
 def test_the_worker_state_lives_on_its_runtime() -> None:
-    from sgen_ops import execution
+    from sgen_ops.runtime import execution
 
     gone = ("_hub", "_hub_pid", "worker_name", "_heartbeat", "_handover", "_outcome_fd", "_HOT")
     assert [name for name in gone if hasattr(execution, name)] == []

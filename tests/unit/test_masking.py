@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from sgen_ops.core.masking import MASK, MaskingRule
 from sgen_ops.errors import ValidationError
-from sgen_ops.masking import MASK, MaskingRule
 
 GLOBAL = ("password", "secret", "token", "api_key", "authorization")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sgen_ops.core.permissions import DEFAULT_CAPABILITIES, ROLES, Policy
 from sgen_ops.errors import AccessDenied, ValidationError
-from sgen_ops.permissions import DEFAULT_CAPABILITIES, ROLES, Policy
 
 # The product spec's map, written out independently of the module under test.
 EVERYONE = ["list_jobs", "get_job", "throughput", "list_schedules"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sgen_ops.errors import ValidationError
-from sgen_ops.schedules import check_template, parse_retention, preview, render_payload
+from sgen_ops.ledger.schedules import check_template, parse_retention, preview, render_payload
 
 LIMIT = 1024 * 1024
 

@@ -10,14 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import CroniterError, croniter  # type: ignore[import-untyped,unused-ignore]
 
+from sgen_ops.core.schedule_timing import Timing, format_interval, parse_interval, validate_cron, validate_timezone
 from sgen_ops.errors import ValidationError
-from sgen_ops.schedule_timing import (
-    Timing,
-    format_interval,
-    parse_interval,
-    validate_cron,
-    validate_timezone,
-)
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from sgen_ops import InvalidTransition
-from sgen_ops.states import ALL_STATES, TRANSITIONS, check_transition
+from sgen_ops.core.states import ALL_STATES, TRANSITIONS, check_transition
 
 # Written out from seeds 000 and 003, independently of the module's table.
 SEED_TRANSITIONS = {

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from sgen_ops.errors import NotFound, ValidationError
-from sgen_ops.validate import (
+from sgen_ops.core.validate import (
     INT_MAX,
     account,
     clean_text,
@@ -23,6 +22,7 @@ from sgen_ops.validate import (
     text,
     whole,
 )
+from sgen_ops.errors import NotFound, ValidationError
 
 
 def nested(depth: int) -> Any:

@@ -20,7 +20,7 @@ from ..helpers import NOT_FOR_WORKERS
 WORKER_PATH = """
 import sgen_ops.cli
 sgen_ops.cli.build_parser().parse_args(["worker", "--burst"])
-import sgen_ops.cli.stack, sgen_ops.hub, sgen_ops.workers, sgen_ops.execution, sgen_ops.stack
+import sgen_ops.cli.stack, sgen_ops.hub, sgen_ops.runtime.workers, sgen_ops.runtime.execution, sgen_ops.ledger.stack
 import worker.__main__, worker.catalog
 """
 
@@ -47,7 +47,7 @@ def test_the_package_alone_imports_none_of_them() -> None:
 
 def test_the_check_sees_a_heavy_import() -> None:
     """The probe finds what the HTTP client brings, so the checks above can fail."""
-    assert {"httpx", "pandas"} <= set(loaded_after(WORKER_PATH + "import sgen_ops.client"))
+    assert {"httpx", "pandas"} <= set(loaded_after(WORKER_PATH + "import sgen_ops.api.client"))
 
 
 def test_every_public_name_is_importable_from_the_package() -> None:
@@ -61,7 +61,7 @@ def test_every_public_name_is_importable_from_the_package() -> None:
 
 
 def test_the_client_is_reached_through_the_package() -> None:
-    from sgen_ops.client import RemoteOperations, remote
+    from sgen_ops.api.client import RemoteOperations, remote
 
     assert (sgen_ops.remote, sgen_ops.RemoteOperations) == (remote, RemoteOperations)
     with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):

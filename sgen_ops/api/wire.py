@@ -1,0 +1,177 @@
+"""The JSON shapes of the surface's answers over HTTP, written by ``sgen_ops.api`` and read back by
+``sgen_ops.api.client``, so that a remote ``Operations`` returns what a local one does.
+
+- Dataclasses (``JobPage``, ``JobDetail`` with its ``AttemptRecord`` items, ``VerifyResult``) travel as
+  objects of their fields, times as ISO 8601 text; ``decode`` rebuilds them from the field types.
+- DataFrames travel as ``{"columns", "dtypes", "items", "datetimes", "tuples"}``: one object per row (what an
+  integration reads), each column's pandas dtype, and where inside a column's cells times and tuples sat
+  (``next_fires`` holds lists of times, ``recent_runs`` lists of tuples), so ``decode_frame`` rebuilds the
+  same columns, dtypes and values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+import pandas as pd
+
+T = TypeVar("T")
+
+# A step into a cell: "*" any list element, an int a tuple's position, "k:<key>" a dict's key.
+Path = tuple[str | int, ...]
+
+
+def timestamp(value: datetime) -> str:
+    """A time as ISO 8601 text in UTC (a naive time is taken as UTC)."""
+    moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return moment.isoformat()
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 text back to an aware UTC datetime."""
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain(value: Any, path: Path, times: set[Path] | None, tuples: set[Path] | None) -> Any:
+    """``value`` as JSON data, noting where times and tuples were (when asked)."""
+    if _missing(value):
+        return None
+    if isinstance(value, datetime):
+        if times is not None:
+            times.add(path)
+        return timestamp(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name), (*path, f"k:{f.name}"), times, tuples)
+                for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        if tuples is not None:
+            tuples.add(path)
+        return [_plain(v, (*path, i), times, tuples) for i, v in enumerate(value)]
+    if isinstance(value, list | set | frozenset):
+        return [_plain(v, (*path, "*"), times, tuples) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, (*path, f"k:{k}"), times, tuples) for k, v in value.items()}
+    if hasattr(value, "item") and not isinstance(value, str | bytes):  # numpy scalars
+        return _plain(value.item(), path, times, tuples)
+    return value
+
+
+def encode(value: Any) -> Any:
+    """A dataclass, list or scalar as JSON data (times as ISO text, tuples as lists)."""
+    return _plain(value, (), None, None)
+
+
+# -- DataFrames ------------------------------------------------------------------------------------
+def encode_frame(frame: pd.DataFrame) -> dict[str, Any]:
+    """A DataFrame as rows of JSON with its dtypes and the places of times and tuples inside cells."""
+    columns = [str(c) for c in frame.columns]
+    times: dict[str, set[Path]] = {c: set() for c in columns}
+    tuples: dict[str, set[Path]] = {c: set() for c in columns}
+    cells: dict[str, list[Any]] = {}
+    for name, column in zip(columns, frame.columns, strict=True):
+        series = frame[column]
+        if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(series.dtype):
+            cells[name] = [None if _missing(v) else timestamp(v) for v in series]
+        else:
+            cells[name] = [_plain(v, (), times[name], tuples[name]) for v in series.tolist()]
+    items = [{name: cells[name][i] for name in columns} for i in range(len(frame))]
+    return {
+        "columns": columns,
+        "dtypes": {name: str(frame[column].dtype) for name, column in zip(columns, frame.columns, strict=True)},
+        "items": items,
+        "datetimes": {c: sorted((list(p) for p in paths), key=str) for c, paths in times.items() if paths},
+        "tuples": {c: sorted((list(p) for p in paths), key=str) for c, paths in tuples.items() if paths},
+    }
+
+
+def _revive(value: Any, path: Path, times: set[Path], tuples: set[Path]) -> Any:
+    if value is None:
+        return None
+    if path in times and isinstance(value, str):
+        return parse_time(value)
+    if isinstance(value, list):
+        if path in tuples:
+            return tuple(_revive(v, (*path, i), times, tuples) for i, v in enumerate(value))
+        return [_revive(v, (*path, "*"), times, tuples) for v in value]
+    if isinstance(value, dict):
+        return {k: _revive(v, (*path, f"k:{k}"), times, tuples) for k, v in value.items()}
+    return value
+
+
+def decode_frame(data: dict[str, Any]) -> pd.DataFrame:
+    """``encode_frame``'s answer back to the DataFrame it was made from: columns, dtypes and values."""
+    columns: list[str] = data["columns"]
+    dtypes: dict[str, str] = data["dtypes"]
+    items: list[dict[str, Any]] = data["items"]
+    out: dict[str, pd.Series] = {}
+    for name in columns:
+        times = {tuple(p) for p in data.get("datetimes", {}).get(name, [])}
+        tuples = {tuple(p) for p in data.get("tuples", {}).get(name, [])}
+        values = [_revive(row.get(name), (), times, tuples) for row in items]
+        dtype = dtypes[name]
+        if dtype.startswith("datetime64"):
+            series = pd.Series(pd.to_datetime(pd.Series(values, dtype=object), utc=True, format="ISO8601"))
+            out[name] = series.astype(dtype)
+        elif dtype == "object":
+            out[name] = pd.Series(values, dtype=object)
+        else:
+            out[name] = pd.Series(values, dtype=dtype)
+    frame = pd.DataFrame(out, columns=columns)
+    return frame.astype({name: dtypes[name] for name in columns}) if len(frame) == 0 else frame
+
+
+# -- dataclasses ---------------------------------------------------------------------------------------
+def _is_time(hint: Any) -> bool:
+    if hint is datetime:
+        return True
+    # ``datetime | None`` is a types.UnionType; typing's own unions (Optional[...]) have the origin Union.
+    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+    return union and datetime in typing.get_args(hint)
+
+
+def decode(cls: type[T], data: dict[str, Any]) -> T:
+    """A dataclass from ``encode``'s JSON: its time fields parsed, lists of dataclasses rebuilt."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if value is not None and _is_time(hint):
+            value = parse_time(value)
+        elif typing.get_origin(hint) is list and value is not None:
+            (item,) = typing.get_args(hint)
+            if dataclasses.is_dataclass(item):
+                value = [decode(item, v) for v in value]  # type: ignore[arg-type]
+        values[f.name] = value
+    return cls(**values)
+
+
+# The times inside JobDetail.schedule (``query.schedule_summary``), the one dict of times in a dataclass.
+SCHEDULE_TIMES = ("next_run", "last_run")
+
+
+def decode_detail(data: dict[str, Any]) -> Any:
+    """A ``JobDetail`` from its JSON, the times of its schedule summary included."""
+    from ..ledger.query import JobDetail
+
+    detail = decode(JobDetail, data)
+    if detail.schedule:
+        schedule = {k: parse_time(v) if k in SCHEDULE_TIMES and isinstance(v, str) else v
+                    for k, v in detail.schedule.items()}
+        detail = dataclasses.replace(detail, schedule=schedule)
+    return detail

@@ -1,0 +1,1 @@
+"""Operating a stack: the demo, runbooks (papermill) and the headless run of every notebook."""

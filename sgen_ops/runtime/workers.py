@@ -1,0 +1,609 @@
+"""The RQ worker that serves the three priority queues, with ledger maintenance on RQ's schedule."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import logging
+import math
+import os
+import random
+import select
+import socket
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import redis
+from rq import Queue, SimpleWorker, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+from rq.exceptions import StopRequested
+from rq.job import Job as RQJob
+from rq.scheduler import RQScheduler
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+from rq.utils import as_text, now, utcformat
+from rq.worker import BaseWorker, WorkerStatus
+from rq.worker_pool import WorkerPool
+
+from . import execution
+
+if TYPE_CHECKING:
+    from ..ledger.stack import Stack
+
+log = logging.getLogger(__name__)
+
+
+# Redis going away: RQ's worker quits on these outside its dequeue; ours waits for Redis to come back.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError)
+# The longest wait between two tries to reach Redis again.
+MAX_BACKOFF = 5.0
+
+
+class _Scheduler(RQScheduler):
+    """RQ's scheduler process, which dies with the worker that forked it (a killed worker left it behind)."""
+
+    def start(self) -> Any:
+        self._worker_pid = os.getpid()
+        return super().start()  # type: ignore[no-untyped-call]
+
+    def work(self) -> None:
+        execution.die_with_parent(self._worker_pid)
+        super().work()  # type: ignore[no-untyped-call]
+
+
+# The fields of a delivery's hash a worker reads: what it carries (the function and the ledger id), where
+# from, its timeout; a job that is not a ledger delivery is read whole before RQ handles it.
+_FIELDS = ("data", "origin", "timeout", "description", "status")
+_LUA_FIELDS = "local FIELDS = {" + ", ".join(f"'{f}'" for f in _FIELDS) + "}\n"
+# Taking a delivery, in one round trip: pop the first waiting delivery of the queues in order, mark its
+# job hash taken by this worker (so that ``Transport.held`` counts it while this worker lives), mark the
+# worker busy, and return the delivery's fields. A popped id whose hash is gone (removed meanwhile) is
+# skipped, as RQ's dequeue does. With ARGV[4] set, the delivery this worker finished last is settled first
+# (its hash deleted, the worker's statistics counted: see ``execute_job``). KEYS: the queues in order, then
+# the worker's key. ARGV: the job key prefix, the worker's name, the time, the finished delivery's id or
+# '', the statistic it counts towards or '', its seconds.
+_TAKE_LUA = _LUA_FIELDS + """
+local wkey = KEYS[#KEYS]
+if ARGV[4] ~= '' then
+  redis.call('DEL', ARGV[1] .. ARGV[4])
+  if ARGV[5] ~= '' then redis.call('HINCRBY', wkey, ARGV[5], 1) end
+  redis.call('HINCRBYFLOAT', wkey, 'total_working_time', ARGV[6])
+  redis.call('HSET', wkey, 'state', 'idle')
+end
+for i = 1, #KEYS - 1 do
+  while true do
+    local id = redis.call('LPOP', KEYS[i])
+    if not id then break end
+    local jkey = ARGV[1] .. id
+    if redis.call('EXISTS', jkey) == 1 then
+      redis.call('HSET', jkey, 'status', 'started', 'worker_name', ARGV[2], 'started_at', ARGV[3])
+      redis.call('HSET', wkey, 'state', 'busy')
+      return {KEYS[i], id, redis.call('HMGET', jkey, unpack(FIELDS))}
+    end
+  end
+end
+return false
+"""
+# The same marking for a delivery a blocking pop took. KEYS: the job's hash, the worker's key. ARGV: the
+# worker's name, the time.
+_MARK_LUA = _LUA_FIELDS + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'status', 'started', 'worker_name', ARGV[1], 'started_at', ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'busy')
+return redis.call('HMGET', KEYS[1], unpack(FIELDS))
+"""
+# The worker's own Redis housekeeping (heartbeat, suspension check) at most this often; RQ's worker does
+# both before and after every job. A worker's key lives worker_ttl + 60 s (480 s by default).
+HOUSEKEEPING_EVERY = 1.0
+# Outcomes counted as RQ's failed-job statistic of the worker; skipped deliveries count as neither.
+_FAILED = frozenset({"failed", "timeout", "worker-lost"})
+_COUNTED = frozenset({"succeeded", "cancelled"}) | _FAILED
+
+
+class _LedgerUpkeep(BaseWorker):
+    """An RQ worker whose transport bookkeeping is the ledger's, with ledger upkeep on its own interval.
+
+    RQ is the transport: a delivery carries a ledger job id. What RQ's worker writes about every job
+    (execution records, the started and finished registries, the job's status changes, its result, the
+    worker's statistics in their own round trips) duplicates what the ledger records durably, so on
+    sgen-ops' deliveries this worker keeps only what the transport needs: taking a delivery marks its hash
+    with this worker (one script call, which also settles the previous delivery: its hash deleted, the
+    worker's statistics counted); the attempt is claimed, run and recorded on the ledger. A job that is
+    not a ledger delivery still gets RQ's own handling. Upkeep, busy or idle: reap lost attempts,
+    reconcile Redis with the ledger. A Redis outage is ridden out: the worker waits, with bounded
+    backoff, and carries on.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        super().__init__(*args, **kwargs)
+        hub = execution.current_hub()
+        self.maintenance_interval = hub.settings.maintenance_interval
+        execution.RUNTIME.name = self.name
+        self._take = self.connection.register_script(_TAKE_LUA)
+        self._mark = self.connection.register_script(_MARK_LUA)
+        self._by_key = {q.key: q for q in self.queues}
+        self._job_prefix = self.job_class.redis_job_namespace_prefix
+        self._finished: tuple[str, str, float] | None = None  # (delivery id, statistic, seconds)
+        self._last_heartbeat = float("-inf")
+        self._last_suspension_check = float("-inf")
+        self._upkeep_started = False
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        # The first upkeep waits for the first job, or for the queues to be found empty: a claim needs none
+        # (it is a compare-and-set on the ledger), and the worker starts on its first job sooner.
+        return self._upkeep_started and bool(super().should_run_maintenance_tasks)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # RQ runs upkeep only before a blocking dequeue, which waits ~400 s on empty queues: an idle
+        # worker wakes on the upkeep interval instead.
+        return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own, with a scheduler process that dies with this worker."""
+        self.scheduler = _Scheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if not self.scheduler.acquired_locks:
+            return
+        if not burst:
+            self.scheduler.start()
+            return
+        try:
+            self.scheduler.register_birth()
+            self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+        finally:
+            self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+            self.scheduler.register_death()
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
+        hub = execution.current_hub()
+        try:
+            lost = hub.recover_lost()
+            resent = hub.reconcile()
+            if lost or resent:
+                log.info("maintenance: %d lost attempts recovered, %d deliveries re-sent", lost, resent)
+        except Exception:
+            log.exception("ledger maintenance failed; will try again")
+
+    def check_for_suspension(self, burst: bool) -> None:
+        at = time.monotonic()
+        if at - self._last_suspension_check < HOUSEKEEPING_EVERY:
+            return
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
+        self._last_suspension_check = time.monotonic()
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        at = time.monotonic()
+        if timeout is None and at - self._last_heartbeat < HOUSEKEEPING_EVERY:
+            return
+        try:
+            super().heartbeat(timeout)
+        except REDIS_DOWN as exc:
+            self._ride_out(exc)
+        self._last_heartbeat = at
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        # RQ sets the worker idle before every dequeue; taking and settling deliveries keep the stored
+        # state current, so an unchanged state is not written again.
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
+
+    # -- taking deliveries ----------------------------------------------------------------------
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[RQJob, Queue] | None:
+        """Take the next delivery of the queues in order (see ``_TAKE_LUA``); with ``timeout`` None (burst)
+        return None when they are empty, else wait for one up to ``timeout`` seconds at a time, running
+        upkeep between waits, and give up after ``max_idle_time`` seconds idle."""
+        self.procline("Listening on " + ",".join(self.queue_names()))  # type: ignore[no-untyped-call]
+        idle_since = time.monotonic()
+        while True:
+            try:
+                self.heartbeat()
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()
+                taken = self._take_next()
+                if taken is not None:
+                    return taken
+                if not self._upkeep_started:
+                    self._upkeep_started = True
+                    continue
+                self.set_state(WorkerStatus.IDLE)
+                if timeout is None:
+                    return None
+                wait = timeout
+                if max_idle_time is not None:
+                    left = max_idle_time - (time.monotonic() - idle_since)
+                    if left <= 0:
+                        return None
+                    wait = max(1, min(wait, math.ceil(left)))
+                popped = self.connection.blpop(self.queue_keys(), wait)
+                if popped is None:
+                    continue
+                taken = self._mark_popped(*(as_text(v) for v in popped))
+                if taken is not None:
+                    return taken
+            except REDIS_DOWN as exc:
+                self._ride_out(exc)
+
+    def _take_next(self, queue_keys: list[str] | None = None) -> tuple[RQJob, Queue] | None:
+        """Settle the delivery finished last and take the next one of ``queue_keys`` (default: this worker's
+        queues in order), in one script call; with no queue keys it only settles."""
+        done_id, statistic, seconds = self._finished or ("", "", 0.0)
+        found = self._take(
+            keys=[*(self.queue_keys() if queue_keys is None else queue_keys), self.key],
+            args=[self._job_prefix, self.name, utcformat(now()), done_id, statistic, repr(seconds)],
+        )
+        self._finished = None
+        if not found:
+            return None
+        queue_key, rq_id, fields = found
+        return self._taken(as_text(queue_key), as_text(rq_id), fields)
+
+    def _mark_popped(self, queue_key: str, rq_id: str) -> tuple[RQJob, Queue] | None:
+        fields = self._mark(keys=[self._job_prefix + rq_id, self.key], args=[self.name, utcformat(now())])
+        return self._taken(queue_key, rq_id, fields) if fields else None
+
+    def _taken(self, queue_key: str, rq_id: str, fields: list[bytes]) -> tuple[RQJob, Queue]:
+        job = self.job_class(rq_id, connection=self.connection, serializer=self.serializer)
+        job.restore({k: v for k, v in zip(_FIELDS, fields, strict=True) if v is not None})
+        queue = self._by_key[queue_key]
+        self._state = WorkerStatus.BUSY  # the script stored it; a warm shutdown now waits for the attempt
+        self.log.debug("Worker %s: %s: %s", self.name, queue.name, rq_id)
+        return job, queue
+
+    def _settle_now(self) -> None:
+        """Settle the delivery finished last right away, when stopping (every take settles it otherwise)."""
+        if self._finished is not None:
+            self._take_next(queue_keys=[])
+            self._state = WorkerStatus.IDLE  # the script stored it
+
+    def teardown(self) -> None:
+        if not self.is_horse:
+            with contextlib.suppress(*REDIS_DOWN):
+                self._settle_now()
+        super().teardown()  # type: ignore[no-untyped-call]
+
+    # -- running deliveries ---------------------------------------------------------------------
+    def execute_job(self, job: RQJob, queue: Queue) -> None:
+        job_id = execution.ledger_job_id(job)
+        if job_id is None:
+            # Not a ledger delivery: RQ's own handling, bookkeeping and all, of the whole job.
+            try:
+                job.refresh()
+                super().execute_job(job, queue)
+            except REDIS_DOWN as exc:
+                self._ride_out(exc)
+            return
+        started = time.monotonic()
+        outcome = "skipped"
+        try:
+            outcome = str(self.run_attempt(job, queue, job_id).get("outcome", "skipped"))
+        except (SystemExit, KeyboardInterrupt, StopRequested):
+            raise
+        except Exception:
+            # The ledger keeps the truth: a claim that never happened leaves the job waiting (upkeep sends
+            # it again), an outcome never recorded leaves a lease that upkeep records as lost.
+            log.exception("worker %s could not run delivery %s of job %s", self.name, job.id, job_id)
+        finally:
+            # Settled with the next take (one round trip fewer per job), or when the worker stops.
+            statistic = ""
+            if outcome in _COUNTED:
+                statistic = "failed_job_count" if outcome in _FAILED else "successful_job_count"
+            self._finished = (job.id, statistic, time.monotonic() - started)
+            self._state = WorkerStatus.IDLE
+            self._upkeep_started = True
+        self.log.info("Worker %s: job %s (delivery %s): %s", self.name, job_id, job.id, outcome)
+
+    def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
+        """Claim, run and record the attempt a delivery leads to; the handler runs within the job's timeout."""
+        return execution.run_attempt(execution.current_hub(), job_id, job.id, self.time_limit(job))
+
+    def job_timeout(self, job: RQJob) -> float:
+        """The seconds a delivery's handler may run: its timeout, or RQ's default where it sets none."""
+        return job.timeout or self.queue_class.DEFAULT_TIMEOUT
+
+    def time_limit(self, job: RQJob) -> Any:
+        """RQ's death penalty for the job's timeout."""
+        return self._time_limit(self.job_timeout(job), job.id)
+
+    def _time_limit(self, timeout: float, rq_job_id: str) -> Any:
+        return self.death_penalty_class(math.ceil(timeout), JobTimeoutException, job_id=rq_job_id)
+
+    def _ride_out(self, exc: BaseException) -> None:
+        """Wait until Redis answers again, at most MAX_BACKOFF seconds between tries; a worker of the
+        embedded stack follows its Redis to the address it has after a restart."""
+        log.warning("worker %s lost Redis (%s); waiting for it to come back", self.name, exc)
+        hub = execution.current_hub()
+        delay = 0.2
+        while not self._stop_requested:
+            time.sleep(delay)
+            try:
+                hub.reattach_redis()
+                self.connection.ping()
+            except (*REDIS_DOWN, OSError, RuntimeError):
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            log.warning("worker %s reached Redis again; carrying on", self.name)
+            return
+
+
+class SgenWorker(_LedgerUpkeep, SimpleWorker):
+    """Runs each attempt in the worker process itself (RQ's SimpleWorker): the default."""
+
+
+class SgenForkWorker(_LedgerUpkeep, Worker):
+    """Runs attempts in work horses it forks (RQ's Worker): a horse that crashes takes only its attempt.
+
+    The worker claims each attempt, renews its lease and records its outcome on its own ledger
+    connection; the horse only runs the handler, within the job's timeout, and hands the outcome back
+    (``execution.Handover``), touching neither Redis nor the database. The horse says on a pipe when its
+    outcome is written, so the worker records it and goes on while the horse's process is still being
+    torn down (reaped later); a pipe closed without that word is a horse that died, recorded at once, not
+    when its lease runs out. A horse dies with its worker.
+
+    By default every attempt gets a fresh horse (``horse_attempts`` = 1), as with RQ's Worker. With
+    ``horse_attempts`` N > 1 a horse runs up to N attempts, each sent to it over a pipe, before it is
+    replaced: no fork per attempt, the same isolation from crashes, none between the attempts one horse ran.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.horse_attempts = max(1, int(execution.current_hub().settings.horse_attempts))
+        self._exiting: list[int] = []  # horses that are done and ending
+        self._reported_fd = -1  # in a horse: where to say an outcome is written
+        self._next_fd = -1  # in a horse: where the next attempt comes from
+        self._horse_in = -1  # in the worker: where to send the running horse its next attempt
+        self._horse_out = -1  # in the worker: where the running horse says an outcome is written
+        self._horse_ran = 0  # attempts the running horse has been given
+        self._worker_ends = (-1, -1)  # the worker's ends of a new horse's pipes
+
+    def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
+        self._reap()
+        hub = execution.current_hub()
+        ctx = execution.riding_out(lambda: execution.claim(hub, job_id, job.id))
+        if ctx is None:
+            return {"job_id": job_id, "outcome": "skipped"}
+        self._horse_exit = "no work horse started"
+        recorded: dict[str, Any] | None = None
+        with execution.handed_over(hub, job.id, ctx) as handover:
+            try:
+                if not self._horse_pid or self._horse_ran >= self.horse_attempts or not self._sent(
+                    handover.message(self.job_timeout(job))
+                ):
+                    self._start_horse(job, queue)
+                self._horse_exit = "exit status 0"
+                self._horse_ran += 1
+                self._await_horse(job)
+            except BaseException:
+                # A cold shutdown or an error while waiting: the horse's outcome still counts.
+                self._outlive_horse()
+                raise
+            finally:
+                recorded = execution.riding_out(lambda: execution.record_handed(hub, handover, self._horse_exit))
+        return recorded or {"job_id": job_id, "outcome": "skipped"}
+
+    def _start_horse(self, job: RQJob, queue: Queue) -> None:
+        """Fork a horse for this attempt (the attempt is in its memory); with room for more, it then waits
+        for the next ones on a pipe."""
+        self._let_horse_go()
+        out_r, self._reported_fd = os.pipe()
+        in_r, in_w = os.pipe() if self.horse_attempts > 1 else (-1, -1)
+        self._next_fd = in_r
+        self._worker_ends = (out_r, in_w)  # closed in the horse, so that it sees the end of its pipe
+        try:
+            self.fork_work_horse(job, queue)
+        except BaseException:
+            for fd in (out_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in (self._reported_fd, in_r):
+                if fd >= 0:
+                    os.close(fd)
+            self._reported_fd = self._next_fd = -1
+        self._horse_out, self._horse_in, self._horse_ran = out_r, in_w, 0
+
+    def _sent(self, message: bytes) -> bool:
+        """Send the running horse its next attempt; False if it is gone (it ended while waiting)."""
+        try:
+            execution.write_all(self._horse_in, len(message).to_bytes(8, "big") + message)
+        except OSError:
+            self._outlive_horse()
+            return False
+        return True
+
+    def _let_horse_go(self) -> None:
+        """Let the running horse end (it reads the end of its pipe and exits); it is reaped later."""
+        for fd in (self._horse_in, self._horse_out):
+            if fd >= 0:
+                os.close(fd)
+        self._horse_in = self._horse_out = -1
+        if self._horse_pid:
+            self._exiting.append(self._horse_pid)
+            self._horse_pid = 0
+
+    def main_work_horse(self, job: RQJob, queue: Queue) -> None:
+        execution.die_with_parent(self._worker_pid)
+        handover = execution.RUNTIME.handover
+        if handover is None or handover.rq_job_id != job.id:
+            super().main_work_horse(job, queue)  # not a ledger delivery: RQ's horse
+            return
+        for fd in self._worker_ends:
+            if fd >= 0:
+                os.close(fd)
+        random.seed()
+        self.setup_work_horse_signals()  # type: ignore[no-untyped-call]
+        self._is_horse = True
+        try:
+            handover.run_in_horse(execution.ledger_job_id(job) or 0, self.time_limit(job))
+            os.write(self._reported_fd, b"1")
+            for _ in range(self.horse_attempts - 1):
+                message = _read_message(self._next_fd)
+                if message is None:
+                    break
+                handover, timeout = execution.Handover.from_message(
+                    message, execution.current_hub().ledger, handover.fd
+                )
+                execution.RUNTIME.handover = handover
+                assert handover.ctx is not None
+                handover.run_in_horse(handover.ctx.job_id, self._time_limit(timeout, handover.rq_job_id))
+                os.write(self._reported_fd, b"1")
+        except BaseException:  # noqa: BLE001 - a horse ends with its exit status, whatever happened
+            os._exit(1)
+        os._exit(0)
+
+    def fork_work_horse(self, job: RQJob, queue: Queue) -> None:
+        self._worker_pid = os.getpid()
+        super().fork_work_horse(job, queue)
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        # What the worker has built so far is never collected: a horse's garbage collector then leaves the
+        # pages it shares with the worker alone, and fewer of them are copied on write.
+        gc.freeze()
+
+    def _await_horse(self, job: RQJob) -> None:
+        """Wait for the horse to report the outcome, keeping this worker's registration alive. A horse
+        that ends without reporting is waited for, to note how it ended; past the job's timeout and a
+        minute's grace (its own alarm did not end it) it is killed. RQ's monitor, without the per-job
+        records of RQ's failure handling: the ledger records how the attempt ended."""
+        started = time.monotonic()
+        timeout = self.job_timeout(job)
+        while True:
+            ready, _, _ = select.select([self._horse_out], [], [], self.job_monitoring_interval)
+            if ready:
+                if not os.read(self._horse_out, 1):
+                    self._outlive_horse()
+                elif self._horse_ran >= self.horse_attempts:
+                    self._let_horse_go()
+                return
+            if timeout != -1 and time.monotonic() - started > timeout + 60:
+                self.heartbeat(self.job_monitoring_interval + 60)
+                self.kill_horse()
+                self._outlive_horse()
+                return
+            self.heartbeat(self.job_monitoring_interval + 60)
+
+    def _outlive_horse(self) -> None:
+        """Wait for the running horse to end, noting how it ended."""
+        pid = self._horse_pid
+        for fd in (self._horse_in, self._horse_out):
+            if fd >= 0:
+                os.close(fd)
+        self._horse_in = self._horse_out = -1
+        if not pid:
+            return
+        try:
+            _pid, status, _rusage = os.wait4(pid, 0)
+        except ChildProcessError:
+            return
+        self._horse_pid = 0
+        self._horse_exit = _wait_status(status)
+
+    def _reap(self, *, wait: bool = False) -> None:
+        """Collect the horses that are done and have ended since (all of them with ``wait``)."""
+        still = []
+        for pid in self._exiting:
+            try:
+                done, _status = os.waitpid(pid, 0 if wait else os.WNOHANG)
+            except ChildProcessError:
+                continue
+            if not done:
+                still.append(pid)
+        self._exiting = still
+
+    def teardown(self) -> None:
+        if not self.is_horse:
+            self._let_horse_go()
+            self._reap(wait=True)
+        super().teardown()
+
+
+def _read_message(fd: int) -> bytes | None:
+    """A length-prefixed message from ``fd``, or None at its end."""
+    head = _read_exactly(fd, 8)
+    return None if head is None else _read_exactly(fd, int.from_bytes(head, "big"))
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _wait_status(status: int | None) -> str:
+    if status is not None and os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    if status is not None and os.WIFEXITED(status):
+        return f"exit status {os.WEXITSTATUS(status)}"
+    return f"wait status {status}"
+
+
+WORKER_CLASSES: dict[str, type[BaseWorker]] = {"simple": SgenWorker, "fork": SgenForkWorker}
+
+
+def worker_name(prefix: str) -> str:
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def run(
+    hub: Stack,
+    *,
+    burst: bool = False,
+    concurrency: int | None = None,
+    logging_level: str = "INFO",
+    worker_class: str = "simple",
+    horse_attempts: int | None = None,
+) -> None:
+    """Serve the queues: one worker in this process, or RQ's worker pool of ``concurrency`` processes.
+    ``horse_attempts`` overrides the setting of that name for this run's forking workers."""
+    if horse_attempts is not None:
+        hub.settings = dataclasses.replace(hub.settings, horse_attempts=horse_attempts)
+    execution.bind_hub(hub)
+    n = concurrency or hub.settings.worker_concurrency
+    queues = hub.transport.ordered_queues
+    cls = WORKER_CLASSES[worker_class]
+    if n <= 1:
+        worker = cls(queues, connection=hub.redis, name=worker_name(hub.settings.queue_prefix))
+        if burst:
+            # What RQ's scheduler would do once for a burst, without its locks and registration.
+            hub.transport.move_due()
+        worker.work(burst=burst, with_scheduler=not burst, logging_level=logging_level)
+        return
+    pool = WorkerPool(queues, connection=hub.redis, num_workers=n, worker_class=cls, serializer=JSONSerializer)
+    pool.start(burst=burst, logging_level=logging_level)
