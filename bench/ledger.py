@@ -206,7 +206,7 @@ TIME_COLUMNS = {
 WORKERS = tuple(f"sgen-worker-{h}-{p}" for h in ("a", "b", "c") for p in (4711, 4712, 5120, 5121))
 TRACEBACK = (
     "Traceback (most recent call last):\n"
-    '  File "/srv/sgen/sgen_ops/execution.py", line 251, in run_attempt\n'
+    '  File "/srv/sgen/sgen_ops/runtime/execution.py", line 251, in run_attempt\n'
     "    spec.handler(ctx, ctx.payload)\n"
     '  File "/srv/sgen/worker/catalog.py", line {line}, in {func}\n'
     "    raise TaskError({code!r}, detail)\n"

@@ -1,6 +1,6 @@
 """Schedules: recurring jobs registered with a task, a cron expression or an interval, and a payload template.
 
-The schedule service, without permission or audit logic: ``surface.py`` wraps these functions with the
+The schedule service, without permission or audit logic: ``sgen_ops.surface`` wraps these functions with the
 capability check, account scoping and the Activity Log. Each function works in the caller's session (its
 transaction), writes nothing when it raises, and returns what the wrapper needs: ``create`` the new row (its
 logged shape is ``record(schedule)``), ``edit`` the before/after of the fields it changed, ``run_now`` and

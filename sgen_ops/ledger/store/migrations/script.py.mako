@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import sgen_ops.store.types
+import sgen_ops.ledger.store.types
 ${imports if imports else ""}
 
 revision = ${repr(up_revision)}
