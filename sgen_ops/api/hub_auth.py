@@ -12,6 +12,8 @@ JupyterHub runs a service with ``JUPYTERHUB_SERVICE_PREFIX`` (the path its proxy
   page; the Hub signs the user in and sends them back to ``{prefix}oauth_callback``, where the code becomes a Hub
   OAuth token kept in an HttpOnly cookie on the prefix. A page visit with that cookie then carries the token as
   its bearer: the admin gate asks the Hub whose it is, and the Hub user acts as the operator of the same name.
+  The sign-in's state and PKCE verifier travel in a short-lived cookie rather than in HubOAuth's memory, so
+  that any of the server's worker processes (``--workers``) can finish it.
 - **The cookie only reads.** It authenticates page visits (GET or HEAD navigations, the requests JupyterHub
   accepts a cookie for without its XSRF token), never a script's request nor a write: every server of a Hub
   shares its origin, so a page of another user's server could otherwise act through the cookie. Its answers
