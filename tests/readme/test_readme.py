@@ -10,7 +10,8 @@ How the examples run (see ``blocks.py`` for how they are read):
 - Each shell block runs as one ``bash`` script (``set -e -o pipefail``); what it exports, later blocks see.
 - The Python blocks run in one kernel started in that directory, statement by statement as notebook cells, so
   a name one block defines is there for the next.
-- A block marked ``<!-- not run: REASON -->`` is skipped, and the run lists each one with its reason.
+- A block marked ``<!-- not run: REASON -->`` is skipped, and the run lists each one with its reason at its end
+  (``pytest_terminal_summary`` in ``tests/conftest.py``).
 """
 
 from __future__ import annotations
