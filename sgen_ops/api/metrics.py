@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Float, and_, case, cast, func, select
 
 from ..core.states import State
+from ..core.tasks import registered
 from ..core.times import as_utc, utcnow
 from ..hub import Hub
 from ..ledger.query import epoch_seconds
@@ -120,8 +121,10 @@ class LedgerCollector(Collector):
         )
         stmt = (select(JobEvent.task, JobEvent.to_state, func.count())
                 .where(JobEvent.at >= hour, JobEvent.to_state.in_(COUNTED)).group_by(JobEvent.task, JobEvent.to_state))
-        for task, state, n in session.execute(stmt):
-            family.add_metric([task, state], int(n), created=hour.timestamp())
+        counts = {(task, state): int(n) for task, state, n in session.execute(stmt)}
+        # Every registered task's series from zero, so that rate() sees a task's first change of the hour too.
+        for task, state in sorted(counts.keys() | {(t, s) for t in registered() for s in COUNTED}):
+            family.add_metric([task, state], counts.get((task, state), 0), created=hour.timestamp())
         yield family
 
     @staticmethod

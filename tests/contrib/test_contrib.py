@@ -16,9 +16,11 @@ import httpx
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
 
 import sgen_ops
 from sgen_ops.core.times import utcnow
+from sgen_ops.ledger.store import JobEvent
 
 from ..api.conftest import Api, start_server
 from ..conftest import ROOT, Stack
@@ -143,8 +145,12 @@ def test_the_new_metrics_count_what_happened(hub: sgen_ops.Hub, api: Api, monkey
         hub.enqueue("test.ok", {"n": n}, account="acme")
     hub.enqueue("test.boom", {"n": 1}, account="acme")  # two attempts, then the dead letter
     hub.work(burst=True)
-    text = api.http(admin).get("/metrics").text
+    assert api.http(admin).get("/metrics").status_code == 200
+    with hub.ledger.read() as session:  # scraped within the hour of the last change, whenever the test runs
+        last_change = session.scalar(select(func.max(JobEvent.at)))
+    text = _scrape_at(hub, last_change, monkeypatch)
     assert sample(text, "sgen_ops_job_state_changes_total", task="test.ok", state="succeeded") == 2
+    assert sample(text, "sgen_ops_job_state_changes_total", task="test.slow", state="failed") == 0  # from zero
     assert sample(text, "sgen_ops_job_state_changes_total", task="test.boom", state="failed") == 2
     assert sample(text, "sgen_ops_job_state_changes_total", task="test.boom", state="dead-letter") == 1
     assert sample(text, "sgen_ops_last_schedule_tick_timestamp_seconds") == 0  # never ticked
@@ -153,24 +159,23 @@ def test_the_new_metrics_count_what_happened(hub: sgen_ops.Hub, api: Api, monkey
     schedule = hub.as_operator(admin).create_schedule("test.ok", every="1m")
     later = utcnow() + timedelta(minutes=3)
     overdue = _scrape_at(hub, later, monkeypatch)
-    assert 100 < overdue["sgen_ops_schedule_tick_overdue_seconds"] < 200  # due after 1 minute, 3 minutes on
+    assert 100 < sample(overdue, "sgen_ops_schedule_tick_overdue_seconds") < 200  # due after 1 minute, 3 minutes on
     hub.tick(now=later)
     after = _scrape_at(hub, later, monkeypatch)
-    assert after["sgen_ops_schedule_tick_overdue_seconds"] == 0
-    assert abs(after["sgen_ops_last_schedule_tick_timestamp_seconds"] - utcnow().timestamp()) < 300
+    assert sample(after, "sgen_ops_schedule_tick_overdue_seconds") == 0
+    assert abs(sample(after, "sgen_ops_last_schedule_tick_timestamp_seconds") - utcnow().timestamp()) < 300
     hub.as_operator(admin).pause_schedule(schedule)
-    assert _scrape_at(hub, later + timedelta(hours=1), monkeypatch)["sgen_ops_schedule_tick_overdue_seconds"] == 0
+    paused = _scrape_at(hub, later + timedelta(hours=1), monkeypatch)
+    assert sample(paused, "sgen_ops_schedule_tick_overdue_seconds") == 0
 
 
-def _scrape_at(hub: sgen_ops.Hub, moment: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
-    """The schedule gauges as a scrape at ``moment`` reads them (a fresh collector: no cache)."""
+def _scrape_at(hub: sgen_ops.Hub, moment: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The metrics as a scrape at ``moment`` reads them (a fresh collector: no cache)."""
     from sgen_ops.api import metrics
 
     with monkeypatch.context() as clock:
         clock.setattr(metrics, "utcnow", lambda: moment)
-        text = metrics.Metrics(hub).exposition().decode()
-    return {name: sample(text, name) for name in
-            ("sgen_ops_schedule_tick_overdue_seconds", "sgen_ops_last_schedule_tick_timestamp_seconds")}
+        return metrics.Metrics(hub).exposition().decode()
 
 
 def sample(text: str, name: str, **labels: str) -> float:
