@@ -210,3 +210,16 @@ def hub(stack: Stack) -> sgen_ops.Hub:
 @pytest.fixture
 def make_hub(stack: Stack) -> Callable[..., sgen_ops.Hub]:
     return stack.hub
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The README blocks the README test did not run, with its reasons (here, so that xdist's controller has it)."""
+    reasons: set[str] = set()
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            properties = getattr(report, "user_properties", ())
+            reasons.update(*(value for name, value in properties if name == "readme_not_run"))
+    if reasons:
+        terminalreporter.section("README blocks not run")
+        for reason in sorted(reasons, key=lambda r: int(r.split()[2])):
+            terminalreporter.write_line(reason)

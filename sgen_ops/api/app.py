@@ -4,6 +4,7 @@ its thread pool."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import FastAPI
@@ -20,6 +21,7 @@ from ..hub import Hub
 from . import problems
 from .auth import Gate, HubUsers
 from .endpoints import Ops, install
+from .hub_auth import HubService
 from .metrics import Metrics
 from .routes import ROUTES
 from .schemas import Health
@@ -79,6 +81,9 @@ def create_app(hub: Hub, *, hub_users: HubUsers | None = _FROM_ENVIRONMENT) -> F
     app.add_exception_handler(StarletteHTTPException, problems.on_http_error)
     app.add_exception_handler(Exception, problems.on_unexpected)
     app.add_middleware(CountAnswers, metrics=metrics)
+    service = HubService.settings_from(os.environ)  # a JupyterHub service: its prefix, and browsers' Hub OAuth
+    if service is not None:
+        app.add_middleware(HubService, prefix=service[0], oauth=service[1])
     install(app)
 
     @app.get("/healthz", response_model=Health, tags=["service"], responses={503: {"model": Health}})

@@ -11,6 +11,7 @@ with 401, and never reaches the surface.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -31,9 +32,11 @@ HUB_CACHE_SECONDS = 60.0
 class HubUsers:
     """Asks a JupyterHub who a token belongs to, remembering the answers for a minute."""
 
-    def __init__(self, api_url: str, timeout: float = 5.0) -> None:
+    def __init__(self, api_url: str, timeout: float = 5.0, access_scopes: frozenset[str] = frozenset()) -> None:
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
+        # A token must hold one of these (JupyterHub's JUPYTERHUB_OAUTH_ACCESS_SCOPES: access to this service).
+        self.access_scopes = access_scopes
         self._known: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
@@ -42,7 +45,11 @@ class HubUsers:
         """The Hub this server is a service of, if its environment says so."""
         env = os.environ if env is None else env
         url, own_token = env.get("JUPYTERHUB_API_URL", "").strip(), env.get("JUPYTERHUB_API_TOKEN", "").strip()
-        return cls(url) if url and own_token else None
+        try:
+            scopes = frozenset(json.loads(env.get("JUPYTERHUB_OAUTH_ACCESS_SCOPES") or "[]"))
+        except (TypeError, ValueError):
+            scopes = frozenset()
+        return cls(url, access_scopes=scopes) if url and own_token else None
 
     def user_of(self, token: str) -> str:
         """The Hub user's name; ``Unauthenticated`` if the Hub does not know the token."""
@@ -60,11 +67,15 @@ class HubUsers:
         if answer.status_code != 200:
             raise Unauthenticated("the bearer token is not valid (neither this server's nor JupyterHub's)")
         try:
-            name = answer.json().get("name")
+            model = answer.json()
         except ValueError:
-            name = None
+            model = {}
+        name = model.get("name") if isinstance(model, dict) else None
         if not isinstance(name, str) or not name:
             raise Unauthenticated("JupyterHub's answer about the token names no user")
+        if self.access_scopes and not (self.access_scopes | {"access:services"}) & set(model.get("scopes") or ()):
+            raise Unauthenticated(f"the JupyterHub token of {name!r} may not use this service: it holds none of "
+                                  f"the scopes {', '.join(sorted(self.access_scopes))}")
         with self._lock:
             self._known = {k: v for k, v in self._known.items() if v[0] > now}
             self._known[key] = (now + HUB_CACHE_SECONDS, name)

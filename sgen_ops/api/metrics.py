@@ -11,11 +11,20 @@ counts as it answers them. No account and no job id is ever a label.
     sgen_ops_queue_wait_seconds{task}              due -> started, of every attempt (histogram)
     sgen_ops_workers{state}                        RQ workers alive on this stack's queues (rq_workers)
     sgen_ops_oldest_queued_job_age_seconds         how long the longest-waiting due job has waited
+    sgen_ops_job_state_changes_total{task, state}  jobs that became succeeded, failed, dead-letter or cancelled
+                                                   since the start of this UTC hour (a counter restarting hourly)
+    sgen_ops_last_schedule_tick_timestamp_seconds  when the scheduler last emitted a due tick (0: never)
+    sgen_ops_schedule_tick_overdue_seconds         how long the most overdue tick of an enabled schedule has
+                                                   waited to be emitted (0: none due)
     sgen_ops_operator_actions_total{action, result} operations served over HTTP, by result
     sgen_ops_http_requests_total{method, route, status}
 
 Attempt counts and histograms are over the attempts the ledger holds: a dismissed or deleted job takes its
-attempts with it, so they can go down (a scraper sees that as a counter reset).
+attempts with it, so they can go down (a scraper sees that as a counter reset). Rates of jobs finishing come
+from ``sgen_ops_job_state_changes_total`` instead: it counts the ledger's state-change events of the current
+hour only (an index range, whatever the history's size), so it never goes down within the hour, and restarts
+from zero at each hour with its ``_created`` time, as a counter of a restarted process does; ``rate()`` and
+``increase()`` read it across the restarts.
 """
 
 from __future__ import annotations
@@ -27,15 +36,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Float, and_, case, cast, func, select
 
 from ..core.states import State
-from ..core.times import utcnow
+from ..core.tasks import registered
+from ..core.times import as_utc, utcnow
 from ..hub import Hub
 from ..ledger.query import epoch_seconds
-from ..ledger.store import Attempt, Job
+from ..ledger.stats import COUNTED
+from ..ledger.store import Attempt, Job, JobEvent, Schedule
+from ..runtime.workers_info import last_schedule_tick
 
 CACHE_SECONDS = 5.0
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
@@ -90,11 +102,46 @@ class LedgerCollector(Collector):
                 select(func.min(Job.scheduled_for)).where(Job.state == State.QUEUED.value,
                                                           Job.scheduled_for <= utcnow())
             )
+            yield from self._state_changes(session)
+            yield from self._schedule_ticks(session)
         age = GaugeMetricFamily("sgen_ops_oldest_queued_job_age_seconds",
                                 "How long the longest-waiting due job has waited (0: none waiting)")
         age.add_metric([], max(0.0, (utcnow() - oldest).total_seconds()) if oldest is not None else 0.0)
         yield age
         yield self._workers()
+
+    @staticmethod
+    def _state_changes(session: Any) -> Iterator[Metric]:
+        hour = utcnow().replace(minute=0, second=0, microsecond=0)
+        family = CounterMetricFamily(
+            "sgen_ops_job_state_changes",
+            "Jobs that became succeeded, failed, dead-letter or cancelled since the start of this UTC hour, by task "
+            "(restarts each hour: read it with rate() or increase())",
+            labels=["task", "state"],
+        )
+        stmt = (select(JobEvent.task, JobEvent.to_state, func.count())
+                .where(JobEvent.at >= hour, JobEvent.to_state.in_(COUNTED)).group_by(JobEvent.task, JobEvent.to_state))
+        counts = {(task, state): int(n) for task, state, n in session.execute(stmt)}
+        # Every registered task's series from zero, so that rate() sees a task's first change of the hour too.
+        for task, state in sorted(counts.keys() | {(t, s) for t in registered() for s in COUNTED}):
+            family.add_metric([task, state], counts.get((task, state), 0), created=hour.timestamp())
+        yield family
+
+    @staticmethod
+    def _schedule_ticks(session: Any) -> Iterator[Metric]:
+        now = utcnow()
+        last = last_schedule_tick(session)
+        tick = GaugeMetricFamily("sgen_ops_last_schedule_tick_timestamp_seconds",
+                                 "When the scheduler last emitted a due schedule tick, in Unix time (0: never)")
+        tick.add_metric([], last.timestamp() if last is not None else 0.0)
+        yield tick
+        owed = session.scalar(select(func.min(Schedule.next_run)).where(
+            Schedule.enabled.is_(True), Schedule.next_run.is_not(None), Schedule.next_run <= now))
+        overdue = GaugeMetricFamily("sgen_ops_schedule_tick_overdue_seconds",
+                                    "How long the most overdue tick of an enabled schedule has waited to be emitted "
+                                    "(0: none due)")
+        overdue.add_metric([], max(0.0, (now - as_utc(owed)).total_seconds()) if owed is not None else 0.0)
+        yield overdue
 
     @staticmethod
     def _histogram(session: Any, name: str, doc: str, value: Any, where: Any) -> HistogramMetricFamily:

@@ -75,6 +75,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(page.items)
         return 0
+    if args.ids:
+        print("\n".join(str(r.id) for r in page.items))
+        return 0
     if not page.items:
         print("no jobs match" if page.total == 0 else f"no jobs on page {page.page}; {page.total} job(s) match")
         return 0
@@ -160,6 +163,7 @@ def register(sub: Any) -> None:
     p.add_argument("--page", type=int, default=1)
     p.add_argument("--per-page", type=int, default=50)
     add_json(p)
+    p.add_argument("--ids", action="store_true", help="print only the ids, one a line (for $(...) in scripts)")
     p.set_defaults(func=cmd_list)
 
     p = jobs.add_parser("show", help="one job's record: payload (masked for your role), attempts, errors")
