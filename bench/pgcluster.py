@@ -1,7 +1,8 @@
-"""A private PostgreSQL cluster for outage tests: ``initdb`` and ``pg_ctl`` from the server's own binaries, run
-as the ``postgres`` system user when the tests run as root, on a free port, in a directory of its own that is
-removed with it. ``stop()`` is ``pg_ctl stop -m immediate`` (the server dies as a crash or a failover would end
-it: no checkpoint, every connection cut); ``start()`` brings it back on the same port with the same data."""
+"""A private PostgreSQL cluster for the outage scenarios and the soak's database outage: ``initdb`` and ``pg_ctl``
+from the server's own binaries, run as the ``postgres`` system user when run as root, on a free port, in a
+directory of its own that is removed with it. ``stop()`` is ``pg_ctl stop -m immediate`` (the server dies as a
+crash or a failover would end it: no checkpoint, every connection cut); ``start()`` brings it back on the same
+port with the same data."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 
 def _bindir() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
@@ -25,6 +24,10 @@ def _bindir() -> Path | None:
         return Path(found[-1]).parent
     on_path = shutil.which("initdb")
     return Path(on_path).parent if on_path else None
+
+
+class NoServer(RuntimeError):
+    """This machine has no PostgreSQL server to run."""
 
 
 def free_port() -> int:
@@ -39,7 +42,7 @@ class PrivateCluster:
     def __init__(self) -> None:
         bindir = _bindir()
         if bindir is None:
-            pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+            raise NoServer("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix="sgen-pg-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         self.data = self.root / "data"
