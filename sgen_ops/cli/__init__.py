@@ -2,7 +2,8 @@
 for scripts, and every operation through the Jobs surface as the acting operator.
 
 Exit status: 0 done; 1 an operation was refused (a ``SgenOpsError``: the reason on stderr, no traceback);
-2 the command line itself was wrong (argparse's usage errors).
+2 the command line itself was wrong (argparse's usage errors); 69 the ledger or Redis (or the API) could not be
+reached (``Unavailable``: one line on stderr, nothing recorded; try again later).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from ..errors import SgenOpsError
+from ..errors import SgenOpsError, Unavailable
 from . import audit, info, jobs, pauses, schedules, stack
 from .base import UsageError, operator_from_env
 
@@ -22,6 +23,8 @@ __all__ = ["build_parser", "main", "operator_from_env"]
 
 REFUSED = 1
 USAGE = 2
+# The ledger, Redis or the API could not be reached (sysexits.h's EX_UNAVAILABLE).
+UNAVAILABLE = 69
 # A shell's status for a command whose reader went away (128 + SIGPIPE), as `yes | head` gives.
 PIPE_CLOSED = 141
 
@@ -36,7 +39,8 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sgen-ops", description="Operate SGEN's background-job queue.",
-        epilog="exit status: 0 done, 1 an operation was refused (reason on stderr), 2 a usage error",
+        epilog="exit status: 0 done, 1 an operation was refused (reason on stderr), 2 a usage error, "
+        "69 the ledger, Redis or the API could not be reached",
     )
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -68,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = int(args.func(args))
         sys.stdout.flush()
         return status
+    except Unavailable as exc:
+        print(f"sgen-ops: {exc}", file=sys.stderr)
+        return UNAVAILABLE
     except SgenOpsError as exc:
         print(f"sgen-ops: {type(exc).__name__}: {exc}", file=sys.stderr)
         return REFUSED
