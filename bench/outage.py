@@ -9,7 +9,7 @@ Redis goes away, in one table (issue 20). Each scenario runs real processes on s
   During the outage: ``sgen-ops jobs list``, the API (``sgen-ops serve``), and ``enqueue``.
 * ``redis``: a private redis-server killed with ``kill -9`` and started again empty on its port while attempts
   run on both classes; a delayed job and a retry fall due during the outage; ``sgen-ops info`` and
-  ``GET /api/workers`` (which need Redis) are called during it.
+  ``GET /healthz`` (which need Redis) are called during it.
 * ``start``: a worker started while the database is down, and one started while Redis is down.
 * ``scheduler``: the worker whose RQ scheduler moves delayed jobs is killed (SIGKILL); a delayed job falls due.
 
@@ -247,6 +247,7 @@ class Scene:
         self.ids: list[int] = []
         self.token = ""
         self.details: dict[str, Any] = {}
+        self.remote: Any = None
 
     def settings(self) -> dict[str, Any]:
         return {"database_url": self.database_url, "redis_url": self.redis.url, "home": self.home,
@@ -286,24 +287,62 @@ class Scene:
         return url
 
     def ask_api(self, url: str, path: str) -> str:
+        """One call of the API, summed up (and kept whole in ``details["api_answers"]``)."""
         try:
             answer = httpx.get(url + path, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
         except httpx.HTTPError as exc:
             return f"no answer ({type(exc).__name__})"
         try:
-            detail = str(answer.json().get("detail", ""))[:140]
+            body = answer.json()
+            detail = str(body.get("detail", "")) if isinstance(body, dict) else answer.text
         except ValueError:
-            detail = answer.text[:140]
+            detail = answer.text
         retry = answer.headers.get("retry-after")
         kind = answer.headers.get("content-type", "").split(";")[0]
-        return f"{answer.status_code} {kind}{f', Retry-After {retry}' if retry else ''}: {detail}"
+        self.details.setdefault("api_answers", {})[path] = {
+            "status": answer.status_code, "type": kind, "retry_after": retry, "detail": detail, "text": answer.text}
+        return f"{answer.status_code} {kind}{f', Retry-After {retry}' if retry else ''}: {detail[:140]}"
 
     def ask_cli(self, *args: str) -> str:
+        """One CLI command, summed up (and kept whole in ``details["cli_answers"]``)."""
         done = self.cli(*args)
         lines = [line for line in done.stderr.splitlines() if line.strip()]
+        self.details.setdefault("cli_answers", {})[" ".join(args)] = {
+            "status": done.returncode, "stderr": lines, "stdout": done.stdout}
         first = lines[0][:160] if lines else ""
         traceback = " (with a traceback)" if "Traceback" in done.stderr else ""
         return f"exit {done.returncode}, {len(lines)} line(s) on stderr{traceback}: {first}"
+
+    def ask_ops(self) -> dict[str, str]:
+        """Operations as an administrator, locally and through the API's remote client: what each raised."""
+        answers = {}
+        for where, ops in (("local", self.hub.as_operator(ADMIN)), ("remote", self.remote)):
+            if ops is None:
+                continue
+            calls = {
+                "list_jobs": lambda o: o.list_jobs(),
+                "get_job": lambda o: o.get_job(self.ids[0]),
+                "cancel": lambda o: o.cancel(self.ids[0]),
+                "rerun": lambda o: o.rerun(self.ids[0]),
+                "throughput": lambda o: o.throughput(),
+                "activity_log": lambda o: o.activity_log(),
+                "create_schedule": lambda o: o.create_schedule("outage.run", every="1h", payload={"log": "-"}),
+            }
+            for name, call in calls.items():
+                try:
+                    call(ops)
+                    answers[f"{where} {name}"] = "returned"
+                except Exception as exc:  # noqa: BLE001 - what an outage raises is what is measured
+                    answers[f"{where} {name}"] = f"{type(exc).__module__}.{type(exc).__name__}"
+        return answers
+
+    def ledger_jobs(self) -> int:
+        from sqlalchemy import func
+
+        from sgen_ops.ledger.store import Job
+
+        with self.hub.ledger.read() as session:
+            return int(session.scalar(select(func.count()).select_from(Job)) or 0)
 
     def try_enqueue(self) -> str:
         try:
@@ -356,6 +395,15 @@ class Scene:
         result.overlaps = overlaps(found)
         rows = self.rows()
         result.lost = sorted(j for j, (state, _) in rows.items() if state not in TERMINAL)
+        if result.lost:
+            from sgen_ops.ledger.store import Job
+
+            with self.hub.ledger.read() as session:
+                self.details["lost_rows"] = [
+                    (j.id, j.state, j.rq_job_id, j.attempts, str(j.scheduled_for), j.cancel_requested)
+                    for j in session.scalars(select(Job).where(Job.id.in_(result.lost)))]
+                self.details["lost_in_redis"] = {
+                    str(rq): self.hub.redis.hgetall(f"rq:job:{rq}") for _, _, rq, *_ in self.details["lost_rows"]}
         finished_ok = {(s.job, s.run, s.attempt) for s in found if s.outcome == "ok"}
         expected = {"ok", "failed", "JobCancelled", "AttemptFenced", None}
         result.broken = [(s.job, s.attempt, s.outcome) for s in found if s.outcome not in expected]
@@ -435,13 +483,20 @@ def database_outage(workdir: Path, lease: float = 3.0, outage: float | None = No
         s.details["cli"] = s.ask_cli("jobs", "list", "--operator", ADMIN)
         s.details["api"] = s.ask_api(api, "/api/accounts/*/jobs")
         s.details["enqueue"] = s.try_enqueue()
+        s.details["ops"] = s.ask_ops()
         time.sleep(max(0.0, outage - (time.monotonic() - down)))
         pg.start()
         back = time.time()
         s.details["outage_seconds"] = round(time.monotonic() - down, 1)
         wait_until(s.settled, 120)
+        s.details["ledger_jobs"] = s.ledger_jobs()
         result = s.result("database")
         result.cli, result.api, result.enqueue = s.details["cli"], s.details["api"], s.details["enqueue"]
+        raised = sorted(set(s.details["ops"].values()))
+        result.notes.append(f"{len(s.details['ops'])} operations during the outage (local and remote) raised: "
+                            + ", ".join(raised))
+        result.notes.append(f"jobs in the ledger afterwards: {s.details['ledger_jobs']} "
+                            f"(acknowledged: {len(s.ids)})")
         result.lateness = {
             "delayed job due during the outage": s.lateness(delayed, back),
             "retry (0.5 s backoff)": s.lateness(retry, number=2),
@@ -471,7 +526,7 @@ def redis_restart(workdir: Path, database_url: str | None = None, lease: float =
         s.ids.append(retry)
         time.sleep(0.5)
         s.details["cli"] = s.ask_cli("info")
-        s.details["api"] = s.ask_api(api, "/api/workers")
+        s.details["api"] = s.ask_api(api, "/healthz")
         time.sleep(max(0.0, outage - (time.monotonic() - down)))
         s.redis.start()
         back = time.time()

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import SgenOpsError, Unavailable
+from ..transport.reach import REDIS_DOWN
 from . import audit, info, jobs, pauses, schedules, stack
 from .base import UsageError, operator_from_env
 
@@ -62,6 +63,21 @@ def _quiet_stdout() -> None:
     os.close(devnull)
 
 
+def _redis_unavailable(exc: BaseException) -> Unavailable:
+    """A command that needed Redis found it gone: ``Unavailable`` naming the Redis of this stack's settings."""
+    import redis
+
+    from ..config import load_settings
+    from ..transport.reach import unavailable
+
+    try:
+        settings = load_settings()
+        url = settings.redis_url or (settings.home / "redis.url").read_text().strip()
+    except (OSError, SgenOpsError):
+        url = "redis://localhost:6379"
+    return unavailable(exc, redis.Redis.from_url(url)) or Unavailable("redis", url, "it does not answer")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -74,6 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except Unavailable as exc:
         print(f"sgen-ops: {exc}", file=sys.stderr)
+        return UNAVAILABLE
+    except REDIS_DOWN as exc:
+        print(f"sgen-ops: {_redis_unavailable(exc)}", file=sys.stderr)
         return UNAVAILABLE
     except SgenOpsError as exc:
         print(f"sgen-ops: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -74,13 +74,17 @@ class Reach:
 
     def __init__(self) -> None:
         self.since = time.monotonic()
+        self.failed_at: float | None = None
 
     def failed(self) -> None:
-        self.since = time.monotonic()
+        self.since = self.failed_at = time.monotonic()
 
     def steady_for(self) -> float:
         """Seconds since the ledger last failed this process (or since it started)."""
         return time.monotonic() - self.since
+
+    def failed_within(self, seconds: float) -> bool:
+        return self.failed_at is not None and time.monotonic() - self.failed_at < seconds
 
 
 @dataclass(eq=False)
@@ -274,7 +278,7 @@ class TaskContext:
         ledger is unreachable it checks nothing and returns: the handler goes on, its lease decides."""
         if self.lease is not None and self.lease.fenced:
             raise AttemptFenced(self.lease.fenced)
-        if RUNTIME.reach.steady_for() < CHECKPOINT_QUIET:
+        if RUNTIME.reach.failed_within(CHECKPOINT_QUIET):
             return  # the ledger failed a moment ago: not asked again at every checkpoint of a tight loop
         try:
             with self._ledger.read() as session:
