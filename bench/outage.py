@@ -248,6 +248,7 @@ class Scene:
         self.token = ""
         self.details: dict[str, Any] = {}
         self.remote: Any = None
+        self.local: Any = None
 
     def settings(self) -> dict[str, Any]:
         return {"database_url": self.database_url, "redis_url": self.redis.url, "home": self.home,
@@ -316,7 +317,7 @@ class Scene:
     def ask_ops(self) -> dict[str, str]:
         """Operations as an administrator, locally and through the API's remote client: what each raised."""
         answers = {}
-        for where, ops in (("local", self.hub.as_operator(ADMIN)), ("remote", self.remote)):
+        for where, ops in (("local", self.local), ("remote", self.remote)):
             if ops is None:
                 continue
             calls = {
@@ -434,6 +435,9 @@ class Scene:
     def close(self) -> None:
         for proc in reversed(self.procs):
             proc.stop()
+        if self.remote is not None:
+            with contextlib.suppress(Exception):
+                self.remote.close()
         self.hub.close()
 
 
@@ -460,6 +464,9 @@ def database_outage(workdir: Path, lease: float = 3.0, outage: float | None = No
     outage = outage if outage is not None else 2 * lease + 2
     with private_cluster() as pg, scene(workdir, pg.url, lease) as s:
         api = s.serve()
+        s.local = s.hub.as_operator(ADMIN)
+        with contextlib.suppress(Exception):
+            s.remote = sgen_ops.remote(api, token=s.token)
         # One worker at a time takes the job meant for it: each class gets a long attempt (it must be stopped;
         # its retries are short) ...
         long_jobs = []
