@@ -7,6 +7,7 @@ Redis goes away, in one table (issue 20). Each scenario runs real processes on s
   its worker must stop it), a short one on each class that finishes during the outage (its outcome must be
   kept), deliveries waiting on the queues (none may be dropped), a delayed job due during the outage, a retry.
   During the outage: ``sgen-ops jobs list``, the API (``sgen-ops serve``), and ``enqueue``.
+* ``checkpoints``: the same outage over a simple worker whose handler has no checkpoints.
 * ``redis``: a private redis-server killed with ``kill -9`` and started again empty on its port while attempts
   run on both classes; a delayed job and a retry fall due during the outage; ``sgen-ops info`` and
   ``GET /healthz`` (which need Redis) are called during it.
@@ -469,10 +470,12 @@ def database_outage(workdir: Path, lease: float = 3.0, outage: float | None = No
             s.remote = sgen_ops.remote(api, token=s.token)
         # One worker at a time takes the job meant for it: each class gets a long attempt (it must be stopped;
         # its retries are short) ...
+        # The fork worker's long attempt never reaches a checkpoint (only killing its horse stops it); the simple
+        # worker's has one at every tick.
         long_jobs = []
         for kind in ("fork", "simple"):
             s.worker(kind)
-            long_jobs.append(s.job(60.0, retry_seconds=0.5))
+            long_jobs.append(s.job(60.0, retry_seconds=0.5, checkpoints=kind == "simple"))
             s.wait_started(long_jobs[-1])
         # ... and a short one, which ends inside the outage.
         for proc in [s.worker("fork"), s.worker("simple")]:
@@ -511,6 +514,25 @@ def database_outage(workdir: Path, lease: float = 3.0, outage: float | None = No
                 (v for v in (s.lateness(j, back) for j in waiting) if v is not None), default=None),
         }
         result.details.update(long=long_jobs, short=short_jobs, waiting=waiting, delayed=delayed, retry=retry,
+                              attempts={j: [a[:3] for a in att] for j, (_, att) in s.rows().items()})
+        return result
+
+
+def without_checkpoints(workdir: Path, lease: float = 3.0, outage: float | None = None) -> Result:
+    """A simple worker's handler without checkpoints, caught by a database outage longer than the lease: nothing can
+    stop it but leaving the process (exit status 75); a second worker runs the retry."""
+    outage = outage if outage is not None else 2 * lease + 2
+    with private_cluster() as pg, scene(workdir, pg.url, lease) as s:
+        first = s.worker("simple")
+        job_id = s.job(30.0, retry_seconds=0.5, checkpoints=False)
+        s.wait_started(job_id)
+        pg.stop()
+        time.sleep(outage)
+        pg.start()
+        second = s.worker("simple")
+        wait_until(s.settled, 120)
+        result = s.result("without checkpoints")
+        result.details.update(first_exit=first.popen.poll(), second_alive=second.alive(),
                               attempts={j: [a[:3] for a in att] for j, (_, att) in s.rows().items()})
         return result
 
@@ -612,6 +634,7 @@ def scheduler_kill(workdir: Path, database_url: str | None = None, lease: float 
 
 SCENARIOS: dict[str, Callable[[Path], Result]] = {
     "database": database_outage,
+    "checkpoints": without_checkpoints,
     "redis": redis_restart,
     "start": start_while_down,
     "scheduler": scheduler_kill,

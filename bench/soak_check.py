@@ -11,15 +11,18 @@ must be zero for the soak to pass:
 * attempts started twice: one (job, run, attempt) started more than once.
 * overlapping runs: two starts of one job whose intervals overlap. An interval ends at its finish, else
   when its process was seen to die (killed or exited), else when its parent was (a work horse goes with
-  its worker only where the platform makes it); one with none of these stays open.
+  its worker only where the platform makes it), else when its process or its parent started another
+  attempt (a forking worker forks its next horse only after the last one reported or ended: a horse its
+  worker killed because it could not renew the lease leaves no finish); one with none of these stays open.
 * re-runs after a truly lost outcome (allowed, counted): the handler logged its finish, the ledger
   recorded that attempt as worker-lost, and the job started its next attempt.
 * event-chain breaks: jobs whose job_events do not chain (a first event not from nothing, an event whose
   from_state is not the previous to_state) or whose last to_state is not jobs.state.
 * audit verify: the Activity Log's hash chain.
 
-Reported, not judged: retry lateness, each retry's start minus its due time (the attempt's ``ready_at``), and
-for the retries due while the database was stopped (``--db-outage``), their start minus the moment it was back.
+Reported, not judged: the lateness of delayed retries (a backoff, so RQ's scheduler moved them), each one's start
+minus its due time (the attempt's ``ready_at``; queueing behind busy workers counts too), and for the retries
+due while the database was stopped (``--db-outage``), their start minus the moment it was back.
 
 ``python -m bench.soak_check LOG (--ledger-json FILE | --database-url URL)`` prints the table and exits
 non-zero when the soak failed.
@@ -28,6 +31,7 @@ non-zero when the soak failed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -52,8 +56,8 @@ class LedgerRows:
     jobs: list[tuple[int, str]] = field(default_factory=list)  # (id, state)
     attempts: list[tuple[int, int, int, str | None]] = field(default_factory=list)  # (job, run, number, exit)
     events: list[tuple[int, int, str | None, str]] = field(default_factory=list)  # (id, job, from, to)
-    # (job, run, number, ready_at, started_at) in seconds since the epoch, for the lateness of retries
-    timings: list[tuple[int, int, int, float, float]] = field(default_factory=list)
+    # (job, run, number, ready_at, started_at, finished_at or 0) in seconds since the epoch: retry lateness
+    timings: list[tuple[int, int, int, float, float, float]] = field(default_factory=list)
     audit_ok: bool = True
     audit_message: str = ""
 
@@ -66,7 +70,8 @@ class LedgerRows:
             jobs=[(int(j), str(s)) for j, s in data["jobs"]],
             attempts=[(int(j), int(r), int(n), e) for j, r, n, e in data["attempts"]],
             events=[(int(i), int(j), f, str(t)) for i, j, f, t in data["events"]],
-            timings=[(int(j), int(r), int(n), float(a), float(b)) for j, r, n, a, b in data.get("timings", [])],
+            timings=[(int(t[0]), int(t[1]), int(t[2]), float(t[3]), float(t[4]), float(t[5]) if len(t) > 5 else 0.0)
+                     for t in data.get("timings", [])],
             audit_ok=bool(data["audit_ok"]),
             audit_message=str(data.get("audit_message", "")),
         )
@@ -122,7 +127,7 @@ class Report:
         rows.append(("audit verify", "ok" if self.audit_ok else "broken"))
         if self.retry_lateness:
             late = self.retry_lateness
-            rows.append(("retry lateness (start minus due)", f"median {late['median']:.1f} s, p95 {late['p95']:.1f} s, "
+            rows.append(("delayed retries: start minus due", f"median {late['median']:.1f} s, p95 {late['p95']:.1f} s, "
                          f"max {late['max']:.1f} s ({int(late['count'])} retries)"))
         if self.outage_lateness is not None:
             rows.append(("retries due during the database outage: latest start after its return",
@@ -223,15 +228,28 @@ def check(lines: Sequence[dict[str, Any]], ledger: LedgerRows) -> Report:
 
     # overlapping runs
     deaths = _deaths(lines)
+    # The next attempt each forking worker's horses started after each start: it forks its next horse only after
+    # the last one reported or ended.
+    forking = {int(e["pid"]) for e in lines if e["event"] == "worker-start" and e.get("kind") == "fork"}
+    by_process: dict[int, list[float]] = defaultdict(list)
+    for s in starts:
+        if int(s.get("ppid") or 0) in forking:
+            by_process[int(s["ppid"])].append(float(s["mono"]))
+    next_start: dict[tuple[int, float], float] = {}
+    for proc, times in by_process.items():
+        times.sort()
+        for a, b in itertools.pairwise(times):
+            next_start[(proc, a)] = b
     intervals: dict[int, list[tuple[float, float, tuple[int, int, int]]]] = defaultdict(list)
     for s in starts:
         key = (int(s["job"]), int(s["run"]), int(s["attempt"]))
         begin, pid = float(s["mono"]), int(s["pid"])
         end = finishes.get((*key, pid))
         if end is None:
-            end = _death_after(deaths, pid, begin)
-        if end is None and s.get("ppid"):
-            end = _death_after(deaths, int(s["ppid"]), begin)
+            ppid = int(s.get("ppid") or 0)
+            bounds = [_death_after(deaths, pid, begin), _death_after(deaths, ppid, begin) if ppid else None,
+                      next_start.get((ppid, begin))]
+            end = min((b for b in bounds if b is not None), default=None)
         intervals[key[0]].append((begin, math.inf if end is None else end, key))
     overlaps = []
     for job_id, spans in intervals.items():
@@ -295,7 +313,11 @@ def _lateness(report: Report, lines: Sequence[dict[str, Any]], ledger: LedgerRow
             windows.append((stopped, float(e["wall"])))
             stopped = None
     report.db_outages = [round(back - start, 1) for start, back in windows]
-    late = sorted(started - ready for _j, _r, number, ready, started in ledger.timings if number > 1)
+    finished = {(j, r, n): f for j, r, n, _ready, _started, f in ledger.timings}
+    # Retries that waited out a backoff: due after the attempt before them ended, so RQ's scheduler moved them.
+    delayed = [(number, ready, started) for j, r, number, ready, started, _f in ledger.timings
+               if number > 1 and ready > finished.get((j, r, number - 1), ready) + 0.2]
+    late = sorted(started - ready for _n, ready, started in delayed)
     if late:
         report.retry_lateness = {
             "median": late[len(late) // 2],
@@ -303,8 +325,7 @@ def _lateness(report: Report, lines: Sequence[dict[str, Any]], ledger: LedgerRow
             "max": late[-1],
             "count": float(len(late)),
         }
-    after = [started - back for _j, _r, number, ready, started in ledger.timings if number > 1
-             for start, back in windows if start <= ready <= back]
+    after = [started - back for _n, ready, started in delayed for start, back in windows if start <= ready <= back]
     if after:
         report.outage_lateness = max(after)
 
@@ -323,9 +344,10 @@ def read_ledger(ledger: Any) -> LedgerRows:
             for j, r, n, x in session.execute(select(Attempt.job_id, Attempt.run, Attempt.number, Attempt.exit))
         ]
         timings = [
-            (int(j), int(r), int(n), ready.timestamp(), started.timestamp())
-            for j, r, n, ready, started in session.execute(
-                select(Attempt.job_id, Attempt.run, Attempt.number, Attempt.ready_at, Attempt.started_at))
+            (int(j), int(r), int(n), ready.timestamp(), started.timestamp(), done.timestamp() if done else 0.0)
+            for j, r, n, ready, started, done in session.execute(
+                select(Attempt.job_id, Attempt.run, Attempt.number, Attempt.ready_at, Attempt.started_at,
+                       Attempt.finished_at))
             if ready is not None and started is not None
         ]
         events = [

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.outage import Result, database_outage, redis_restart, scheduler_kill, start_while_down
+from bench.outage import (
+    Result,
+    database_outage,
+    redis_restart,
+    scheduler_kill,
+    start_while_down,
+    without_checkpoints,
+)
 from bench.pgcluster import NoServer
 
 pytestmark = pytest.mark.slow
@@ -68,6 +75,15 @@ def test_a_database_outage_longer_than_the_lease(tmp_path: Path) -> None:
     assert result.details["ledger_jobs"] == result.jobs
     for name, late in result.lateness.items():
         assert late is not None and late < NOT_A_STALL, f"{name}: {late}"
+
+
+def test_a_handler_without_checkpoints_outliving_its_lease_ends_its_worker(tmp_path: Path) -> None:
+    result = _scenario(without_checkpoints, tmp_path)
+    assert result.overlaps == [] and result.lost == []
+    assert result.details["first_exit"] == 75  # it left before its lease ended, rather than run beside a retry
+    assert result.details["second_alive"]
+    [attempts] = result.details["attempts"].values()
+    assert [a[2] for a in attempts] == ["worker-lost", "succeeded"]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
