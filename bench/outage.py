@@ -296,7 +296,7 @@ class Scene:
             return f"no answer ({type(exc).__name__})"
         try:
             body = answer.json()
-            detail = str(body.get("detail", "")) if isinstance(body, dict) else answer.text
+            detail = str(body.get("detail", "")) if isinstance(body, dict) and "detail" in body else answer.text
         except ValueError:
             detail = answer.text
         retry = answer.headers.get("retry-after")
@@ -548,7 +548,8 @@ def redis_restart(workdir: Path, database_url: str | None = None, lease: float =
             attempts.append(job_id)
             s.wait_started(job_id)
         delayed = s.job(0.2, delay=outage / 2 + 1.0)
-        schedulers = [pid for _kind, w in s.workers for pid in children_of(w.pid)]
+        horses = {span.pid for span in spans(s.log)}
+        schedulers = [pid for _kind, w in s.workers for pid in children_of(w.pid) if pid not in horses]
         s.redis.kill()
         down = time.monotonic()
         retry = s.hub.enqueue("outage.retry", {"log": str(s.log)})  # the ledger records it; its delivery waits

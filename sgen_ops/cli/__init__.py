@@ -91,9 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Unavailable as exc:
         print(f"sgen-ops: {exc}", file=sys.stderr)
         return UNAVAILABLE
-    except REDIS_DOWN as exc:
-        print(f"sgen-ops: {_redis_unavailable(exc)}", file=sys.stderr)
-        return UNAVAILABLE
+
     except SgenOpsError as exc:
         print(f"sgen-ops: {type(exc).__name__}: {exc}", file=sys.stderr)
         return REFUSED
@@ -103,5 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return PIPE_CLOSED
+    except REDIS_DOWN as exc:  # after BrokenPipeError, itself a ConnectionError
+        print(f"sgen-ops: {_redis_unavailable(exc)}", file=sys.stderr)
+        return UNAVAILABLE
     except KeyboardInterrupt:
         return 130
