@@ -86,13 +86,7 @@ def test_a_handler_without_checkpoints_outliving_its_lease_ends_its_worker(tmp_p
     assert [a[2] for a in attempts] == ["worker-lost", "succeeded"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_redis_killed_and_restarted_empty(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
-    from ..conftest import BACKENDS
-
-    if backend not in BACKENDS:
-        pytest.skip("SGEN_OPS_TEST_DATABASE_URL is not set")
-    database_url = request.getfixturevalue("database_url") if backend == "postgresql" else None
+def test_redis_killed_and_restarted_empty(tmp_path: Path, database_url: str) -> None:
     result = _scenario(redis_restart, tmp_path, database_url)
     _no_overlap_nothing_lost(result)
     assert result.reruns == 1  # the retry job's own second attempt, nothing else
