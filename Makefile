@@ -33,7 +33,8 @@ bench: venv
 	$(PY) -m bench $(BENCH_ARGS)
 
 ## soak: the chaos soak (issue 12), by hand, not part of `make test`; prints the checker's table and fails
-## on a fault. SOAK_ARGS e.g. --seconds 300 --backend postgresql --database-url postgresql://.../postgres
+## on a fault. SOAK_ARGS e.g. --seconds 300 --backend postgresql --database-url postgresql://.../postgres;
+## --backend postgresql --db-outage 30 stops a private PostgreSQL cluster of the soak's own for 30 s mid-chaos
 soak: venv
 	$(PY) -m bench.soak $(SOAK_ARGS)
 

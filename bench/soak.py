@@ -3,8 +3,10 @@
 A seeded mix of jobs (quick, failing, slow with checkpoints, timing out) is enqueued while worker
 processes of both classes (``sgen-ops worker`` and ``sgen-ops worker --fork``) run under faults: random
 SIGKILLs of workers and of fork work horses, Redis killed and started again on the same port with no
-persistence, PostgreSQL backends of the soak's connections terminated, and operator threads calling
-rerun, cancel, retry_now, trigger, replay and update_job on random jobs. Then a drain: the chaos stops,
+persistence, PostgreSQL backends of the soak's connections terminated, with ``--db-outage SECONDS`` the
+database itself stopped (``pg_ctl stop -m immediate`` of a private PostgreSQL cluster the soak runs) for that
+long halfway through the chaos, and operator threads calling rerun, cancel, retry_now, trigger, replay and
+update_job on random jobs. Then a drain: the chaos stops,
 the workers keep running, ``sgen-ops reconcile`` runs every few seconds until every job is terminal or
 the drain's deadline passes. The tasks (``bench.soak_tasks``) log each attempt's start and finish to
 an fsynced append-only log; the harness logs its enqueues, kills and restarts to the same file.
@@ -21,6 +23,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -46,6 +49,7 @@ from sgen_ops.embedded import start_redis_server, stop_process
 from sgen_ops.ledger.store import Job
 
 from .common import record, sqlalchemy_url
+from .pgcluster import PrivateCluster
 from .soak_check import Report, check, parse_log, read_ledger
 from .soak_tasks import LOG_ENV, append_line
 
@@ -77,6 +81,8 @@ class Options:
     reconcile_every: float = 5.0
     worker_lost_after: float = 10.0
     maintenance_interval: int = 5
+    db_outage: float = 0.0  # seconds the database is stopped (PostgreSQL, a private cluster); 0: never
+    db_outage_at: float = 0.5  # when, as a share of the chaos
     workdir: Path | None = None
     keep_database: bool = False
     record: bool = False
@@ -86,6 +92,9 @@ class Options:
         kills = f"every {self.kill_min:g}-{self.kill_max:g} s ({self.kill_when}"
         kills += ", workers and horses)" if self.horse_kills else ", workers only)"
         pg = f"PostgreSQL backends terminated every {self.pg_every:g} s" if self.backend == "postgresql" else ""
+        if self.backend == "postgresql" and self.db_outage:
+            pg += (f"; the database stopped (pg_ctl stop -m immediate) for {self.db_outage:g} s at "
+                   f"{self.db_outage_at:.0%} of the chaos")
         return "; ".join(
             p
             for p in (
@@ -220,6 +229,8 @@ class Soak:
         self.database_url = ""
         self.pg_admin_url: str | None = None
         self.pg_schema: str | None = None
+        self.cluster: PrivateCluster | None = None
+        self.outage_ends = 0.0  # monotonic time the stopped database is started again; 0: not stopped
         self.app_name = f"sgen-soak-{self.run_id}"
         self.hub: sgen_ops.Hub | None = None
         self.stop_operators = threading.Event()
@@ -263,6 +274,11 @@ class Soak:
             base = self.o.database_url or os.environ.get("SGEN_OPS_SOAK_DATABASE_URL") or os.environ.get(
                 "SGEN_OPS_TEST_DATABASE_URL"
             )
+            if self.o.db_outage:
+                # A server of the soak's own: it is stopped and started, which no shared server may be.
+                self.cluster = PrivateCluster()
+                self.cluster.init()
+                base = self.cluster.url
             if not base:
                 raise SystemExit(
                     "--backend postgresql needs --database-url (or SGEN_OPS_SOAK_DATABASE_URL): a database "
@@ -315,6 +331,19 @@ class Soak:
         time.sleep(self.o.redis_outage)
         _url, self.redis_pid = start_redis_server(self.workdir / "redis", self.redis_port)
         self.redis_pids.append(self.redis_pid)
+
+    def stop_database(self) -> None:
+        """The database goes away as in a crash or a failover: every connection cut, nothing checkpointed."""
+        assert self.cluster is not None
+        self.cluster.stop()
+        self.outage_ends = time.monotonic() + self.o.db_outage
+        self.note("db-outage", outage=self.o.db_outage)
+
+    def start_database(self) -> None:
+        assert self.cluster is not None
+        self.cluster.start()
+        self.outage_ends = 0.0
+        self.note("db-back")
 
     def terminate_pg_backends(self) -> None:
         assert self.pg_admin_url is not None
@@ -487,9 +516,17 @@ class Soak:
         restarts = [begin + o.seconds * (i + 1) / (o.redis_restarts + 1) for i in range(o.redis_restarts)]
         next_kill = begin + self.rng.uniform(o.kill_min, o.kill_max)
         next_pg = begin + o.pg_every
-        while (now := time.monotonic()) < end:
+        outage_at = begin + o.seconds * o.db_outage_at if self.cluster is not None else math.inf
+        while (now := time.monotonic()) < end or self.outage_ends:
             self.keep_workers()
-            if restarts and now >= restarts[0]:
+            if self.outage_ends and now >= self.outage_ends:
+                self.start_database()
+            elif now >= outage_at:
+                outage_at = math.inf
+                self.stop_database()
+            elif self.outage_ends:
+                pass  # no backends to terminate while the server is down
+            elif restarts and now >= restarts[0]:
                 restarts.pop(0)
                 self.restart_redis()
             elif o.backend == "postgresql" and o.pg_every > 0 and now >= next_pg:
@@ -553,6 +590,8 @@ class Soak:
         return kinds
 
     def close_stores(self) -> None:
+        if self.cluster is not None and not self.cluster.running:
+            self.cluster.start()
         if self.hub is not None:
             self.hub.close()
             self.hub = None
@@ -564,6 +603,9 @@ class Soak:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{self.pg_schema}" CASCADE'))
             admin.dispose()
+        if self.cluster is not None:
+            self.cluster.remove()
+            self.cluster = None
 
     def run(self) -> int:
         o = self.o
@@ -675,6 +717,11 @@ def parse(argv: list[str] | None = None) -> Options:
     p.add_argument("--reconcile-every", type=float, default=d.reconcile_every)
     p.add_argument("--worker-lost-after", type=float, default=d.worker_lost_after)
     p.add_argument("--maintenance-interval", type=int, default=d.maintenance_interval)
+    p.add_argument("--db-outage", type=float, default=d.db_outage, metavar="SECONDS",
+                   help="PostgreSQL: stop the database (a private cluster the soak runs, not --database-url) for "
+                   "this long (0: never)")
+    p.add_argument("--db-outage-at", type=float, default=d.db_outage_at,
+                   help="when the database stops, as a share of the chaos (default 0.5)")
     p.add_argument("--workdir", type=Path, help="run directory (default: a new one under the temp dir)")
     p.add_argument("--keep-database", action="store_true", help="keep the PostgreSQL schema")
     p.add_argument("--record", action="store_true", help="write the table into bench/RESULTS.md (soak-BACKEND)")

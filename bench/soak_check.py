@@ -11,12 +11,18 @@ must be zero for the soak to pass:
 * attempts started twice: one (job, run, attempt) started more than once.
 * overlapping runs: two starts of one job whose intervals overlap. An interval ends at its finish, else
   when its process was seen to die (killed or exited), else when its parent was (a work horse goes with
-  its worker only where the platform makes it); one with none of these stays open.
+  its worker only where the platform makes it), else when its process or its parent started another
+  attempt (a forking worker forks its next horse only after the last one reported or ended: a horse its
+  worker killed because it could not renew the lease leaves no finish); one with none of these stays open.
 * re-runs after a truly lost outcome (allowed, counted): the handler logged its finish, the ledger
   recorded that attempt as worker-lost, and the job started its next attempt.
 * event-chain breaks: jobs whose job_events do not chain (a first event not from nothing, an event whose
   from_state is not the previous to_state) or whose last to_state is not jobs.state.
 * audit verify: the Activity Log's hash chain.
+
+Reported, not judged: the lateness of delayed retries (a backoff, so RQ's scheduler moved them), each one's start
+minus its due time (the attempt's ``ready_at``; queueing behind busy workers counts too), and for the retries
+due while the database was stopped (``--db-outage``), their start minus the moment it was back.
 
 ``python -m bench.soak_check LOG (--ledger-json FILE | --database-url URL)`` prints the table and exits
 non-zero when the soak failed.
@@ -25,6 +31,7 @@ non-zero when the soak failed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -49,6 +56,8 @@ class LedgerRows:
     jobs: list[tuple[int, str]] = field(default_factory=list)  # (id, state)
     attempts: list[tuple[int, int, int, str | None]] = field(default_factory=list)  # (job, run, number, exit)
     events: list[tuple[int, int, str | None, str]] = field(default_factory=list)  # (id, job, from, to)
+    # (job, run, number, ready_at, started_at, finished_at or 0) in seconds since the epoch: retry lateness
+    timings: list[tuple[int, int, int, float, float, float]] = field(default_factory=list)
     audit_ok: bool = True
     audit_message: str = ""
 
@@ -61,6 +70,8 @@ class LedgerRows:
             jobs=[(int(j), str(s)) for j, s in data["jobs"]],
             attempts=[(int(j), int(r), int(n), e) for j, r, n, e in data["attempts"]],
             events=[(int(i), int(j), f, str(t)) for i, j, f, t in data["events"]],
+            timings=[(int(t[0]), int(t[1]), int(t[2]), float(t[3]), float(t[4]), float(t[5]) if len(t) > 5 else 0.0)
+                     for t in data.get("timings", [])],
             audit_ok=bool(data["audit_ok"]),
             audit_message=str(data.get("audit_message", "")),
         )
@@ -76,6 +87,11 @@ class Report:
     horse_kills: int = 0
     redis_restarts: int = 0
     pg_terminations: int = 0
+    db_outages: list[float] = field(default_factory=list)  # seconds each stop of the database lasted
+    # Seconds from a retry's due time to its start: median, 95th percentile, largest, count.
+    retry_lateness: dict[str, float] = field(default_factory=dict)
+    # Of the retries due while the database was stopped: the largest lateness after it was back.
+    outage_lateness: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
     # Of the re-runs after a truly lost outcome: those whose finish a work horse logged after its worker died.
     orphan_finishes: int = 0
@@ -99,7 +115,9 @@ class Report:
             ("jobs", jobs),
             ("kills", f"{self.worker_kills + self.horse_kills} ({self.worker_kills} workers, "
                       f"{self.horse_kills} horses)"),
-            ("restarts", f"{self.redis_restarts} (Redis); {self.pg_terminations} PostgreSQL backends terminated"),
+            ("restarts", f"{self.redis_restarts} (Redis); {self.pg_terminations} PostgreSQL backends terminated"
+                         + (f"; database stopped {len(self.db_outages)} time(s) "
+                            f"({', '.join(f'{d:.0f} s' for d in self.db_outages)})" if self.db_outages else "")),
         ]
         rows += [(name, str(self.counts.get(name, 0))) for name in MUST_BE_ZERO[:4]]
         reruns = str(self.counts.get(ALLOWED, 0))
@@ -107,6 +125,13 @@ class Report:
             reruns += f" ({self.orphan_finishes} finished by a work horse after its worker was killed)"
         rows += [(ALLOWED, reruns), (MUST_BE_ZERO[4], str(self.counts.get(MUST_BE_ZERO[4], 0)))]
         rows.append(("audit verify", "ok" if self.audit_ok else "broken"))
+        if self.retry_lateness:
+            late = self.retry_lateness
+            rows.append(("delayed retries: start minus due", f"median {late['median']:.1f} s, p95 {late['p95']:.1f} s, "
+                         f"max {late['max']:.1f} s ({int(late['count'])} retries)"))
+        if self.outage_lateness is not None:
+            rows.append(("retries due during the database outage: latest start after its return",
+                         f"{self.outage_lateness:.1f} s"))
         return rows
 
     def table(self) -> str:
@@ -183,6 +208,7 @@ def check(lines: Sequence[dict[str, Any]], ledger: LedgerRows) -> Report:
             report.pg_terminations += int(e.get("count", 0))
     report.jobs = len(acknowledged)
     report.ledger_jobs = len(ledger.jobs)
+    _lateness(report, lines, ledger)
     state = dict(ledger.jobs)
     events_of: dict[int, list[tuple[int, str | None, str]]] = defaultdict(list)
     for event_id, job_id, src, dst in ledger.events:
@@ -202,15 +228,28 @@ def check(lines: Sequence[dict[str, Any]], ledger: LedgerRows) -> Report:
 
     # overlapping runs
     deaths = _deaths(lines)
+    # The next attempt each forking worker's horses started after each start: it forks its next horse only after
+    # the last one reported or ended.
+    forking = {int(e["pid"]) for e in lines if e["event"] == "worker-start" and e.get("kind") == "fork"}
+    by_process: dict[int, list[float]] = defaultdict(list)
+    for s in starts:
+        if int(s.get("ppid") or 0) in forking:
+            by_process[int(s["ppid"])].append(float(s["mono"]))
+    next_start: dict[tuple[int, float], float] = {}
+    for proc, times in by_process.items():
+        times.sort()
+        for a, b in itertools.pairwise(times):
+            next_start[(proc, a)] = b
     intervals: dict[int, list[tuple[float, float, tuple[int, int, int]]]] = defaultdict(list)
     for s in starts:
         key = (int(s["job"]), int(s["run"]), int(s["attempt"]))
         begin, pid = float(s["mono"]), int(s["pid"])
         end = finishes.get((*key, pid))
         if end is None:
-            end = _death_after(deaths, pid, begin)
-        if end is None and s.get("ppid"):
-            end = _death_after(deaths, int(s["ppid"]), begin)
+            ppid = int(s.get("ppid") or 0)
+            bounds = [_death_after(deaths, pid, begin), _death_after(deaths, ppid, begin) if ppid else None,
+                      next_start.get((ppid, begin))]
+            end = min((b for b in bounds if b is not None), default=None)
         intervals[key[0]].append((begin, math.inf if end is None else end, key))
     overlaps = []
     for job_id, spans in intervals.items():
@@ -263,6 +302,34 @@ def check(lines: Sequence[dict[str, Any]], ledger: LedgerRows) -> Report:
     return report
 
 
+def _lateness(report: Report, lines: Sequence[dict[str, Any]], ledger: LedgerRows) -> None:
+    """Retry lateness from the ledger's attempts, and around each database outage the log notes."""
+    windows: list[tuple[float, float]] = []  # (stopped, back) in wall seconds
+    stopped: float | None = None
+    for e in lines:
+        if e["event"] == "db-outage":
+            stopped = float(e["wall"])
+        elif e["event"] == "db-back" and stopped is not None:
+            windows.append((stopped, float(e["wall"])))
+            stopped = None
+    report.db_outages = [round(back - start, 1) for start, back in windows]
+    finished = {(j, r, n): f for j, r, n, _ready, _started, f in ledger.timings}
+    # Retries that waited out a backoff: due after the attempt before them ended, so RQ's scheduler moved them.
+    delayed = [(number, ready, started) for j, r, number, ready, started, _f in ledger.timings
+               if number > 1 and ready > finished.get((j, r, number - 1), ready) + 0.2]
+    late = sorted(started - ready for _n, ready, started in delayed)
+    if late:
+        report.retry_lateness = {
+            "median": late[len(late) // 2],
+            "p95": late[min(len(late) - 1, int(len(late) * 0.95))],
+            "max": late[-1],
+            "count": float(len(late)),
+        }
+    after = [started - back for _n, ready, started in delayed for start, back in windows if start <= ready <= back]
+    if after:
+        report.outage_lateness = max(after)
+
+
 def read_ledger(ledger: Any) -> LedgerRows:
     """The rows the checker needs, read from an ``sgen_ops.ledger.store.Ledger`` (its own audit verification too)."""
     from sqlalchemy import select
@@ -276,6 +343,13 @@ def read_ledger(ledger: Any) -> LedgerRows:
             (int(j), int(r), int(n), x)
             for j, r, n, x in session.execute(select(Attempt.job_id, Attempt.run, Attempt.number, Attempt.exit))
         ]
+        timings = [
+            (int(j), int(r), int(n), ready.timestamp(), started.timestamp(), done.timestamp() if done else 0.0)
+            for j, r, n, ready, started, done in session.execute(
+                select(Attempt.job_id, Attempt.run, Attempt.number, Attempt.ready_at, Attempt.started_at,
+                       Attempt.finished_at))
+            if ready is not None and started is not None
+        ]
         events = [
             (int(i), int(j), f, str(t))
             for i, j, f, t in session.execute(
@@ -283,7 +357,7 @@ def read_ledger(ledger: Any) -> LedgerRows:
             )
         ]
     verified = audit.verify(ledger)
-    return LedgerRows(jobs, attempts, events, verified.ok, verified.message)
+    return LedgerRows(jobs, attempts, events, timings, verified.ok, verified.message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,9 +84,10 @@ def quick(ctx: Any, payload: Any) -> None:
     _logged(ctx, lambda: None)
 
 
-@sgen_ops.task("soak.failing", max_attempts=3, backoff=0)
+@sgen_ops.task("soak.failing", max_attempts=3, backoff=0.5)
 def failing(ctx: Any, payload: dict[str, Any]) -> None:
-    """Fails until attempt ``succeed_on`` (beyond the budget: always, then dead-lettered)."""
+    """Fails until attempt ``succeed_on`` (beyond the budget: always, then dead-lettered); each retry comes after a
+    backoff of 0.5 s (then 1 s), through RQ's scheduler, so that the soak measures how late delayed work starts."""
 
     def body() -> None:
         if ctx.attempt < payload["succeed_on"]:

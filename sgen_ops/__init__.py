@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from .core.states import State
 from .core.tasks import task
-from .errors import AccessDenied, InvalidTransition, JobCancelled, NotFound, SgenOpsError, TaskError, ValidationError
+from .errors import (
+    AccessDenied,
+    AttemptFenced,
+    InvalidTransition,
+    JobCancelled,
+    NotFound,
+    SgenOpsError,
+    TaskError,
+    Unavailable,
+    ValidationError,
+)
 from .hub import Hub, connect
 
 if TYPE_CHECKING:
@@ -19,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccessDenied",
+    "AttemptFenced",
     "Hub",
     "InvalidTransition",
     "JobCancelled",
@@ -27,6 +38,7 @@ __all__ = [
     "SgenOpsError",
     "State",
     "TaskError",
+    "Unavailable",
     "ValidationError",
     "connect",
     "remote",

@@ -74,7 +74,8 @@ class Hub:
         delay: float | timedelta | None = None,
         max_attempts: int | None = None,
     ) -> int:
-        """Record a job in the ledger and queue it; returns its id. Bad input raises and records nothing."""
+        """Record a job in the ledger and queue it; returns its id. Bad input raises and records nothing; so does
+        an unreachable ledger (``Unavailable``). With Redis down the job is recorded and sent once Redis is back."""
         rows = self.book.prepare_rows(
             task, [payload], account=account, priority=priority, delay=delay, max_attempts=max_attempts
         )

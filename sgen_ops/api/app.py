@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..errors import AccessDenied, SgenOpsError
 from ..hub import Hub
+from ..transport.reach import unavailable as redis_unavailable
 from . import problems
 from .auth import Gate, HubUsers
 from .endpoints import Ops, install
@@ -94,11 +95,13 @@ def create_app(hub: Hub, *, hub_users: HubUsers | None = _FROM_ENVIRONMENT) -> F
             with hub.ledger.read() as session:
                 session.execute(text("SELECT 1"))
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            ledger = f"unreachable: {type(exc).__name__}"
+            gone = hub.ledger.unavailable(exc)
+            ledger = f"unreachable: {gone.reason if gone else type(exc).__name__}"
         try:
             hub.redis.ping()
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            redis = f"unreachable: {type(exc).__name__}"
+            gone = redis_unavailable(exc, hub.redis)
+            redis = f"unreachable: {gone.reason if gone else type(exc).__name__}"
         ok = ledger == redis == "ok"
         body = {"status": "ok" if ok else "unavailable", "ledger": ledger, "redis": redis}
         return body if ok else JSONResponse(body, status_code=503)

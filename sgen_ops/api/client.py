@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..core import validate
 from ..core.permissions import DEFAULT_CAPABILITIES, Policy
-from ..errors import AccessDenied, InvalidTransition, NotFound, SgenOpsError, ValidationError
+from ..errors import AccessDenied, InvalidTransition, NotFound, SgenOpsError, Unavailable, ValidationError
 from ..ledger.jobs import encode_payload
 from ..ledger.query import JobPage, JobRow, parse_job_id
 from . import wire
@@ -33,9 +33,10 @@ _ERRORS: dict[str, type[SgenOpsError]] = {
     "NotFound": NotFound,
     "InvalidTransition": InvalidTransition,
     "ValidationError": ValidationError,
+    "Unavailable": Unavailable,
 }
 _BY_STATUS: dict[int, type[SgenOpsError]] = {401: AccessDenied, 403: AccessDenied, 404: NotFound,
-                                             409: InvalidTransition, 422: ValidationError}
+                                             409: InvalidTransition, 422: ValidationError, 503: Unavailable}
 ProgressFn = Callable[[int, int], Any]
 
 
@@ -448,6 +449,10 @@ def _answer(response: httpx.Response) -> Any:
     cls = _ERRORS.get(str(error)) or _BY_STATUS.get(response.status_code)
     if cls is None:
         raise ServerError(f"the server answered {response.status_code}: {detail or response.text[:500]}")
+    if cls is Unavailable:
+        retry = response.headers.get("retry-after", "")
+        raise Unavailable.said(str(detail or "the server cannot reach its ledger or Redis"),
+                               int(retry) if retry.isdigit() else 5)
     raise cls(str(detail or f"the server answered {response.status_code}"))
 
 

@@ -3,7 +3,8 @@
 raises again.
 
 401 missing, unknown, expired or revoked token (and the admin gate); 403 the role lacks the capability;
-404 missing, or another account's (the same body); 409 the state machine refuses; 422 bad input.
+404 missing, or another account's (the same body); 409 the state machine refuses; 422 bad input; 503 the ledger
+(the database) or Redis cannot be reached, with ``Retry-After`` (the service named in words, no driver text).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import AccessDenied, InvalidTransition, NotFound, SgenOpsError, ValidationError
+from ..errors import AccessDenied, InvalidTransition, NotFound, SgenOpsError, Unavailable, ValidationError
+from ..ledger.store.db import unavailable as ledger_unavailable
+from ..transport.reach import unavailable as redis_unavailable
 
 log = logging.getLogger("sgen_ops.api")
 
@@ -36,6 +39,7 @@ KINDS: dict[type[SgenOpsError], tuple[int, str, str]] = {
     NotFound: (404, "not-found", "Not Found"),
     InvalidTransition: (409, "invalid-transition", "Conflict"),
     ValidationError: (422, "validation-error", "Unprocessable Content"),
+    Unavailable: (503, "unavailable", "Service Unavailable"),
 }
 # Status -> the error class the remote client raises for it.
 ERRORS: dict[int, type[SgenOpsError]] = {status: cls for cls, (status, _, _) in KINDS.items()}
@@ -69,6 +73,8 @@ def response(status: int, type_: str, title: str, detail: str, error: str | None
 def of_error(exc: SgenOpsError) -> JSONResponse:
     status, type_, title, error = kind_of(exc)
     headers = {"WWW-Authenticate": 'Bearer realm="sgen-ops"'} if status == 401 else None
+    if isinstance(exc, Unavailable):
+        headers = {"Retry-After": str(exc.retry_after)}
     return response(status, type_, title, str(exc), error, headers)
 
 
@@ -109,6 +115,13 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    hub = getattr(request.app.state, "hub", None)
+    if hub is not None:
+        # An outage met outside the ledger's and the transport's own translation: the same 503.
+        gone = ledger_unavailable(exc, hub.ledger.engine.url) or redis_unavailable(exc, hub.redis)
+        if gone is not None:
+            log.warning("%s %s: %s", request.method, request.url.path, gone)
+            return of_error(gone)
     log.error("unexpected error serving %s %s", request.method, request.url.path, exc_info=exc)
     return response(500, "about:blank", "Internal Server Error", "the server failed to answer this request")
 
@@ -117,6 +130,6 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` entries of these error statuses, as problem+json."""
     titles = {401: "missing, unknown, expired or revoked token", 403: "the role lacks the capability",
               404: "not found (also another account's)", 409: "the state machine refuses",
-              422: "bad input"}
+              422: "bad input", 503: "the ledger or Redis cannot be reached (Retry-After)"}
     schema = {"$ref": "#/components/schemas/Problem"}
     return {status: {"description": titles[status], "content": {MEDIA_TYPE: {"schema": schema}}} for status in statuses}

@@ -2,7 +2,8 @@
 for scripts, and every operation through the Jobs surface as the acting operator.
 
 Exit status: 0 done; 1 an operation was refused (a ``SgenOpsError``: the reason on stderr, no traceback);
-2 the command line itself was wrong (argparse's usage errors).
+2 the command line itself was wrong (argparse's usage errors); 69 the ledger or Redis (or the API) could not be
+reached (``Unavailable``: one line on stderr, nothing recorded; try again later).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from ..errors import SgenOpsError
+from ..errors import SgenOpsError, Unavailable
+from ..transport.reach import REDIS_DOWN
 from . import audit, info, jobs, pauses, schedules, stack
 from .base import UsageError, operator_from_env
 
@@ -22,6 +24,8 @@ __all__ = ["build_parser", "main", "operator_from_env"]
 
 REFUSED = 1
 USAGE = 2
+# The ledger, Redis or the API could not be reached (sysexits.h's EX_UNAVAILABLE).
+UNAVAILABLE = 69
 # A shell's status for a command whose reader went away (128 + SIGPIPE), as `yes | head` gives.
 PIPE_CLOSED = 141
 
@@ -36,7 +40,8 @@ def _version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sgen-ops", description="Operate SGEN's background-job queue.",
-        epilog="exit status: 0 done, 1 an operation was refused (reason on stderr), 2 a usage error",
+        epilog="exit status: 0 done, 1 an operation was refused (reason on stderr), 2 a usage error, "
+        "69 the ledger, Redis or the API could not be reached",
     )
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
@@ -58,6 +63,21 @@ def _quiet_stdout() -> None:
     os.close(devnull)
 
 
+def _redis_unavailable(exc: BaseException) -> Unavailable:
+    """A command that needed Redis found it gone: ``Unavailable`` naming the Redis of this stack's settings."""
+    import redis
+
+    from ..config import load_settings
+    from ..transport.reach import unavailable
+
+    try:
+        settings = load_settings()
+        url = settings.redis_url or (settings.home / "redis.url").read_text().strip()
+    except (OSError, SgenOpsError):
+        url = "redis://localhost:6379"
+    return unavailable(exc, redis.Redis.from_url(url)) or Unavailable("redis", url, "it does not answer")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -68,6 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = int(args.func(args))
         sys.stdout.flush()
         return status
+    except Unavailable as exc:
+        print(f"sgen-ops: {exc}", file=sys.stderr)
+        return UNAVAILABLE
+
     except SgenOpsError as exc:
         print(f"sgen-ops: {type(exc).__name__}: {exc}", file=sys.stderr)
         return REFUSED
@@ -77,5 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return PIPE_CLOSED
+    except REDIS_DOWN as exc:  # after BrokenPipeError, itself a ConnectionError
+        print(f"sgen-ops: {_redis_unavailable(exc)}", file=sys.stderr)
+        return UNAVAILABLE
     except KeyboardInterrupt:
         return 130

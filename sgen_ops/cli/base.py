@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..errors import SgenOpsError, ValidationError
+from ..errors import SgenOpsError, Unavailable, ValidationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,6 +108,8 @@ def each(args: argparse.Namespace, what: str, act: Callable[[Any, Any], str]) ->
     for ident in args.ids:
         try:
             done = act(ops, ident)
+        except Unavailable:
+            raise  # not a refusal of this id: the command stops with one line (exit status 69)
         except SgenOpsError as exc:
             results.append({"id": ident, "ok": False, "error": type(exc).__name__, "reason": str(exc)})
             if not args.json:

@@ -15,12 +15,18 @@ APP_PORT = 8866
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ..runtime import workers
+    from ..core.backoff import ride_out
+    from ..errors import Unavailable
+    from ..runtime import execution, workers
 
     if args.horse_attempts is not None and (args.horse_attempts < 1 or not args.fork):
         raise UsageError("--horse-attempts takes a whole number of 1 or more, and goes with --fork")
+    # A worker started while the ledger is down waits for it (and for Redis, as it starts).
+    stack = ride_out(hub, retry_on=Unavailable, what="sgen-ops worker: starting")
+    # A handler that outlives its lease ends this process (exit status 75), never runs beside a retry.
+    execution.RUNTIME.leave_on_fence = True
     workers.run(
-        hub(),
+        stack,
         horse_attempts=args.horse_attempts,
         burst=args.burst,
         concurrency=args.concurrency,

@@ -26,6 +26,7 @@ from ..core.tasks import PRIORITIES, find_task, get_task
 from ..core.times import utcnow
 from ..errors import ValidationError
 from ..transport.queue import Delivery, Transport
+from . import statements
 from .pauses import paused_condition
 from .rules import MaskingRules
 from .store import ATTEMPTS, JOBS, Job, Ledger
@@ -80,26 +81,9 @@ _SHARED = (*(c.name for c in JOBS.columns if c.name not in _OWN and c.name != "e
 _JOB_COLUMNS = (*_OWN, *_SHARED)
 
 
-def _pg_enqueue_one(synchronous_commit: bool) -> str:
-    """One job in one statement (PostgreSQL): the id from the sequence, the RQ job id made from it, the
-    row (its first event is the ledger's trigger's), the id returned. Run outside a transaction block it is
-    its own transaction, so an enqueue costs one round trip. Parameters: payload, the RQ job id's text
-    before and after the ledger id, search_masked, then the shared columns.
-
-    ``synchronous_commit`` False lets this one transaction commit without waiting for its WAL flush
-    (``set_config(..., true)`` is transaction-local; see ``Settings.enqueue_synchronous_commit``).
-    """
-    relax = ", set_config('synchronous_commit', 'off', true)" if not synchronous_commit else ""
-    shared = ", ".join(["%s"] * len(_SHARED))
-    return (
-        f"WITH n AS (SELECT nextval(pg_get_serial_sequence('jobs', 'id')) AS id{relax}), "
-        f"job AS (INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ((SELECT id FROM n), %s, "
-        f"CAST(%s AS TEXT) || (SELECT id FROM n) || CAST(%s AS TEXT), %s, {shared})) "
-        "SELECT id FROM n"
-    )
-
-
-_PG_ENQUEUE_ONE = {durable: _pg_enqueue_one(durable) for durable in (True, False)}
+_PG_ENQUEUE_ONE = {
+    durable: statements.pg_enqueue_one(_JOB_COLUMNS, len(_SHARED), durable) for durable in (True, False)
+}
 _PG_ONE_DRIVERS = ("psycopg", "psycopg2")  # "%s" parameters; others take the batch path
 
 
@@ -417,10 +401,18 @@ class JobBook:
         return None
 
     def recover_lost(self, now: datetime | None = None) -> int:
-        """Record running attempts whose lease expired as worker-lost and retry them under budget."""
+        """Record running attempts whose lease expired as worker-lost and retry them under budget.
+
+        On PostgreSQL nothing is recovered until the server has been up for a whole lease (``worker_lost_after``):
+        after a restart, the workers that lived through it renew their leases and write the outcomes they held
+        first (docs/fencing.md)."""
         now = now or utcnow()
         with self.ledger.read() as session:
-            ids = session.scalars(select(Job.id).where(Job.state == State.RUNNING.value, Job.lease_until < now)).all()
+            if self.ledger.engine.dialect.name == "postgresql":
+                uptime = session.execute(text(statements.PG_UPTIME)).scalar()
+                if uptime is not None and float(uptime) < self.settings.worker_lost_after:
+                    return 0
+            ids = session.scalars(statements.expired_core(now)).all()
         recovered = 0
         for job_id in ids:
             delivery = None
@@ -451,6 +443,23 @@ class JobBook:
         if delivery:
             self.send([delivery])
         return True
+
+    def record_failure(
+        self, job_id: int, run: int, attempt: int, exit: str, code: str, detail: str, log_text: str | None
+    ) -> str | None:
+        """Record attempt (``run``, ``attempt``) of a job as ended by ``exit`` (failed, timeout) with its error, if
+        it still holds the job, and send its retry; returns the job's new state, None when the attempt no longer
+        holds the job (it was recorded lost meanwhile)."""
+        now = utcnow()
+        with self.ledger.write() as session:
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or job.state != State.RUNNING.value or job.run != run or job.attempts != attempt:
+                return None
+            delivery = self.fail_attempt(session, job, now, exit, code, detail, log_text)
+            state = job.state
+        if delivery:
+            self.send([delivery])
+        return state
 
     def _lose_attempt(self, session: Session, job: Job, now: datetime, detail: str) -> Delivery | None:
         return self.fail_attempt(session, job, now, "worker-lost", "worker-lost", detail, detail)
@@ -502,11 +511,13 @@ class JobBook:
             resent += len(deliveries)
 
 
-def touch_lease(ledger: Ledger, job_ids: Sequence[int], until: datetime) -> None:
-    """Renew the leases of the attempts this process is running."""
-    if not job_ids:
-        return
-    with ledger.write() as session:
-        session.execute(
-            update(Job).where(Job.id.in_(job_ids), Job.state == State.RUNNING.value).values(lease_until=until)
-        )
+def renew_leases(ledger: Ledger, attempts: Sequence[tuple[int, int, int]], until: datetime) -> set[int]:
+    """Renew the leases of the attempts (job, run, attempt) this process is running, each only while the ledger
+    still holds it; returns the job ids renewed (a missing one has been recorded lost, or has ended)."""
+    if not attempts:
+        return set()
+    with ledger.write_conn() as conn:
+        if conn.dialect.name != "sqlite" or (conn.dialect.server_version_info or (0,)) >= (3, 35):
+            return {int(i) for i in conn.execute(statements.renew_core(attempts, until)).scalars()}
+        conn.execute(statements.renew_sqlite_without_returning(attempts, until))
+        return {int(i) for i in conn.execute(statements.holding_core(attempts)).scalars()}

@@ -3,6 +3,10 @@
 ``perform`` is the function RQ calls with a ledger job id. The claim is a compare-and-set on the
 ledger row (state waiting *and* the RQ delivery id current), so a duplicate or stale delivery never
 runs an attempt twice; the outcome is written only if the attempt still owns the row.
+
+Attempts are fenced (docs/fencing.md): every write an attempt makes names it by (job, run, attempt), so an
+attempt recorded lost can write nothing more; the worker stops a run whose lease it could not renew before the
+lease ends (``Leases``); every ledger write of the worker waits out an outage (``riding_out``).
 """
 
 from __future__ import annotations
@@ -29,17 +33,17 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
-from sqlalchemy import Engine, bindparam, event, insert, select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import Engine, event
 
-from ..core.states import WAITING, WAITING_VALUES, State
+from ..core.backoff import ride_out
+from ..core.states import WAITING, State
 from ..core.tasks import find_task
 from ..core.times import utcnow
-from ..errors import JobCancelled, TaskError
-from ..ledger.jobs import touch_lease
-from ..ledger.pauses import PAUSED_SQL, paused_condition
-from ..ledger.store import ATTEMPTS, JOBS, Job, Ledger
-from ..ledger.store.db import driver_error
+from ..errors import AttemptFenced, JobCancelled, TaskError, Unavailable
+from ..ledger import statements as sql
+from ..ledger.jobs import renew_leases
+from ..ledger.store import JOBS, Ledger
+from ..ledger.store.db import driver_error, unavailable
 from ..ledger.store.types import UTCDateTime
 from ..transport.queue import PERFORMS
 
@@ -59,18 +63,75 @@ def current_hub() -> Stack:
     return RUNTIME.hub()
 
 
-class _Heartbeat:
-    """One daemon thread per process renewing the leases of the attempts it is running.
+# A worker that leaves because its attempt's lease ran out under it exits with this status (EX_TEMPFAIL): its pool
+# or supervisor starts another.
+EXIT_FENCED = 75
 
-    It beats every third of the shortest lease it holds; an attempt with a shorter lease than any
-    before it wakes the thread, so the first renewal is never a longer lease's interval away.
-    """
+
+class Reach:
+    """When this process last failed to reach the ledger. Upkeep recovers lost attempts only after a whole lease
+    of reachable ledger (docs/fencing.md), counted from the process's start or its last failure."""
 
     def __init__(self) -> None:
-        self._running: dict[int, tuple[Ledger, float]] = {}
+        self.since = time.monotonic()
+        self.failed_at: float | None = None
+
+    def failed(self) -> None:
+        self.since = self.failed_at = time.monotonic()
+
+    def steady_for(self) -> float:
+        """Seconds since the ledger last failed this process (or since it started)."""
+        return time.monotonic() - self.since
+
+    def failed_within(self, seconds: float) -> bool:
+        return self.failed_at is not None and time.monotonic() - self.failed_at < seconds
+
+
+@dataclass(eq=False)
+class Lease:
+    """One running attempt's lease, as its worker holds it. ``confirmed`` is the monotonic time at which the last
+    renewal (or the claim) that the ledger confirmed was sent: the lease it wrote ends ``seconds`` later or after.
+    The attempt is fenced (checkpoints raise) at ``seconds - 2 margin`` after it, and its run is ended
+    (``on_fence``) at ``seconds - margin``; the margin is a tenth of the lease."""
+
+    job_id: int
+    run: int
+    attempt: int
+    ledger: Ledger
+    seconds: float
+    confirmed: float
+    on_fence: Callable[[str], None] | None = None
+    fenced: str | None = None  # why the attempt may no longer run, once it may not
+    ended: bool = False  # the run was ended (on_fence called)
+
+    @property
+    def token(self) -> tuple[int, int, int]:
+        return self.job_id, self.run, self.attempt
+
+    @property
+    def margin(self) -> float:
+        return self.seconds / 10
+
+    @property
+    def fence_at(self) -> float:
+        return self.confirmed + self.seconds - 2 * self.margin
+
+    @property
+    def end_at(self) -> float:
+        return self.confirmed + self.seconds - self.margin
+
+
+class Leases:
+    """The leases of the attempts this process runs: a renewer thread renews them every third of the shortest
+    lease (each renewal names the attempt, so a lost one renews nothing), and a watchdog thread, which does no
+    I/O, fences and ends the attempts whose lease could not be renewed in time (docs/fencing.md)."""
+
+    def __init__(self) -> None:
+        self._held: dict[int, Lease] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._watch = threading.Event()
+        self._threads: tuple[threading.Thread, threading.Thread] | None = None
         self._pid = 0
         self._interval = float("inf")
 
@@ -78,28 +139,46 @@ class _Heartbeat:
     def interval(lease_seconds: float) -> float:
         return max(0.2, lease_seconds / 3)
 
-    def add(self, job_id: int, ledger: Ledger, lease_seconds: float) -> None:
+    def add(self, ctx: TaskContext, ledger: Ledger, seconds: float,
+            on_fence: Callable[[str], None] | None = None) -> Lease:
+        lease = Lease(ctx.job_id, ctx.run, ctx.attempt, ledger, seconds, ctx.claimed or time.monotonic(), on_fence)
+        ctx.lease = lease
         with self._lock:
-            self._running[job_id] = (ledger, lease_seconds)
-            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+            self._held[ctx.job_id] = lease
+            alive = self._threads is not None and all(t.is_alive() for t in self._threads)
+            if not alive or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._wake = threading.Event()
-                self._interval = self.interval(lease_seconds)
-                self._thread = threading.Thread(target=self._loop, name="sgen-ops-heartbeat", daemon=True)
-                self._thread.start()
-            elif self.interval(lease_seconds) < self._interval:
+                self._wake, self._watch = threading.Event(), threading.Event()
+                self._interval = self.interval(seconds)
+                self._threads = (
+                    threading.Thread(target=self._renew_loop, name="sgen-ops-lease-renewer", daemon=True),
+                    threading.Thread(target=self._watch_loop, name="sgen-ops-lease-watchdog", daemon=True),
+                )
+                for thread in self._threads:
+                    thread.start()
+            elif self.interval(seconds) < self._interval:
                 self._wake.set()
+        self._watch.set()
+        return lease
 
-    def discard(self, job_id: int) -> None:
+    def discard(self, lease: Lease | None) -> None:
+        """The run is over (its handler returned, or its horse ended): nothing to renew or fence any more."""
+        if lease is None:
+            return
         with self._lock:
-            self._running.pop(job_id, None)
+            if self._held.get(lease.job_id) is lease:
+                del self._held[lease.job_id]
 
-    def _loop(self) -> None:
+    def held(self, lease: Lease) -> bool:
+        with self._lock:
+            return self._held.get(lease.job_id) is lease
+
+    def _renew_loop(self) -> None:
         last = time.monotonic()
         while True:
             with self._lock:
-                lease = min((s for _, s in self._running.values()), default=30.0)
-                self._interval = self.interval(lease)
+                shortest = min((lease.seconds for lease in self._held.values()), default=30.0)
+                self._interval = self.interval(shortest)
                 wake = self._wake
             remaining = last + self._interval - time.monotonic()
             if remaining > 0:
@@ -107,15 +186,73 @@ class _Heartbeat:
                 wake.clear()
                 continue
             last = time.monotonic()
-            by_ledger: dict[int, tuple[Ledger, list[int], float]] = {}
+            by_ledger: dict[int, tuple[Ledger, list[Lease]]] = {}
             with self._lock:
-                for job_id, (ledger, seconds) in self._running.items():
-                    entry = by_ledger.setdefault(id(ledger), (ledger, [], seconds))
-                    entry[1].append(job_id)
-            for ledger, ids, seconds in by_ledger.values():
-                # A missed renewal is retried on the next beat.
-                with contextlib.suppress(Exception):
-                    touch_lease(ledger, ids, utcnow() + timedelta(seconds=seconds))
+                for lease in self._held.values():
+                    by_ledger.setdefault(id(lease.ledger), (lease.ledger, []))[1].append(lease)
+            for ledger, leases in by_ledger.values():
+                self._renew(ledger, leases)
+
+    def _renew(self, ledger: Ledger, leases: list[Lease]) -> None:
+        sent = time.monotonic()
+        seconds = min(lease.seconds for lease in leases)
+        try:
+            renewed = renew_leases(ledger, [lease.token for lease in leases], utcnow() + timedelta(seconds=seconds))
+        except Unavailable:
+            RUNTIME.reach.failed()  # a missed renewal is tried at the next beat; the watchdog keeps the bound
+            return
+        except Exception:
+            log.exception("could not renew the leases of jobs %s", [lease.job_id for lease in leases])
+            return
+        for lease in leases:
+            if lease.job_id in renewed:
+                lease.confirmed = max(lease.confirmed, sent)
+            elif self.held(lease):
+                # The ledger no longer holds the attempt: recorded lost meanwhile, another attempt may run now.
+                self.fence(lease, f"the ledger recorded attempt {lease.attempt} of job {lease.job_id} lost "
+                                  "meanwhile", end=True)
+        self._watch.set()
+
+    def _watch_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            soonest = now + 60.0
+            due: list[tuple[Lease, bool]] = []
+            with self._lock:
+                for lease in self._held.values():
+                    if lease.ended:
+                        continue
+                    if lease.fenced is None and now >= lease.fence_at:
+                        due.append((lease, now >= lease.end_at))
+                    elif lease.fenced is not None and now >= lease.end_at:
+                        due.append((lease, True))
+                    else:
+                        soonest = min(soonest, lease.fence_at if lease.fenced is None else lease.end_at)
+            for lease, end in due:
+                waited = now - lease.confirmed
+                self.fence(lease, f"its worker could not renew the lease of attempt {lease.attempt} of job "
+                                  f"{lease.job_id} for {waited:.1f} s (the ledger was unreachable; "
+                                  f"worker_lost_after={lease.seconds:g}s)", end=end)
+            if due:
+                continue
+            self._watch.wait(max(0.0, soonest - time.monotonic()))
+            self._watch.clear()
+
+    def fence(self, lease: Lease, reason: str, *, end: bool) -> None:
+        """The attempt may no longer run: its checkpoints raise from now on; with ``end`` its run is ended."""
+        if not self.held(lease):
+            return
+        if lease.fenced is None:
+            lease.fenced = reason
+            log.warning("fenced job %d: %s", lease.job_id, reason)
+        if end and not lease.ended:
+            lease.ended = True
+            if lease.on_fence is not None:
+                lease.on_fence(reason)
+
+
+# After a failure to reach the ledger, checkpoints skip their read for this long.
+CHECKPOINT_QUIET = 1.0
 
 
 @dataclass
@@ -131,12 +268,28 @@ class TaskContext:
     schedule_id: int | None
     payload: Any
     _ledger: Ledger = field(repr=False)
+    # Monotonic time at which the claim was sent; the attempt's lease runs from it.
+    claimed: float = field(default=0.0, repr=False)
+    lease: Lease | None = field(default=None, repr=False)
 
     def checkpoint(self) -> None:
-        """A safe stop point: raises JobCancelled if an operator cancelled this job."""
-        with self._ledger.read() as session:
-            flagged = session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id))
-        if flagged:
+        """A safe stop point: raises JobCancelled if an operator cancelled this job, AttemptFenced if this attempt
+        may no longer run (its lease could not be renewed in time, or the ledger recorded it lost). While the
+        ledger is unreachable it checks nothing and returns: the handler goes on, its lease decides."""
+        if self.lease is not None and self.lease.fenced:
+            raise AttemptFenced(self.lease.fenced)
+        if RUNTIME.reach.failed_within(CHECKPOINT_QUIET):
+            return  # the ledger failed a moment ago: not asked again at every checkpoint of a tight loop
+        try:
+            with self._ledger.read() as session:
+                row = session.execute(sql.CHECKPOINT_CORE, {"p_id": self.job_id}).first()
+        except Unavailable:
+            RUNTIME.reach.failed()
+            return
+        if row is None or row.state != State.RUNNING or row.run != self.run or row.attempts != self.attempt:
+            raise AttemptFenced(f"attempt {self.attempt} of job {self.job_id} is no longer the job's attempt: the "
+                                "ledger recorded it lost meanwhile")
+        if row.cancel_requested:
             raise JobCancelled(f"job {self.job_id} was cancelled by an operator")
 
 
@@ -146,58 +299,6 @@ def perform(job_id: int) -> dict[str, Any]:
     what a stock RQ worker on the same queues calls."""
     rq_job = get_current_job()
     return run_attempt(RUNTIME.hub(), int(job_id), rq_job.id if rq_job else None)
-
-
-# The hot path's statements are built once: constructing them per attempt costs more than running them.
-_CLAIM_READ = (
-    select(
-        JOBS.c.state,
-        JOBS.c.task,
-        JOBS.c.payload,
-        JOBS.c.attempts,
-        JOBS.c.run,
-        JOBS.c.max_attempts,
-        JOBS.c.account,
-        JOBS.c.schedule_id,
-        JOBS.c.scheduled_for,
-        JOBS.c.rq_job_id,
-        JOBS.c.cancel_requested,
-        paused_condition().label("paused"),
-    )
-    .where(JOBS.c.id == bindparam("p_id"))
-    .with_for_update()
-)
-_CLAIM = (
-    update(JOBS)
-    .where(JOBS.c.id == bindparam("p_id"), JOBS.c.state == bindparam("p_state"), JOBS.c.rq_job_id == bindparam("p_rq"))
-    .values(
-        state=State.RUNNING.value,
-        attempts=bindparam("p_attempts"),
-        worker=bindparam("p_worker"),
-        updated_at=bindparam("p_now", type_=UTCDateTime),
-        lease_until=bindparam("p_lease", type_=UTCDateTime),
-    )
-)
-_STOP_READ = (
-    select(JOBS.c.state, JOBS.c.run, JOBS.c.attempts, JOBS.c.cancel_requested)
-    .where(JOBS.c.id == bindparam("p_id"))
-    .with_for_update()
-)
-_STOP = (
-    update(JOBS)
-    .where(JOBS.c.id == bindparam("p_id"))
-    .values(state=bindparam("p_state"), lease_until=None, updated_at=bindparam("p_now", type_=UTCDateTime))
-)
-_FINISH_ATTEMPT = (
-    update(ATTEMPTS)
-    .where(
-        ATTEMPTS.c.job_id == bindparam("p_id"),
-        ATTEMPTS.c.run == bindparam("p_run"),
-        ATTEMPTS.c.number == bindparam("p_number"),
-    )
-    .values(finished_at=bindparam("p_now", type_=UTCDateTime), exit=bindparam("p_exit"))
-)
-_ADD_ATTEMPT = insert(ATTEMPTS)
 
 
 def claim(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
@@ -210,9 +311,10 @@ def claim(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
 
 def _claim_core(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
     """``claim`` on any SQLAlchemy backend, through Core."""
+    sent = time.monotonic()
     now = utcnow()
     with hub.ledger.write_conn() as conn:
-        row = conn.execute(_CLAIM_READ, {"p_id": job_id}).first()
+        row = conn.execute(sql.CLAIM_READ_CORE, {"p_id": job_id}).first()
         if row is None or row.state not in WAITING or row.rq_job_id != rq_job_id or row.cancel_requested:
             return None
         if row.paused:
@@ -221,7 +323,7 @@ def _claim_core(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext |
         number = row.attempts + 1
         lease = now + timedelta(seconds=hub.settings.worker_lost_after)
         claimed = conn.execute(
-            _CLAIM,
+            sql.CLAIM_CORE,
             {
                 "p_id": job_id,
                 "p_state": row.state,
@@ -235,7 +337,7 @@ def _claim_core(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext |
         if claimed.rowcount != 1:
             return None
         conn.execute(
-            _ADD_ATTEMPT,
+            sql.ADD_ATTEMPT_CORE,
             {
                 "job_id": job_id,
                 "task": row.task,
@@ -256,6 +358,7 @@ def _claim_core(hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext |
         schedule_id=row.schedule_id,
         payload=row.payload,
         _ledger=hub.ledger,
+        claimed=sent,
     )
 
 
@@ -270,41 +373,50 @@ def ledger_job_id(rq_job: Any) -> int | None:
 
 
 def run_attempt(
-    hub: Stack, job_id: int, rq_job_id: str | None, time_limit: AbstractContextManager[Any] | None = None
+    hub: Stack,
+    job_id: int,
+    rq_job_id: str | None,
+    time_limit: AbstractContextManager[Any] | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    on_wait: Callable[[BaseException], None] | None = None,
 ) -> dict[str, Any]:
-    """Claim, run and record one attempt in this process; ``time_limit`` bounds the handler alone."""
-    ctx = riding_out(lambda: claim(hub, job_id, rq_job_id))
+    """Claim, run and record one attempt in this process; ``time_limit`` bounds the handler alone. The claim and
+    the outcome wait out an outage of the ledger (``riding_out``): the claim until ``should_stop()``, the outcome
+    until the ledger answers. ``on_wait`` hears each failed try (a worker keeps its registration alive there)."""
+    ctx = riding_out(lambda: claim(hub, job_id, rq_job_id), f"claiming job {job_id}", should_stop, on_wait)
     if ctx is None:
         return {"job_id": job_id, "outcome": "skipped"}
-    RUNTIME.heartbeat.add(job_id, hub.ledger, hub.settings.worker_lost_after)
+    lease = RUNTIME.leases.add(ctx, hub.ledger, hub.settings.worker_lost_after, RUNTIME.end_run_in_process)
     try:
         outcome = run_handler(ctx, time_limit)
     finally:
-        RUNTIME.heartbeat.discard(job_id)
-    return riding_out(lambda: record_outcome(hub, ctx, *outcome))
+        RUNTIME.leases.discard(lease)
+    return riding_out(lambda: record_outcome(hub, ctx, *outcome), f"recording job {job_id}'s outcome",
+                      on_wait=on_wait)
 
 
-# How long a worker keeps trying to record an outcome while the database is unreachable. Past it the
-# attempt is left to its lease: upkeep records it as worker-lost.
-RECORD_PATIENCE = 60.0
 T = TypeVar("T")
 
 
-def riding_out(write: Callable[[], T], patience: float = RECORD_PATIENCE) -> T:
-    """Run ``write``, trying again with bounded backoff while the database is unreachable (an outage, a
-    restart, a terminated backend): an outcome the handler produced is not given up at the first error.
-    A write that did commit before its connection dropped is a no-op the second time (compare-and-set)."""
-    deadline = time.monotonic() + patience
-    delay = 0.2
-    while True:
-        try:
-            return write()
-        except (OperationalError, InterfaceError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("the ledger is unreachable (%s); trying again in %.1fs", exc.orig or exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+def riding_out(
+    write: Callable[[], T],
+    what: str = "a ledger write",
+    should_stop: Callable[[], bool] | None = None,
+    on_wait: Callable[[BaseException], None] | None = None,
+) -> T:
+    """Run ``write``, trying again with backoff while the ledger is unreachable (``Unavailable``: an outage, a
+    restart, a failover, a terminated backend), until it answers or ``should_stop()``: a claim or an outcome the
+    handler produced is not given up at the first error. A write that did commit before its connection dropped
+    is a no-op the second time (compare-and-set)."""
+
+    def waiting(exc: BaseException) -> None:
+        RUNTIME.reach.failed()
+        if on_wait is not None:
+            on_wait(exc)
+
+    return ride_out(write, retry_on=Unavailable, what=f"worker {RUNTIME.name}: {what}", should_stop=should_stop,
+                    on_wait=waiting, logger=log)
 
 
 Outcome = tuple[str, str, str, str | None]
@@ -322,6 +434,8 @@ def run_handler(ctx: TaskContext, time_limit: AbstractContextManager[Any] | None
             spec.handler(ctx, ctx.payload)
     except JobCancelled:
         return "cancelled", "", "", None
+    except AttemptFenced as exc:
+        return "fenced", "worker-lost", str(exc), None
     except TaskError as exc:
         return "failed", exc.code, exc.detail or exc.code, traceback.format_exc()
     except JobTimeoutException as exc:
@@ -345,6 +459,7 @@ class Handover:
     def __init__(self, rq_job_id: str, ctx: TaskContext | None) -> None:
         self.rq_job_id = rq_job_id
         self.ctx = ctx
+        self.fenced: str | None = None  # why the worker ended the horse's run, if it did
         self.fd = RUNTIME.outcome_file()
         os.ftruncate(self.fd, 0)
         os.lseek(self.fd, 0, os.SEEK_SET)
@@ -374,6 +489,7 @@ class Handover:
         """In a running horse: the attempt its worker sent, its outcome to go to ``fd``; and its time limit."""
         found = json.loads(data)
         handover = cls.__new__(cls)
+        handover.fenced = None
         handover.rq_job_id = str(found["rq_job_id"])
         handover.ctx = TaskContext(**found["ctx"], _ledger=ledger)
         handover.fd = fd
@@ -401,31 +517,41 @@ def write_all(fd: int, data: bytes) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent(parent_pid: int) -> None:
+def die_with_parent(parent_pid: int, death_signal: int = signal.SIGKILL) -> None:
     """In a work horse: die when the worker that forked it dies, so that a killed worker never leaves a
-    horse running its attempt beside the retry (Linux: PR_SET_PDEATHSIG; elsewhere the check below)."""
+    horse running its attempt beside the retry (Linux: PR_SET_PDEATHSIG; elsewhere the check below). A process
+    that must clean up on its way out (RQ's scheduler releasing its locks) asks for SIGTERM instead."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            libc.prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
     # The worker may have died before the signal was armed.
     if os.getppid() != parent_pid:
         os._exit(1)
 
 
 @contextlib.contextmanager
-def handed_over(hub: Stack, rq_job_id: str, ctx: TaskContext | None) -> Iterator[Handover]:
-    """Make ``ctx`` the attempt the next forked horse runs, with its lease renewed from this process."""
+def handed_over(
+    hub: Stack, rq_job_id: str, ctx: TaskContext | None, on_fence: Callable[[str], None] | None = None
+) -> Iterator[Handover]:
+    """Make ``ctx`` the attempt the next forked horse runs, with its lease renewed from this process; when the
+    lease cannot be renewed in time ``on_fence`` ends the horse's run (``Handover.fenced`` says why)."""
     handover = Handover(rq_job_id, ctx)
     if ctx is not None:
-        RUNTIME.heartbeat.add(ctx.job_id, hub.ledger, hub.settings.worker_lost_after)
+
+        def fence(reason: str) -> None:
+            handover.fenced = reason
+            if on_fence is not None:
+                on_fence(reason)
+
+        RUNTIME.leases.add(ctx, hub.ledger, hub.settings.worker_lost_after, fence)
     RUNTIME.handover = handover
     try:
         yield handover
     finally:
         RUNTIME.handover = None
         if ctx is not None:
-            RUNTIME.heartbeat.discard(ctx.job_id)
+            RUNTIME.leases.discard(ctx.lease)
 
 
 def record_handed(hub: Stack, handover: Handover, horse_exit: str) -> dict[str, Any] | None:
@@ -435,29 +561,29 @@ def record_handed(hub: Stack, handover: Handover, horse_exit: str) -> dict[str, 
         return None
     outcome = handover.outcome()
     if outcome is None:
-        detail = f"the work horse of worker {RUNTIME.name} ended without an outcome ({horse_exit})"
-        lost = hub.book.record_lost(ctx.job_id, ctx.run, ctx.attempt, detail)
-        return {"job_id": ctx.job_id, "outcome": "worker-lost" if lost else "superseded"}
+        if handover.fenced:
+            detail = f"fenced: {handover.fenced}; worker {RUNTIME.name} ended its work horse ({horse_exit})"
+        else:
+            detail = f"the work horse of worker {RUNTIME.name} ended without an outcome ({horse_exit})"
+        return record_outcome(hub, ctx, "fenced", "worker-lost", detail, None)
     return record_outcome(hub, ctx, *outcome)
 
 
 def record_outcome(
     hub: Stack, ctx: TaskContext, outcome: str, code: str, detail: str, log_text: str | None
 ) -> dict[str, Any]:
-    """Write the attempt's outcome if the attempt still owns the job; decide what comes next."""
+    """Write the attempt's outcome if the attempt still holds the job (its fencing token); decide what comes next.
+    An attempt the ledger recorded lost meanwhile is ``superseded``: its outcome is refused."""
     if outcome in ("succeeded", "cancelled"):
         return _record_stop(hub, ctx, outcome)
-    book = hub.book
-    now = utcnow()
-    with hub.ledger.write() as session:
-        job = session.get(Job, ctx.job_id, with_for_update=True)
-        if job is None or job.state != State.RUNNING or job.run != ctx.run or job.attempts != ctx.attempt:
-            # The attempt lost its lease and was recorded as worker-lost meanwhile.
-            return {"job_id": ctx.job_id, "outcome": "superseded"}
-        delivery = book.fail_attempt(session, job, now, outcome, code, detail, log_text)
-        state = job.state
-    if delivery:
-        book.send([delivery])
+    if outcome == "fenced":
+        if not detail.startswith("fenced") and not detail.startswith("the work horse"):
+            detail = f"fenced: {detail}"
+        lost = hub.book.record_lost(ctx.job_id, ctx.run, ctx.attempt, detail)
+        return {"job_id": ctx.job_id, "outcome": "worker-lost" if lost else "superseded"}
+    state = hub.book.record_failure(ctx.job_id, ctx.run, ctx.attempt, outcome, code, detail, log_text)
+    if state is None:
+        return {"job_id": ctx.job_id, "outcome": "superseded"}
     return {"job_id": ctx.job_id, "outcome": outcome, "state": state}
 
 
@@ -473,14 +599,14 @@ def _record_stop_core(hub: Stack, ctx: TaskContext, outcome: str) -> dict[str, A
     """``_record_stop`` on any SQLAlchemy backend, through Core."""
     now = utcnow()
     with hub.ledger.write_conn() as conn:
-        row = conn.execute(_STOP_READ, {"p_id": ctx.job_id}).first()
+        row = conn.execute(sql.STOP_READ_CORE, {"p_id": ctx.job_id}).first()
         if row is None or row.state != State.RUNNING or row.run != ctx.run or row.attempts != ctx.attempt:
             return {"job_id": ctx.job_id, "outcome": "superseded"}
         # A task without checkpoints runs to completion and is then marked cancelled.
         target = State.CANCELLED if outcome == "cancelled" or row.cancel_requested else State.SUCCEEDED
-        conn.execute(_STOP, {"p_id": ctx.job_id, "p_state": target.value, "p_now": now})
+        conn.execute(sql.STOP_CORE, {"p_id": ctx.job_id, "p_state": target.value, "p_now": now})
         conn.execute(
-            _FINISH_ATTEMPT,
+            sql.FINISH_ATTEMPT_CORE,
             {"p_id": ctx.job_id, "p_run": ctx.run, "p_number": ctx.attempt, "p_now": now, "p_exit": outcome},
         )
     return {"job_id": ctx.job_id, "outcome": outcome, "state": target.value}
@@ -498,61 +624,10 @@ def _record_stop_core(hub: Stack, ctx: TaskContext, outcome: str) -> dict[str, A
 #   data-modifying CTEs (lock and compare-and-set the job row, insert its attempt): one
 #   round trip instead of six.
 #
-# Other backends use the Core statements above. Both paths write the same rows; the state-change events
-# are the ledger trigger's (migration 0007) on every path.
+# Other backends use the Core statements. Every variant is in sgen_ops/ledger/statements.py, side by side. Both
+# paths write the same rows; the state-change events are the ledger trigger's (migration 0007) on every path.
 
 _RUN, _OK, _CANCELLED = State.RUNNING.value, State.SUCCEEDED.value, State.CANCELLED.value
-_WAITING_SQL = ", ".join(f"'{v}'" for v in WAITING_VALUES)
-
-_SQLITE_CLAIM_READ = (
-    "SELECT state, task, payload, attempts, run, max_attempts, account, schedule_id, scheduled_for, rq_job_id, "
-    f"cancel_requested, {PAUSED_SQL} FROM jobs WHERE id = ?"
-)
-_SQLITE_CLAIM = (
-    f"UPDATE jobs SET state = '{_RUN}', attempts = ?, worker = ?, updated_at = ?, lease_until = ? "
-    "WHERE id = ? AND state = ? AND rq_job_id = ?"
-)
-_SQLITE_ATTEMPT = (
-    "INSERT INTO attempts (job_id, task, run, number, ready_at, started_at, worker) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_SQLITE_STOP_RETURNING = (
-    f"UPDATE jobs SET state = CASE WHEN ? OR cancel_requested THEN '{_CANCELLED}' ELSE '{_OK}' END, "
-    f"lease_until = NULL, updated_at = ? WHERE id = ? AND state = '{_RUN}' AND run = ? AND attempts = ? "
-    "RETURNING state"
-)
-_SQLITE_STOP_READ = "SELECT state, run, attempts, cancel_requested FROM jobs WHERE id = ?"
-_SQLITE_STOP = "UPDATE jobs SET state = ?, lease_until = NULL, updated_at = ? WHERE id = ?"
-_SQLITE_FINISH = "UPDATE attempts SET finished_at = ?, exit = ? WHERE job_id = ? AND run = ? AND number = ?"
-
-_PG_CLAIM = f"""
-WITH cur AS (
-    SELECT id, state FROM jobs
-    WHERE id = %(id)s AND state IN ({_WAITING_SQL}) AND rq_job_id = %(rq)s AND NOT cancel_requested
-        AND NOT {PAUSED_SQL}
-    FOR UPDATE
-), claimed AS (
-    UPDATE jobs AS j SET state = '{_RUN}', attempts = j.attempts + 1, worker = %(worker)s,
-        updated_at = %(now)s, lease_until = %(lease)s
-    FROM cur WHERE j.id = cur.id
-    RETURNING j.task, j.payload, j.attempts, j.run, j.max_attempts, j.account, j.schedule_id, j.scheduled_for
-), attempt AS (
-    INSERT INTO attempts (job_id, task, run, number, ready_at, started_at, worker)
-    SELECT %(id)s, c.task, c.run, c.attempts, c.scheduled_for, %(now)s, %(worker)s FROM claimed AS c
-)
-SELECT task, payload, attempts, run, max_attempts, account, schedule_id FROM claimed
-"""
-_PG_STOP = f"""
-WITH done AS (
-    UPDATE jobs SET state = CASE WHEN %(cancelled)s OR cancel_requested THEN '{_CANCELLED}' ELSE '{_OK}' END,
-        lease_until = NULL, updated_at = %(now)s
-    WHERE id = %(id)s AND state = '{_RUN}' AND run = %(run)s AND attempts = %(number)s
-    RETURNING state
-), attempt AS (
-    UPDATE attempts SET finished_at = %(now)s, exit = %(exit)s
-    WHERE job_id = %(id)s AND run = %(run)s AND number = %(number)s AND EXISTS (SELECT 1 FROM done)
-)
-SELECT state FROM done
-"""
 
 
 class HotPath:
@@ -570,6 +645,7 @@ class HotPath:
         # Weakly: the registry below is keyed by the engine, which must stay collectable.
         self._engine = weakref.ref(engine)
         self.dialect = engine.dialect
+        self.dialect_url = engine.url
         self.postgres = self.dialect.name == "postgresql"
         self.returning = not self.postgres and sqlite3.sqlite_version_info >= (3, 35, 0)
         processor = UTCDateTime().dialect_impl(self.dialect).bind_processor(self.dialect)
@@ -626,16 +702,19 @@ class HotPath:
             self._forked()
         with self._lock:
             for attempt in (1, 2):
-                fairy = self._connection()
-                dbapi = fairy.dbapi_connection
+                dbapi = None
                 try:
+                    dbapi = self._connection().dbapi_connection
                     return work(dbapi)
                 except self.dialect.loaded_dbapi.Error as exc:
-                    lost = self.dialect.is_disconnect(exc, dbapi, None)
+                    # A connection refused, or one that dropped: nothing of the transaction was committed (or, if
+                    # its commit's answer was lost, the compare-and-set makes the next try a no-op).
+                    lost = dbapi is None or self.dialect.is_disconnect(exc, dbapi, None)
                     self._drop(close=True)
-                    if lost and attempt == 1:
+                    if lost and attempt == 1 and dbapi is not None:
                         continue
-                    raise driver_error(self.dialect, exc) from exc
+                    error = driver_error(self.dialect, exc, invalidated=lost)
+                    raise (unavailable(error, self.dialect_url) or error) from exc
                 except BaseException:
                     self._drop(close=True)
                     raise
@@ -643,6 +722,7 @@ class HotPath:
 
     # -- claim --------------------------------------------------------------------------------
     def claim(self, hub: Stack, job_id: int, rq_job_id: str | None) -> TaskContext | None:
+        sent = time.monotonic()
         now = utcnow()
         lease = now + timedelta(seconds=hub.settings.worker_lost_after)
         worker = RUNTIME.name
@@ -652,7 +732,7 @@ class HotPath:
 
             def pg(dbapi: Any) -> Any:
                 with dbapi.cursor() as cur:
-                    cur.execute(_PG_CLAIM, params)
+                    cur.execute(sql.PG_CLAIM, params)
                     return cur.fetchone()
 
             row = self._run(pg)
@@ -666,17 +746,18 @@ class HotPath:
                 cur = dbapi.cursor()
                 try:
                     cur.execute("BEGIN IMMEDIATE")
-                    r = cur.execute(_SQLITE_CLAIM_READ, (job_id,)).fetchone()
+                    r = cur.execute(sql.SQLITE_CLAIM_READ, (job_id,)).fetchone()
                     if r is None or r[0] not in WAITING or r[9] != rq_job_id or r[10] or r[11]:
                         dbapi.rollback()
                         return False
                     _state, task, _p, attempts, _run, _m, _a, _s, ready_at = r[:9]
                     at = self._time(now)
-                    cur.execute(_SQLITE_CLAIM, (attempts + 1, worker, at, self._time(lease), job_id, r[0], rq_job_id))
+                    cur.execute(sql.SQLITE_CLAIM,
+                                (attempts + 1, worker, at, self._time(lease), job_id, r[0], rq_job_id))
                     if cur.rowcount != 1:
                         dbapi.rollback()
                         return False
-                    cur.execute(_SQLITE_ATTEMPT, (job_id, task, _run, attempts + 1, ready_at, at, worker))
+                    cur.execute(sql.SQLITE_ADD_ATTEMPT, (job_id, task, _run, attempts + 1, ready_at, at, worker))
                     dbapi.commit()
                     found.append(r)
                     return True
@@ -701,6 +782,7 @@ class HotPath:
             schedule_id=schedule_id,
             payload=self._payload(payload),
             _ledger=hub.ledger,
+            claimed=sent,
         )
 
     # -- record -------------------------------------------------------------------------------
@@ -713,7 +795,7 @@ class HotPath:
 
             def pg(dbapi: Any) -> str | None:
                 with dbapi.cursor() as cur:
-                    cur.execute(_PG_STOP, params)
+                    cur.execute(sql.PG_STOP, params)
                     row = cur.fetchone()
                 return None if row is None else str(row[0])
 
@@ -726,20 +808,20 @@ class HotPath:
                     cur.execute("BEGIN IMMEDIATE")
                     if self.returning:
                         row = cur.execute(
-                            _SQLITE_STOP_RETURNING, (int(cancelled), now, ctx.job_id, ctx.run, ctx.attempt)
+                            sql.SQLITE_STOP_RETURNING, (int(cancelled), now, ctx.job_id, ctx.run, ctx.attempt)
                         ).fetchone()
                         if row is None:
                             dbapi.rollback()
                             return None
                         state = str(row[0])
                     else:
-                        row = cur.execute(_SQLITE_STOP_READ, (ctx.job_id,)).fetchone()
+                        row = cur.execute(sql.SQLITE_STOP_READ, (ctx.job_id,)).fetchone()
                         if row is None or row[0] != _RUN or row[1] != ctx.run or row[2] != ctx.attempt:
                             dbapi.rollback()
                             return None
                         state = _CANCELLED if cancelled or row[3] else _OK
-                        cur.execute(_SQLITE_STOP, (state, now, ctx.job_id))
-                    cur.execute(_SQLITE_FINISH, (now, outcome, ctx.job_id, ctx.run, ctx.attempt))
+                        cur.execute(sql.SQLITE_STOP, (state, now, ctx.job_id))
+                    cur.execute(sql.SQLITE_FINISH, (now, outcome, ctx.job_id, ctx.run, ctx.attempt))
                     dbapi.commit()
                     return state
                 except BaseException:
@@ -765,10 +847,10 @@ def hot_path(ledger: Ledger) -> HotPath | None:
 
 
 class WorkerRuntime:
-    """The state of a process that runs attempts, in one object: its hub, its worker's name, the heartbeat
-    renewing its leases, the attempt handed to a work horse, the outcome file it shares with its horses, and
-    the hot path per ledger engine. RQ calls ``perform`` as a plain function, so a process has one runtime
-    (``RUNTIME``); the worker names it and binds its hub.
+    """The state of a process that runs attempts, in one object: its hub, its worker's name, the leases of its
+    attempts (renewed and fenced), how long the ledger has been reachable, the attempt handed to a work horse,
+    the outcome file it shares with its horses, and the hot path per ledger engine. RQ calls ``perform`` as a
+    plain function, so a process has one runtime (``RUNTIME``); the worker names it and binds its hub.
 
     ``connect`` makes a hub from the environment for a process that was given none (a pool's worker); the
     hub module hands it down, so nothing here imports the hub.
@@ -777,7 +859,11 @@ class WorkerRuntime:
     def __init__(self, connect: Callable[[], Stack] | None = None) -> None:
         self.connect = connect
         self.name = f"{socket.gethostname()}.{os.getpid()}"
-        self.heartbeat = _Heartbeat()
+        self.leases = Leases()
+        self.reach = Reach()
+        # A worker process (``sgen-ops worker``) leaves when a running handler outlives its lease; a process
+        # that runs attempts in-line for its caller (``hub.work()``) cannot.
+        self.leave_on_fence = False
         self.handover: Handover | None = None
         self._hub: Stack | None = None
         self._hub_pid: int | None = None
@@ -786,6 +872,18 @@ class WorkerRuntime:
 
     def bind(self, hub: Stack) -> None:
         self._hub, self._hub_pid = hub, os.getpid()
+
+    def end_run_in_process(self, reason: str) -> None:
+        """The run of an attempt in this process outlived its lease (its checkpoints were not reached, or it
+        ignored AttemptFenced): a worker process leaves (its pool or supervisor starts another), so that no
+        other attempt of the job ever runs beside it; elsewhere it can only be reported."""
+        if self.leave_on_fence:
+            log.critical("worker %s leaves: %s; the run is still inside its handler and must not go on beside a "
+                         "retry", self.name, reason)
+            logging.shutdown()
+            os._exit(EXIT_FENCED)
+        log.error("worker %s: %s; the run is still inside its handler and cannot be stopped in this process",
+                  self.name, reason)
 
     def hub(self) -> Stack:
         """The bound hub; after a fork, the inherited one drops its parent's connections first."""

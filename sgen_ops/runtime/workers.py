@@ -10,12 +10,12 @@ import math
 import os
 import random
 import select
+import signal
 import socket
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import redis
 from rq import Queue, SimpleWorker, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import StopRequested
@@ -27,6 +27,9 @@ from rq.utils import as_text, now, utcformat
 from rq.worker import BaseWorker, WorkerStatus
 from rq.worker_pool import WorkerPool
 
+from ..core.backoff import ride_out
+from ..errors import Unavailable
+from ..transport.reach import REDIS_DOWN
 from . import execution
 
 if TYPE_CHECKING:
@@ -35,22 +38,52 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# Redis going away: RQ's worker quits on these outside its dequeue; ours waits for Redis to come back.
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, ConnectionError)
-# The longest wait between two tries to reach Redis again.
-MAX_BACKOFF = 5.0
+# -- riding out Redis, and RQ's scheduler through outages and kills (issue 20; docs/fencing.md) ---------------
+# RQ private names used here, checked against rq 2.x and 3.0: RQScheduler._install_signal_handlers,
+# ._stop_requested, ._process, .should_reacquire_locks, .acquire_locks, .heartbeat, .enqueue_scheduled_jobs,
+# .register_birth, .stop; BaseWorker.last_cleaned_at (None: upkeep is due).
+
+# A worker without a live scheduler process tries for RQ's scheduler locks this often (RQ: every maintenance
+# interval), and waits for work at most this long between tries, so that when the worker running the scheduler
+# dies its locks (released by its scheduler process on the way out) are taken within about a second.
+SCHEDULER_STANDBY_EVERY = 1.0
 
 
 class _Scheduler(RQScheduler):
-    """RQ's scheduler process, which dies with the worker that forked it (a killed worker left it behind)."""
+    """RQ's scheduler process, which rides out Redis restarts and ends with the worker that forked it: it gets
+    SIGTERM when its worker dies, and releases its locks on the way out, so that another worker's scheduler
+    takes over at once instead of after the locks' minute-long expiry."""
 
     def start(self) -> Any:
         self._worker_pid = os.getpid()
         return super().start()  # type: ignore[no-untyped-call]
 
     def work(self) -> None:
-        execution.die_with_parent(self._worker_pid)
-        super().work()  # type: ignore[no-untyped-call]
+        execution.die_with_parent(self._worker_pid, signal.SIGTERM)
+        self._install_signal_handlers()  # type: ignore[no-untyped-call]
+
+        def stopping() -> bool:
+            return bool(self._stop_requested)
+
+        ride_out(self.register_birth, retry_on=REDIS_DOWN, what="RQ's scheduler: registering",
+                 should_stop=stopping, logger=log)
+        while not self._stop_requested:
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()  # type: ignore[no-untyped-call]
+                self.heartbeat()  # type: ignore[no-untyped-call]
+                self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            except REDIS_DOWN:
+                with contextlib.suppress(*REDIS_DOWN):
+                    ride_out(self.connection.ping, retry_on=REDIS_DOWN, what="RQ's scheduler: Redis",
+                             should_stop=stopping, logger=log)
+                    # Redis may be back empty: the locks (and this scheduler's registration) are taken again.
+                    self.register_birth()
+                    self.acquire_locks()  # type: ignore[no-untyped-call]
+                continue
+            time.sleep(self.interval)
+        with contextlib.suppress(*REDIS_DOWN):
+            self.stop()  # type: ignore[no-untyped-call]
 
 
 # The fields of a delivery's hash a worker reads: what it carries (the function and the ledger id), where
@@ -118,8 +151,10 @@ class _LedgerUpkeep(BaseWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
-        super().__init__(*args, **kwargs)
-        hub = execution.current_hub()
+        # A worker starting while Redis or the ledger is down waits for them.
+        ride_out(lambda: super(_LedgerUpkeep, self).__init__(*args, **kwargs), retry_on=REDIS_DOWN,
+                 what="worker starting: Redis", logger=log)
+        hub = ride_out(execution.current_hub, retry_on=Unavailable, what="worker starting: the ledger", logger=log)
         self.maintenance_interval = hub.settings.maintenance_interval
         execution.RUNTIME.name = self.name
         self._take = self.connection.register_script(_TAKE_LUA)
@@ -130,6 +165,7 @@ class _LedgerUpkeep(BaseWorker):
         self._last_heartbeat = float("-inf")
         self._last_suspension_check = float("-inf")
         self._upkeep_started = False
+        self._scheduling = False  # this worker keeps an RQ scheduler (not a burst)
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
@@ -150,7 +186,8 @@ class _LedgerUpkeep(BaseWorker):
         date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
         log_format: str = DEFAULT_LOGGING_FORMAT,
     ) -> None:
-        """RQ's own, with a scheduler process that dies with this worker."""
+        """RQ's own, with a scheduler process that rides out Redis and ends with this worker."""
+        self._scheduling = not burst
         self.scheduler = _Scheduler(
             self.queues,
             connection=self.connection,
@@ -172,17 +209,30 @@ class _LedgerUpkeep(BaseWorker):
             self.scheduler.release_locks()  # type: ignore[no-untyped-call]
             self.scheduler.register_death()
 
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        ride_out(lambda: super(_LedgerUpkeep, self).bootstrap(*args, **kwargs), retry_on=REDIS_DOWN,
+                 what="worker starting: Redis", logger=log)
+
     def run_maintenance_tasks(self) -> None:
         try:
             super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         except REDIS_DOWN as exc:
             self._ride_out(exc)
         hub = execution.current_hub()
+        runtime = execution.RUNTIME
         try:
-            lost = hub.recover_lost()
+            lost = 0
+            # Only after a whole lease of reachable ledger: live workers first renew what an outage let lapse.
+            if runtime.reach.steady_for() >= hub.settings.worker_lost_after:
+                lost = hub.recover_lost()
             resent = hub.reconcile()
             if lost or resent:
                 log.info("maintenance: %d lost attempts recovered, %d deliveries re-sent", lost, resent)
+        except Unavailable as exc:
+            runtime.reach.failed()
+            log.warning("worker %s: upkeep skipped: %s", self.name, exc)
+        except REDIS_DOWN as exc:
+            log.warning("worker %s: upkeep skipped: Redis is unreachable (%s)", self.name, exc)
         except Exception:
             log.exception("ledger maintenance failed; will try again")
 
@@ -205,9 +255,32 @@ class _LedgerUpkeep(BaseWorker):
             return
         try:
             super().heartbeat(timeout)
+            self._keep_scheduler()
         except REDIS_DOWN as exc:
             self._ride_out(exc)
         self._last_heartbeat = at
+
+    def _standby(self) -> bool:
+        """Whether this worker keeps an RQ scheduler that is not running (another worker holds the locks)."""
+        scheduler = self.scheduler
+        if not self._scheduling or scheduler is None or self.is_horse:
+            return False
+        process = scheduler._process
+        return process is None or not process.is_alive()
+
+    def _keep_scheduler(self) -> None:
+        """Take RQ's scheduler locks if their holder is gone, and start this worker's scheduler process."""
+        if self._standby() and self.scheduler is not None:
+            self.scheduler.acquire_locks(auto_start=True)
+
+    def _keep_registered(self, _exc: BaseException | None = None) -> None:
+        """While waiting for the ledger: keep this worker's registration in Redis alive."""
+        at = time.monotonic()
+        if at - self._last_heartbeat < HOUSEKEEPING_EVERY:
+            return
+        with contextlib.suppress(*REDIS_DOWN):
+            super().heartbeat()
+            self._last_heartbeat = at
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         # RQ sets the worker idle before every dequeue; taking and settling deliveries keep the stored
@@ -239,7 +312,7 @@ class _LedgerUpkeep(BaseWorker):
                 self.set_state(WorkerStatus.IDLE)
                 if timeout is None:
                     return None
-                wait = timeout
+                wait = 1 if self._standby() else timeout
                 if max_idle_time is not None:
                     left = max_idle_time - (time.monotonic() - idle_since)
                     if left <= 0:
@@ -309,6 +382,9 @@ class _LedgerUpkeep(BaseWorker):
             outcome = str(self.run_attempt(job, queue, job_id).get("outcome", "skipped"))
         except (SystemExit, KeyboardInterrupt, StopRequested):
             raise
+        except Unavailable as exc:
+            # Asked to stop while waiting for the ledger: the job stays waiting, and reconcile sends it again.
+            log.warning("worker %s stopped waiting for delivery %s of job %s: %s", self.name, job.id, job_id, exc)
         except Exception:
             # The ledger keeps the truth: a claim that never happened leaves the job waiting (upkeep sends
             # it again), an outcome never recorded leaves a lease that upkeep records as lost.
@@ -324,8 +400,13 @@ class _LedgerUpkeep(BaseWorker):
         self.log.info("Worker %s: job %s (delivery %s): %s", self.name, job_id, job.id, outcome)
 
     def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
-        """Claim, run and record the attempt a delivery leads to; the handler runs within the job's timeout."""
-        return execution.run_attempt(execution.current_hub(), job_id, job.id, self.time_limit(job))
+        """Claim, run and record the attempt a delivery leads to; the handler runs within the job's timeout. The
+        claim waits out an outage of the ledger until the worker is asked to stop, the outcome until it answers."""
+        return execution.run_attempt(execution.current_hub(), job_id, job.id, self.time_limit(job),
+                                     should_stop=self._stopping, on_wait=self._keep_registered)
+
+    def _stopping(self) -> bool:
+        return bool(self._stop_requested)
 
     def job_timeout(self, job: RQJob) -> float:
         """The seconds a delivery's handler may run: its timeout, or RQ's default where it sets none."""
@@ -339,21 +420,20 @@ class _LedgerUpkeep(BaseWorker):
         return self.death_penalty_class(math.ceil(timeout), JobTimeoutException, job_id=rq_job_id)
 
     def _ride_out(self, exc: BaseException) -> None:
-        """Wait until Redis answers again, at most MAX_BACKOFF seconds between tries; a worker of the
-        embedded stack follows its Redis to the address it has after a restart."""
-        log.warning("worker %s lost Redis (%s); waiting for it to come back", self.name, exc)
+        """Wait until Redis answers again (the one backoff helper); a worker of the embedded stack follows its
+        Redis to the address it has after a restart. Upkeep then runs at once: Redis may be back empty, and the
+        deliveries it lost are sent again now rather than a maintenance interval later."""
         hub = execution.current_hub()
-        delay = 0.2
-        while not self._stop_requested:
-            time.sleep(delay)
-            try:
-                hub.reattach_redis()
-                self.connection.ping()
-            except (*REDIS_DOWN, OSError, RuntimeError):
-                delay = min(delay * 2, MAX_BACKOFF)
-                continue
-            log.warning("worker %s reached Redis again; carrying on", self.name)
-            return
+
+        def reach() -> None:
+            hub.reattach_redis()
+            self.connection.ping()
+
+        log.warning("worker %s lost Redis (%s)", self.name, exc)
+        with contextlib.suppress(*REDIS_DOWN, OSError, RuntimeError):
+            ride_out(reach, retry_on=(*REDIS_DOWN, OSError, RuntimeError), what=f"worker {self.name}: Redis",
+                     should_stop=self._stopping, logger=log)
+            self.last_cleaned_at = None
 
 
 class SgenWorker(_LedgerUpkeep, SimpleWorker):
@@ -389,12 +469,13 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
     def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
         self._reap()
         hub = execution.current_hub()
-        ctx = execution.riding_out(lambda: execution.claim(hub, job_id, job.id))
+        ctx = execution.riding_out(lambda: execution.claim(hub, job_id, job.id), f"claiming job {job_id}",
+                                   self._stopping, self._keep_registered)
         if ctx is None:
             return {"job_id": job_id, "outcome": "skipped"}
         self._horse_exit = "no work horse started"
         recorded: dict[str, Any] | None = None
-        with execution.handed_over(hub, job.id, ctx) as handover:
+        with execution.handed_over(hub, job.id, ctx, self._end_horse) as handover:
             try:
                 if not self._horse_pid or self._horse_ran >= self.horse_attempts or not self._sent(
                     handover.message(self.job_timeout(job))
@@ -408,8 +489,20 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
                 self._outlive_horse()
                 raise
             finally:
-                recorded = execution.riding_out(lambda: execution.record_handed(hub, handover, self._horse_exit))
+                # The run is over: nothing to renew or fence while its outcome waits for the ledger.
+                execution.RUNTIME.leases.discard(ctx.lease)
+                recorded = execution.riding_out(lambda: execution.record_handed(hub, handover, self._horse_exit),
+                                                f"recording job {job_id}'s outcome", on_wait=self._keep_registered)
         return recorded or {"job_id": job_id, "outcome": "skipped"}
+
+    def _end_horse(self, reason: str) -> None:
+        """The attempt's lease could not be renewed in time: its horse is killed before the lease ends, so no
+        other attempt of the job ever runs beside it (called from the lease watchdog's thread)."""
+        pid = self._horse_pid
+        if pid:
+            log.warning("worker %s kills work horse %d: %s", self.name, pid, reason)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def _start_horse(self, job: RQJob, queue: Queue) -> None:
         """Fork a horse for this attempt (the attempt is in its memory); with room for more, it then waits

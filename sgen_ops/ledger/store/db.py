@@ -11,9 +11,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Dialect, Engine, create_engine, event, make_url
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
+
+from ...errors import Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions: a process tells that the ledger is current with one query
@@ -42,6 +44,69 @@ def _sqlite_tuning(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+# PostgreSQL SQLSTATEs that mean the server cannot serve this client now: its connection exceptions (class 08),
+# the server shutting down, crashing or starting up, no connection slot free, and a read-only standby (what a
+# client reaches during a failover before the new primary is promoted).
+_PG_OUTAGE_STATES = frozenset({"57P01", "57P02", "57P03", "53300", "25006"})
+# Seconds a connection attempt to PostgreSQL may take before it counts as an outage (a host that drops packets
+# would otherwise hold a caller for the operating system's TCP timeout, minutes); a URL or connect_args may say
+# otherwise.
+CONNECT_TIMEOUT = 10
+# Words for what went wrong, by what the driver's message says (checked in order); never the driver's text.
+_REASONS = (
+    (("refused",), "connection refused"),
+    (("read-only", "read only"), "it is read-only (a standby, as during a failover)"),
+    (("shutting down", "terminating connection", "admin_shutdown", "crash"), "the server is shutting down"),
+    (("starting up", "not yet accepting", "recovery mode"), "the server is starting up"),
+    (("timeout", "timed out"), "the connection timed out"),
+    (("translate host name", "name or service not known", "nodename nor servname"), "its host name does not resolve"),
+    (("too many", "remaining connection slots"), "it has no connection to spare"),
+    (("unable to open",), "its file cannot be opened"),
+    (("disk i/o",), "its file cannot be read or written"),
+    (("closed", "lost", "consuming input failed", "eof", "ssl syscall", "broken pipe", "reset by peer"),
+     "the connection was closed"),
+)
+
+
+def address(url: URL | str) -> str:
+    """Where a ledger is, in words: ``host:port``, or the SQLite file."""
+    url = make_url(url) if isinstance(url, str) else url
+    if url.get_backend_name() == "sqlite":
+        return url.database or "an in-memory SQLite database"
+    host = url.host or "the local socket"
+    port = url.port or (5432 if url.get_backend_name() == "postgresql" else None)
+    return f"{host}:{port}" if port else host
+
+
+def unavailable(exc: BaseException, url: URL | str) -> Unavailable | None:
+    """``Unavailable`` for an error that means the ledger at ``url`` cannot be reached (an outage, a restart, a
+    failover), else None. Takes SQLAlchemy's errors and the drivers' own (psycopg, psycopg2, sqlite3)."""
+    if isinstance(exc, Unavailable):
+        return exc
+    orig = getattr(exc, "orig", None) or exc
+    kind = type(orig).__name__
+    module = type(orig).__module__.split(".")[0]
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    text = str(orig).lower()
+    if module in ("psycopg", "psycopg2"):
+        lost = state in _PG_OUTAGE_STATES or (
+            kind in ("OperationalError", "InterfaceError") and (state is None or str(state).startswith("08"))
+        )
+        if not lost and getattr(exc, "connection_invalidated", False):
+            lost = True
+    elif module == "sqlite3":
+        lost = kind == "OperationalError" and ("unable to open" in text or "disk i/o" in text)
+    else:
+        lost = bool(getattr(exc, "connection_invalidated", False)) or isinstance(exc, sa_exc.DisconnectionError)
+    if not lost:
+        return None
+    if state == "25006":
+        reason = "it is read-only (a standby, as during a failover)"
+    else:
+        reason = next((words for marks, words in _REASONS if any(m in text for m in marks)), "it does not answer")
+    return Unavailable("ledger", address(url), reason)
 
 
 def driver_error(
@@ -129,6 +194,8 @@ class Ledger:
                 idle_ping = True
             if url.startswith("postgresql"):
                 _without_jit(url, engine_kwargs.setdefault("connect_args", {}))
+            if url.startswith("postgresql") and "connect_timeout" not in make_url(url).query:
+                engine_kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", CONNECT_TIMEOUT)
         self.engine = create_engine(url, echo=echo, **engine_kwargs)
         if idle_ping:
             _ping_when_idle(self)
@@ -142,6 +209,23 @@ class Ledger:
         self._write = sessionmaker(write_engine, expire_on_commit=False)
         self._pid = os.getpid()
 
+    def unavailable(self, exc: BaseException) -> Unavailable | None:
+        """``Unavailable`` if ``exc`` means this ledger cannot be reached, else None."""
+        return unavailable(exc, self.engine.url)
+
+    @contextmanager
+    def reaching(self) -> Iterator[None]:
+        """Errors that mean the ledger cannot be reached leave as ``Unavailable``; others as they are."""
+        try:
+            yield
+        except Unavailable:
+            raise
+        except Exception as exc:
+            gone = self.unavailable(exc)
+            if gone is None:
+                raise
+            raise gone from exc
+
     def _own_process(self) -> None:
         # A forked child (a work horse running a checkpoint, say) must never use its parent's connections.
         if self._pid != os.getpid():
@@ -150,21 +234,21 @@ class Ledger:
     @contextmanager
     def read(self) -> Iterator[Session]:
         self._own_process()
-        with self._read() as session:
+        with self.reaching(), self._read() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any error."""
         self._own_process()
-        with self._write() as session, session.begin():
+        with self.reaching(), self._write() as session, session.begin():
             yield session
 
     @contextmanager
     def write_conn(self) -> Iterator[Connection]:
         """A Core connection in a write transaction: the worker's hot path, without ORM bookkeeping."""
         self._own_process()
-        with self._write_engine.begin() as conn:
+        with self.reaching(), self._write_engine.begin() as conn:
             yield conn
 
     @contextmanager
@@ -178,7 +262,8 @@ class Ledger:
             raise RuntimeError("autocommit_dbapi is for PostgreSQL; SQLite writes go through write_conn")
         self._own_process()
         dialect = self.engine.dialect
-        fairy = self.engine.raw_connection()
+        with self.reaching():
+            fairy = self.engine.raw_connection()
         dbapi: Any = fairy.dbapi_connection
         try:
             dbapi.autocommit = True
@@ -187,7 +272,8 @@ class Ledger:
             lost = dialect.is_disconnect(exc, dbapi, None)
             if lost:
                 fairy.invalidate(exc)
-            raise driver_error(dialect, exc, invalidated=lost) from exc
+            error = driver_error(dialect, exc, invalidated=lost)
+            raise (self.unavailable(error) or error) from exc
         finally:
             try:
                 if not dbapi.closed:
@@ -201,7 +287,7 @@ class Ledger:
         from alembic import command
 
         self._own_process()
-        with self.engine.begin() as conn:
+        with self.reaching(), self.engine.begin() as conn:
             config = alembic_config(conn)
             command.upgrade(config, revision)
 
@@ -212,7 +298,10 @@ class Ledger:
         try:
             with self.engine.connect() as conn:
                 rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        except sa_exc.DBAPIError:
+        except sa_exc.DBAPIError as exc:
+            gone = self.unavailable(exc)
+            if gone is not None:
+                raise gone from exc
             return False  # no alembic_version yet: a ledger never upgraded
         return [row[0] for row in rows] == [HEAD_REVISION]
 
@@ -220,7 +309,7 @@ class Ledger:
         from alembic.runtime.migration import MigrationContext
 
         self._own_process()
-        with self.engine.connect() as conn:
+        with self.reaching(), self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def head_revision(self) -> str | None:
