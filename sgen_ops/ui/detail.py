@@ -4,8 +4,8 @@
 for every role but Administrator), the attempt history (number, run, started, finished, duration, exit,
 error), the error log (collapsed), the schedule that emitted the job and the worker that last ran it.
 Its action buttons are the operations whose accepted states include the job's state (the declarations in
-``sgen_ops.surface.declarations.OPERATIONS``), each once: a dead letter shows Replay to a role that may replay and Re-run
-(the same return to the queue) only to one that may not; ``omit`` leaves out actions the hosting view
+``sgen_ops.surface.declarations.OPERATIONS``), each once: a dead letter shows Replay to a role that may replay
+and Re-run (the same return to the queue) only to one that may not; ``omit`` leaves out actions the hosting view
 already offers (the triage view's Replay and Dismiss). Buttons the role may not use are disabled with the
 reason, in plain words, as tooltip. The Worker field names the host and process id that last ran it.
 Dismiss asks first: it shows "Confirm dismiss" and "Keep". After a write, the view reloads and calls
