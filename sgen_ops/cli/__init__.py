@@ -16,7 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import SgenOpsError
 from . import audit, info, jobs, pauses, schedules, stack
-from .base import UsageError, operator_from_env
+from .base import UsageError, close_opened, operator_from_env
 
 __all__ = ["build_parser", "main", "operator_from_env"]
 
@@ -79,3 +79,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return PIPE_CLOSED
     except KeyboardInterrupt:
         return 130
+    finally:
+        close_opened()
