@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 import sgen_ops
+from sgen_ops.core.times import utcnow
 from sgen_ops.ledger.store import Attempt, Job, JobEvent
 from sgen_ops.runtime import execution
 
@@ -58,7 +59,7 @@ def test_a_retrying_job_is_claimed_through_queued_on_both_paths(hub: sgen_ops.Hu
             assert job is not None
             # Each move written on its own: the ledger records each row change, in order.
             for state in ("running", "failed", "retrying"):
-                hub.book.move(job, state, sgen_ops.ledger.store.utcnow())
+                hub.book.move(job, state, utcnow())
                 job.attempts = 1
                 session.flush()
             hub.book.next_delivery(job)
@@ -95,7 +96,7 @@ def test_a_record_after_the_attempt_lost_its_lease_is_superseded(hub: sgen_ops.H
     assert ctx is not None
     with hub.ledger.write() as session:
         session.execute(update(Job).where(Job.id == job_id).values(
-            lease_until=sgen_ops.ledger.store.utcnow() - timedelta(seconds=1)))
+            lease_until=utcnow() - timedelta(seconds=1)))
     assert hub.recover_lost() == 1
     assert execution._record_stop(hub, ctx, "succeeded") == {"job_id": job_id, "outcome": "superseded"}
     assert job_row(hub, job_id).state == "retrying"
