@@ -185,6 +185,26 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _on_server(f'DROP DATABASE IF EXISTS "{template_database()}" WITH (FORCE)')
 
 
+# Started first (under xdist: handed out first), so that no long test starts last and ends the run alone: the
+# browser tests (one xdist group), then the other multi-process and long tests.
+FIRST = (
+    "tests/notebooks/", "tests/integration/test_cli_runbook.py", "tests/api/test_schemathesis.py",
+    "tests/integration/test_text_search_index.py::test_migration_indexes_existing_rows_and_downgrades",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("browser"):
+            return 0
+        if item.get_closest_marker("slow") or item.nodeid.startswith(FIRST):
+            return 1
+        return 2
+
+    items.sort(key=rank)  # stable: the order within each rank (and pytest's grouping by fixture) is kept
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     given = os.environ.get("SGEN_OPS_TEST_REDIS_URL")
