@@ -186,7 +186,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 # Started first (under xdist: handed out first), so that no long test starts last and ends the run alone: the
-# browser tests (one xdist group), then the other multi-process and long tests.
+# browser tests (one unit of work, SAME_WORKER), then the other multi-process and long tests.
 FIRST = (
     "tests/notebooks/", "tests/integration/test_cli_runbook.py", "tests/api/test_schemathesis.py",
     "tests/integration/test_text_search_index.py::test_migration_indexes_existing_rows_and_downgrades",
@@ -203,6 +203,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return 2
 
     items.sort(key=rank)  # stable: the order within each rank (and pytest's grouping by fixture) is kept
+
+
+# Tests that share a fixture wider than one test (a module's server, say) run on one xdist worker: under
+# --dist loadgroup the tests whose ids start with one of these are one unit of work. (pytest-xdist 3.8's
+# xdist_group mark has no effect under pytest 9.2: it renames item._nodeid, which pytest 9.2 no longer reads.)
+SAME_WORKER = ("tests/browser/test_voila_app.py::",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class SameWorker(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            together = next((prefix for prefix in SAME_WORKER if nodeid.startswith(prefix)), None)
+            return together or super()._split_scope(nodeid)
+
+    return SameWorker(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,8 @@ from ..conftest import ROOT, Stack
 from ..helpers import wait_for
 from ..notebooks.conftest import ADMIN, SQLITE_ONLY, Seeded, seed
 
-# One worker runs them all, each kind of app's tests on one server.
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+# One xdist worker runs them all (tests/conftest.py's SAME_WORKER), each kind of app's tests on one server.
+pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
