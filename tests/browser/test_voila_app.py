@@ -294,7 +294,8 @@ def test_state_chips_throughput_and_schedules_as_an_operator_sees_them(
     chip = queue.locator(".sgen-state-chip-failed")
     expect(chip).to_contain_text(f"failed · {failed}")
     chip.click()
-    expect(queue.locator(".sgen-page-label")).to_contain_text(f"{failed} jobs")
+    # "1 job" or "N jobs": an earlier test of the module may have re-run one of the seeded failures.
+    expect(queue.locator(".sgen-page-label")).to_contain_text(re.compile(rf"\b{failed} jobs?\b"))
     page.screenshot(path=str(ARTIFACTS / "queue-state-chips.png"), full_page=True)
 
     page.get_by_role("tab", name="Throughput").click()
