@@ -4,6 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+# pytest-xdist: worker processes for the suite (its tests mostly wait on Redis, SQL and subprocesses); loadgroup
+# keeps the tests of one xdist_group on one worker. PYTEST_XDIST= runs it in this process alone.
+PYTEST_XDIST ?= -n 4 --dist loadgroup
 
 .PHONY: venv demo test lint bench soak down clean
 
@@ -22,7 +25,7 @@ demo: venv
 
 ## test: the whole suite (real Redis, SQLite, and PostgreSQL when SGEN_OPS_TEST_DATABASE_URL is set)
 test: venv
-	JUPYTER_PREFER_ENV_PATH=1 $(PY) -m pytest $(PYTEST_ARGS)
+	JUPYTER_PREFER_ENV_PATH=1 $(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check sgen_ops worker tests bench

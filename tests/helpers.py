@@ -1,13 +1,18 @@
-"""Small helpers shared by the tests: reading the ledger, waiting on a condition, worker processes."""
+"""Small helpers shared by the tests: reading the ledger, waiting on a condition, worker processes, the
+command line in this process."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +24,8 @@ from sgen_ops.core.times import utcnow
 from sgen_ops.ledger.store import Attempt, Job
 
 from .conftest import ROOT, Stack
+
+CLI = "sgen-ops"
 
 # What a worker never runs, so never imports: the notebook and HTTP stacks, and Alembic (whose migrations run
 # only when the ledger is behind).
@@ -131,3 +138,54 @@ def race(*calls: Callable[[], Any]) -> list[Any]:
 def raised(results: list[Any]) -> list[BaseException]:
     """The exceptions among ``race``'s results."""
     return [r for r in results if isinstance(r, BaseException)]
+
+
+@contextlib.contextmanager
+def _as_a_fresh_process(env: Mapping[str, str], cwd: Path) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """This process as a new one would start: exactly ``env`` as its environment, ``cwd`` as its working
+    directory, stdout and stderr read back, and a root logger with no handler yet (so that the command's own
+    ``logging.basicConfig`` writes to its stderr). All of it is put back afterwards."""
+    env, saved_env, saved_cwd = dict(env), dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    root.handlers = []
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield out, err
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers, root.level = saved_handlers, saved_level
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """``sgen-ops ARGS`` run in this process (``sgen_ops.cli.main``) as a shell would run it: with ``env`` as
+    its whole environment, in ``cwd``; its exit status, stdout and stderr come back as ``subprocess.run``
+    gives them. A few tests run the real console script (``sgen_ops_process``) to show that it works as a
+    process; every other test of a command runs it here, without the start-up of a new interpreter."""
+    from sgen_ops.cli import main
+
+    with _as_a_fresh_process(env, cwd) as (out, err):
+        try:
+            status = main(list(args))
+        except SystemExit as exc:  # argparse's usage errors, --help and --version
+            status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+    return subprocess.CompletedProcess([CLI, *args], status, out.getvalue(), err.getvalue())
+
+
+def sgen_ops_process(
+    args: Sequence[str], env: Mapping[str, str], cwd: Path = ROOT, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``sgen-ops ARGS`` as a real process: the console script installed beside this interpreter."""
+    script = Path(sys.executable).with_name(CLI)
+    return subprocess.run([str(script), *args], cwd=cwd, env=dict(env), capture_output=True, text=True,
+                          timeout=timeout, check=False)

@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ..errors import SgenOpsError, Unavailable
 from ..transport.reach import REDIS_DOWN
 from . import audit, info, jobs, pauses, schedules, stack
-from .base import UsageError, operator_from_env
+from .base import UsageError, close_opened, operator_from_env
 
 __all__ = ["build_parser", "main", "operator_from_env"]
 
@@ -106,3 +106,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return UNAVAILABLE
     except KeyboardInterrupt:
         return 130
+    finally:
+        close_opened()

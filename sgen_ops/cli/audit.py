@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ValidationError
 from . import table
-from .base import add_json, operations, print_json, time_arg
+from .base import add_json, opened, operations, print_json, time_arg
 
 COLUMNS = (
     table.Column("AT", "at"),
@@ -27,7 +27,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..ledger import audit
     from ..ledger.store import Ledger
 
-    result = audit.verify(Ledger(load_settings().effective_database_url))
+    result = audit.verify(opened(Ledger(load_settings().effective_database_url)))
     if args.json:
         print_json(result)
     else:

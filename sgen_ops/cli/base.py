@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import SgenOpsError, Unavailable, ValidationError
 
@@ -19,6 +19,24 @@ if TYPE_CHECKING:
     from ..api.client import RemoteOperations
     from ..hub import Hub
     from ..surface.operations import Operations
+
+
+_Closable = TypeVar("_Closable")
+# What the running command opened (hubs, remote clients, ledgers): main() closes them when the command ends,
+# so that it can run in a process that goes on (a test, a notebook) without leaving connections behind.
+_OPENED: list[Any] = []
+
+
+def opened(thing: _Closable) -> _Closable:
+    """``thing`` (anything with ``close()``), to be closed when the command ends."""
+    _OPENED.append(thing)
+    return thing
+
+
+def close_opened() -> None:
+    """Close what the command opened, last opened first."""
+    while _OPENED:
+        _OPENED.pop().close()
 
 
 class UsageError(Exception):
@@ -33,7 +51,7 @@ def operator_from_env() -> str | None:
 def hub() -> Hub:
     from ..hub import connect
 
-    return connect()
+    return opened(connect())
 
 
 def operations(args: argparse.Namespace) -> Operations | RemoteOperations:
@@ -44,7 +62,7 @@ def operations(args: argparse.Namespace) -> Operations | RemoteOperations:
 
     served = served_session(args.operator)
     if served is not None:
-        return served
+        return opened(served)
     return hub().as_operator(args.operator or operator_from_env())
 
 

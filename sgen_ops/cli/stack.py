@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from .base import UsageError, add_json, add_operator, hub, operator_from_env, print_json
+from .base import UsageError, add_json, add_operator, hub, opened, operator_from_env, print_json
 
 APP_HOST = "127.0.0.1"
 APP_PORT = 8866
@@ -62,7 +62,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from ..config import load_settings
     from ..ledger.store import Ledger
 
-    ledger = Ledger(load_settings().effective_database_url)
+    ledger = opened(Ledger(load_settings().effective_database_url))
     ledger.upgrade(args.revision)
     print(f"ledger schema at {ledger.current_revision()} ({ledger.engine.url.render_as_string(hide_password=True)})")
     return 0

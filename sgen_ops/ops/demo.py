@@ -108,14 +108,14 @@ class DemoClock:
     def running(self) -> Iterator[DemoClock]:
         import importlib
 
-        top = __name__.split(".")[0]
-        for part in ("surface.operations", "ledger.stats", "ledger.jobs", "transport.queue", "ledger.audit",
-                     "runtime.execution", "ledger.schedules", "runtime.scheduler", "hub"):
-            importlib.import_module(f"{top}.{part}")
+        package = __name__.split(".")[0]
+        for part in ("surface.declarations", "surface.operations", "ledger.stats", "ledger.jobs", "transport.queue",
+                     "ledger.audit", "runtime.execution", "ledger.schedules", "runtime.scheduler", "hub"):
+            importlib.import_module(f"{package}.{part}")
         patched = [
             (module, module.utcnow)
             for name, module in list(sys.modules.items())
-            if name.split(".")[0] == top and callable(getattr(module, "utcnow", None))
+            if name.split(".")[0] == package and callable(getattr(module, "utcnow", None))
         ]
         for module, _original in patched:
             module.utcnow = self.now  # type: ignore[attr-defined]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import sgen_ops
 from tests.integration.test_surface_fixtures import add_operators, job_row, log_entries
 
-from ..conftest import ROOT, Stack
+from ..conftest import Stack
+from ..helpers import run_cli
 from .conftest import Api
 
 
@@ -22,9 +22,7 @@ def test_job_schedule_and_audit_commands_go_through_the_server(stack: Stack, hub
                 "SGEN_OPS_REDIS_URL": "redis://127.0.0.1:1"})
 
     def cli(operator: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sgen_ops.cli", "--log-level", "WARNING", *args], cwd=ROOT,
-                              env={**env, "SGEN_OPS_API_TOKEN": server.token(operator)}, capture_output=True,
-                              text=True, timeout=120)
+        return run_cli(["--log-level", "WARNING", *args], {**env, "SGEN_OPS_API_TOKEN": server.token(operator)})
 
     shown = cli("viewer", "jobs", "show", str(waiting[0]), "--json")
     assert shown.returncode == 0, shown.stderr

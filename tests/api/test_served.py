@@ -4,8 +4,6 @@ matrices of the surface's own tests, driven through the remote client over HTTP.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -16,7 +14,8 @@ from tests.integration.test_surface_fixtures import ROLES, Jobs, add_operators, 
 from tests.integration.test_surface_roles import EFFECT, MATRIX, SINGLE
 from tests.integration.test_surface_schedules import SCHEDULE_MATRIX, schedule_state
 
-from ..conftest import ROOT, Stack
+from ..conftest import Stack
+from ..helpers import run_cli
 from .conftest import Api
 
 pytestmark = pytest.mark.slow
@@ -115,17 +114,14 @@ def test_jobs_list_and_runbook_commands_go_through_the_server(stack: Stack, hub:
     # The command's environment has the server's URL and a token, and no ledger or Redis to reach.
     env = {**stack.env(), "SGEN_OPS_API_URL": server.url, "SGEN_OPS_API_TOKEN": server.token("viewer"),
            "SGEN_OPS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none", "SGEN_OPS_REDIS_URL": "redis://127.0.0.1:1"}
-    listed = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "jobs", "list", "--json"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    listed = run_cli(["jobs", "list", "--json"], env)
     assert listed.returncode == 0, listed.stderr
     assert {r["state"] for r in __import__("json").loads(listed.stdout)} == {"failed", "dead-letter"}
-    as_other = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "jobs", "list", "--operator", "administrator"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    as_other = run_cli(["jobs", "list", "--operator", "administrator"], env)
     assert as_other.returncode == 1 and "cannot act as 'administrator'" in as_other.stderr
     entries = len(log_entries(hub))
     env["SGEN_OPS_API_TOKEN"] = server.token("administrator")
-    ran = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "runbook", "replay_dead_letters", "-p", "dry_run",
-                          "false"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    ran = run_cli(["runbook", "replay_dead_letters", "-p", "dry_run", "false"], env)
     assert ran.returncode == 0, ran.stderr
     replayed = [e for e in log_entries(hub)[entries:] if e.action == "replay_dead_letters"]
     assert [e.operator for e in replayed] == ["administrator"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,7 +23,8 @@ from sgen_ops.ledger import tokens
 from sgen_ops.ledger.store import ApiToken
 from tests.integration.test_surface_fixtures import add_operators
 
-from ..conftest import ROOT, Stack
+from ..conftest import Stack
+from ..helpers import run_cli
 from .conftest import IN_PROCESS_URL, Api, InProcess
 
 
@@ -86,8 +86,7 @@ def test_last_use_is_recorded(hub: sgen_ops.Hub, api: Api) -> None:
 
 
 def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sgen_ops.cli", "--log-level", "WARNING", "tokens", *args],
-                          cwd=ROOT, env=stack.env(), capture_output=True, text=True, timeout=120)
+    return run_cli(["--log-level", "WARNING", "tokens", *args], stack.env())
 
 
 def test_tokens_commands(stack: Stack, hub: sgen_ops.Hub, api: Api) -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from filelock import FileLock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -145,9 +146,11 @@ class Harness:
         out = ROOT / "test-artifacts"
         out.mkdir(exist_ok=True)
         path = out / f"boundary-fuzz-{self.backend}.json"
-        data = json.loads(path.read_text()) if path.exists() else {}
-        data[test] = {name: dict(c) for name, c in sorted(self.figures.items())}
-        path.write_text(json.dumps(data, indent=1, sort_keys=True))
+        # Tests on other xdist workers add to the same file.
+        with FileLock(f"{path}.lock"):
+            data = json.loads(path.read_text()) if path.exists() else {}
+            data[test] = {name: dict(c) for name, c in sorted(self.figures.items())}
+            path.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
 @pytest.fixture

@@ -1,10 +1,9 @@
-"""The sgen-ops command line, run as a real process against the test's stores."""
+"""The sgen-ops command line against the test's stores (run in this process, as ``run_cli`` runs it)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,13 @@ from sqlalchemy import select, update
 import sgen_ops
 from sgen_ops.ledger.store import ActivityEntry, Ledger
 
-from ..conftest import ROOT, Stack
+from ..conftest import Stack
+from ..helpers import run_cli
 
 
 def cli(stack: Stack, *args: str, **settings: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sgen_ops.cli", *args],
-        cwd=ROOT,
-        env=stack.env(**settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    """``sgen-ops ARGS`` on the test's stack, ``settings`` overriding its own."""
+    return run_cli(args, stack.env(**settings))
 
 
 def test_operators_add_and_the_admin_gate(stack: Stack, hub: sgen_ops.Hub) -> None:

@@ -21,13 +21,12 @@ import sgen_ops
 from sgen_ops.ops import runbooks
 
 from ..conftest import ROOT, Stack
-from ..helpers import wait_for
+from ..helpers import run_cli, wait_for
 from .test_cli_jobs import cli
 
 
 def test_app_help_shows_the_options_and_their_defaults() -> None:
-    out = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "app", "--help"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    out = run_cli(["app", "--help"], os.environ)
     assert out.returncode == 0
     flat = " ".join(out.stdout.split())
     assert "--operator OPERATOR the app's operator (default: SGEN_OPS_OPERATOR, else JUPYTERHUB_USER)" in flat

@@ -1,9 +1,11 @@
 """``sgen-ops jobs``: the readable table, exit statuses, time filters, unknown tasks, a closed pipe, and the
-writes on several ids, as a real process against the test's stores."""
+writes on several ids, against the test's stores: in this process (``run_cli``), but for the closed pipe
+and ``--version``, which run the real ``python -m sgen_ops.cli`` and console script."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -14,17 +16,14 @@ from sgen_ops.core.times import utcnow
 from sgen_ops.ledger.store import Job
 
 from ..conftest import ROOT, Stack
-from ..helpers import job_row
+from ..helpers import job_row, run_cli, sgen_ops_process
 
 NOT_SHOWN = ("NaN", "NaT", "None", "Traceback")
 
 
 def cli(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``sgen-ops ARGS`` on the test's stack, with ``env`` added to its environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "sgen_ops.cli", *args], cwd=ROOT, env={**stack.env(), **env},
-        capture_output=True, text=True, timeout=120,
-    )
+    return run_cli(args, {**stack.env(), **env})
 
 
 def test_jobs_list_is_an_aligned_table_that_fits_the_terminal(stack: Stack, hub: sgen_ops.Hub) -> None:
@@ -117,9 +116,11 @@ def test_json_into_a_pipe_closed_early_ends_quietly(stack: Stack, hub: sgen_ops.
 
 
 def test_version() -> None:
-    out = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "--version"], cwd=ROOT, capture_output=True,
-                         text=True, timeout=60)
+    """The console script ``sgen-ops`` as installed, a real process; and main() in this process says the same."""
+    out = sgen_ops_process(["--version"], os.environ, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == f"sgen-ops {version('sgen-ops')}"
+    here = run_cli(["--version"], os.environ)
+    assert (here.returncode, here.stdout) == (0, out.stdout)
 
 
 def test_writes_on_several_ids_report_each(stack: Stack, hub: sgen_ops.Hub) -> None:

@@ -21,6 +21,7 @@ from sgen_ops.ops import runbooks
 from worker import demo
 
 from ..conftest import ROOT, TASK_MODULES, Stack
+from ..helpers import run_cli
 
 STRAY_HOME = ROOT / "notebooks" / "runbooks" / ".sgen-ops"
 NOISE = ("without encryption", "KeyboardInterrupt", "Traceback")
@@ -66,11 +67,8 @@ def caller(request: pytest.FixtureRequest, tmp_path: Path, stack: Stack) -> Iter
 
 
 def dead_letters(cwd: Path, env: dict[str, str]) -> int:
-    out = subprocess.run(
-        [sys.executable, "-m", "sgen_ops.cli", "jobs", "list", "--operator", "ops-admin", "--state", "dead-letter",
-         "--json", "--per-page", "500"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
-    )
+    out = run_cli(["jobs", "list", "--operator", "ops-admin", "--state", "dead-letter", "--json", "--per-page", "500"],
+                  env, cwd=cwd)
     assert out.returncode == 0, out.stderr
     return len(json.loads(out.stdout))
 

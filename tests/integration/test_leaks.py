@@ -25,6 +25,7 @@ from sgen_ops.core.tasks import registered
 from sgen_ops.ledger.store import ActivityEntry, TaskRule
 
 from ..conftest import ROOT, TASK_MODULES, Stack
+from ..helpers import run_cli
 from .test_surface_fixtures import add_operators
 
 SECRETS = {
@@ -204,10 +205,7 @@ def test_a_task_no_process_declared_is_masked_whole(hub: sgen_ops.Hub, private_j
 
 def test_cli_json_shows_no_fragment(stack: Stack, hub: sgen_ops.Hub, private_jobs: dict[str, Any]) -> None:
     add_operators(hub, account="acme")
-    done = subprocess.run(
-        [sys.executable, "-m", "sgen_ops.cli", "jobs", "list", "--json", "--operator", "viewer"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120, env=stack.env(),
-    )
+    done = run_cli(["jobs", "list", "--json", "--operator", "viewer"], stack.env())
     assert done.returncode == 0, done.stderr
     rows = json.loads(done.stdout)
     assert len(rows) == len(PADS) + 1 and leaked(rows) == []

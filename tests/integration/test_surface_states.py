@@ -14,7 +14,7 @@ import sgen_ops
 from sgen_ops import InvalidTransition, NotFound, ValidationError
 from sgen_ops.core.states import ALL_STATES
 from sgen_ops.ledger.store import JobEvent
-from sgen_ops.surface import declarations as surface
+from sgen_ops.surface import operations as surface
 from sgen_ops.surface.operations import Operations
 from tests.integration.test_surface_fixtures import (
     Jobs,

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 import sgen_ops.surface.operations
-from sgen_ops.embedded import stop_process
+from sgen_ops.embedded import stop_process, stop_redis
 from sgen_ops.ledger import audit, stats
 from sgen_ops.ledger.store import Job
 from sgen_ops.ops import demo as sgen_demo
@@ -266,6 +266,7 @@ def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path
         if demo.poll() is None:
             demo.kill()
             demo.wait()
+        stop_redis(home)  # the embedded Redis the demo started, also when it failed before its pids were read
 
 
 @pytest.mark.slow

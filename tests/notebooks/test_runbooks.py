@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import re
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from sgen_ops.core.times import utcnow
 from sgen_ops.ledger.store import Job
 from sgen_ops.ops import runbooks
 
-from ..conftest import ROOT
+from ..helpers import run_cli
 from .conftest import ADMIN, SQLITE_ONLY, Seeded
 from .reading import errors_of, text_of
 
@@ -39,11 +38,7 @@ def assert_run_copy(path: Path, seeded: Seeded, runbook: str, operator: str) -> 
 
 
 def cli(seeded: Seeded, *args: str, operator: str | None = ADMIN) -> subprocess.CompletedProcess[str]:
-    env = seeded.env(operator or "")
-    return subprocess.run(
-        [sys.executable, "-m", "sgen_ops.cli", "runbook", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
-    )
+    return run_cli(["runbook", *args], seeded.env(operator or ""))
 
 
 @SQLITE_ONLY

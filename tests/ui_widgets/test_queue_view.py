@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -261,15 +260,12 @@ def test_opens_one_page_of_a_large_queue(hub: sgen_ops.Hub, admin: Operations) -
         return real(*args, **kwargs)
 
     admin.list_jobs = spy  # type: ignore[method-assign]
-    started = time.perf_counter()
     view = QueueView(admin, per_page=25)
-    opened = time.perf_counter() - started
     assert len(view.rows.options) == 25
     assert len(view.table.children) == 7 * (1 + 25)  # header + one page of rows, nothing more
     # One page read; the state chips' counts are one count (a page of one) per state.
     assert calls == [{"page": 1, "per_page": 25}, *({"state": s, "per_page": 1} for s in ALL_STATES)]
     assert view.page_label.value == "page 1 of 200 · 5,000 jobs"
-    assert opened < 5, f"the queue view took {opened:.2f}s to open"
     view.next_button.click()
     assert calls[-1] == {"page": 2, "per_page": 25}
     assert len(calls) == 2 + len(ALL_STATES)  # paging does not count again

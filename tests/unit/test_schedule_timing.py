@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import time
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from types import FrameType
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -376,15 +379,36 @@ def test_latest_due_interval_none_one_many() -> None:
     assert t.latest_due(anchor + 5 * minute, anchor + 3 * minute) is None  # last fire in the future: nothing
 
 
-def test_latest_due_one_second_interval_over_ten_years_is_one_tick_and_fast() -> None:
+def lines_run(call: Callable[[], Any]) -> tuple[Any, int]:
+    """``call()``'s result and the number of Python lines it ran, its own and croniter's: the work it did,
+    counted rather than timed."""
+    ran = 0
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal ran
+        if event == "line":
+            ran += 1
+        return trace
+
+    before = sys.gettrace()
+    sys.settrace(trace)
+    try:
+        result = call()
+    finally:
+        sys.settrace(before)
+    return result, ran
+
+
+def test_latest_due_one_second_interval_over_ten_years_is_one_tick_and_constant_work() -> None:
     anchor = utc(2016, 1, 1)
     t = Timing.build(every=1, anchor=anchor)
     now = utc(2026, 3, 15, 12, 0, 0) + timedelta(microseconds=500_000)
-    started = time.perf_counter()
-    due = t.latest_due(anchor + timedelta(seconds=1), now)
-    elapsed = time.perf_counter() - started
+    due, work = lines_run(lambda: t.latest_due(anchor + timedelta(seconds=1), now))
     assert due == utc(2026, 3, 15, 12)
-    assert elapsed < 0.1
+    # Ten years of missed ticks (315 million) cost what one minute of them costs: no walk over the ticks.
+    in_a_minute, work_in_a_minute = lines_run(lambda: t.latest_due(now - timedelta(minutes=1), now))
+    assert in_a_minute == due
+    assert work == work_in_a_minute
     assert t.latest_due(due, now) is None  # after emitting it, nothing more is due
 
 
@@ -394,11 +418,19 @@ def test_latest_due_cron_catch_up() -> None:
     assert t.latest_due(utc(2026, 3, 14, 9), utc(2026, 3, 15, 8, 59)) is None
     assert t.latest_due(utc(2026, 3, 14, 9), utc(2026, 3, 15, 9)) == utc(2026, 3, 15, 9)  # inclusive of now
     assert t.latest_due(utc(2026, 3, 1, 9), utc(2026, 3, 15, 12)) == utc(2026, 3, 15, 9)  # many missed: latest only
-    started = time.perf_counter()
-    assert t.latest_due(utc(2016, 1, 1, 9), utc(2026, 3, 15, 12)) == utc(2026, 3, 15, 9)
+    # Ten years of missed fires cost what one missed fire costs: croniter steps back from now, never
+    # forward from the last fire (3,700 daily or 5 million minutely fires).
+    now = utc(2026, 3, 15, 12)
+    t.latest_due(utc(2026, 3, 14, 9), now)  # whatever croniter keeps after a first call, kept for both
+    due, work = lines_run(lambda: t.latest_due(utc(2016, 1, 1, 9), now))
+    assert due == utc(2026, 3, 15, 9)
+    assert lines_run(lambda: t.latest_due(utc(2026, 3, 14, 9), now)) == (due, work)
     minutely = Timing.build(cron="* * * * *")
-    assert minutely.latest_due(utc(2016, 1, 1), utc(2026, 3, 15, 12, 0, 30)) == utc(2026, 3, 15, 12)
-    assert time.perf_counter() - started < 0.5
+    now = utc(2026, 3, 15, 12, 0, 30)
+    minutely.latest_due(utc(2026, 3, 15, 11, 59), now)
+    due, work = lines_run(lambda: minutely.latest_due(utc(2016, 1, 1), now))
+    assert due == utc(2026, 3, 15, 12)
+    assert lines_run(lambda: minutely.latest_due(utc(2026, 3, 15, 11, 59), now)) == (due, work)
 
 
 def test_latest_due_cron_without_last_fire_uses_the_anchor() -> None:
