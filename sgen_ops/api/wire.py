@@ -198,7 +198,7 @@ def decode(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**values)
 
 
-# The times inside JobDetail.schedule (``query.schedule_summary``), the one dict of times in a dataclass.
+# The times inside JobDetail.schedule (``query.read_detail``), the one dict of times in a dataclass.
 SCHEDULE_TIMES = ("next_run", "last_run")
 
 

@@ -440,7 +440,8 @@ class JobPage:
 
     def more_after(self, number: int | None = None) -> bool:
         """Whether jobs may follow this page, had it been page ``number`` (default ``page``; a page read by
-        keyset knows its number only from its reader); ``after_id`` of its last item reads them."""
+        keyset knows its number only from its reader, and 0 says it is unknown: then any full page may have
+        more after it); ``after_id`` of its last item reads them."""
         if len(self.items) < self.per_page:
             return False
         return not self.total_is_exact or (self.page if number is None else number) * self.per_page < self.total
@@ -573,43 +574,6 @@ class JobDetail:
     resolution_note: str | None = None
 
 
-def attempt_records(session: Session, job: Job, rule: MaskingRule | None) -> list[AttemptRecord]:
-    """Every attempt of every run of ``job``, oldest first, errors masked by ``rule``."""
-    attempts = session.scalars(
-        select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number)
-    ).all()
-    return [
-        AttemptRecord(
-            number=a.number,
-            started_at=a.started_at,
-            finished_at=a.finished_at,
-            exit=a.exit,
-            error=rule.mask_text(a.error, job.payload) if rule and a.error else a.error,
-            run=a.run,
-            error_code=a.error_code,
-            worker=a.worker,
-            duration_s=(a.finished_at - a.started_at).total_seconds() if a.finished_at else None,
-        )
-        for a in attempts
-    ]
-
-
-def schedule_summary(session: Session, schedule_id: int | None) -> dict[str, Any] | None:
-    """The schedule that emitted a job, in brief."""
-    if schedule_id is None:
-        return None
-    return _summary(session.get(Schedule, schedule_id))
-
-
-def _summary(s: Schedule | None) -> dict[str, Any] | None:
-    if s is None:
-        return None
-    return {
-        "id": s.id, "task": s.task, "cron": s.cron, "every": s.every_seconds, "enabled": s.enabled,
-        "next_run": s.next_run, "last_run": s.last_run,
-    }
-
-
 # The detail's two statements, built once (SQLAlchemy then reuses their compiled form): the job with its
 # originating operator's name and its schedule, within an account or not; and its attempts.
 _SCHEDULE_COLUMNS = ("id", "task", "cron", "every_seconds", "enabled", "next_run", "last_run")
@@ -662,48 +626,4 @@ def read_detail(session: Session, job_id: int, account: str | None, rule_for: Ru
         error_log=text(job.error_log), worker=job.worker, replayed_from_id=job.replayed_from_id,
         replayed_as_id=job.replayed_as_id, cancel_requested=bool(job.cancel_requested), schedule=schedule,
         dead_letter_reason=text(job.dead_letter_reason), resolution_note=text(job.resolution_note),
-    )
-
-
-_UNREAD: Any = object()
-
-
-def job_detail(session: Session, job: Job, rule: MaskingRule | None, *, user: Any = _UNREAD,
-               schedule: Any = _UNREAD) -> JobDetail:
-    """The detail record of ``job`` with payload, error text and attempt errors masked by ``rule``; ``user``
-    (the originating operator's name) and ``schedule`` (its summary) are read unless given."""
-    if user is _UNREAD:
-        found = session.get(Operator, job.originating_user_id) if job.originating_user_id is not None else None
-        user = found.name if found else None
-    if schedule is _UNREAD:
-        schedule = schedule_summary(session, job.schedule_id)
-
-    def text(value: str | None) -> str | None:
-        return rule.mask_text(value, job.payload) if rule and value else value
-
-    return JobDetail(
-        id=job.id,
-        task=job.task,
-        payload=rule.mask_payload(job.payload) if rule else job.payload,
-        state=job.state,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        attempt_history=attempt_records(session, job, rule),
-        scheduled_for=job.scheduled_for,
-        priority=job.priority,
-        schedule_id=job.schedule_id,
-        originating_user=user,
-        account=job.account,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        last_error_code=job.last_error_code,
-        last_error_detail=text(job.last_error_detail),
-        error_log=text(job.error_log),
-        worker=job.worker,
-        replayed_from_id=job.replayed_from_id,
-        replayed_as_id=job.replayed_as_id,
-        cancel_requested=bool(job.cancel_requested),
-        schedule=schedule,
-        dead_letter_reason=text(job.dead_letter_reason),
-        resolution_note=text(job.resolution_note),
     )
