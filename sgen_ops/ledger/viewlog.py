@@ -19,9 +19,12 @@ import atexit
 import logging
 import threading
 import weakref
+from typing import TYPE_CHECKING
 
-from .audit import Entry, RuleFor, append, lock_chain
 from .store import Ledger
+
+if TYPE_CHECKING:  # the Activity Log module brings pandas, which a worker never loads
+    from .audit import Entry, RuleFor
 
 FLUSH_SECONDS = 0.5
 MAX_PENDING = 200
@@ -66,6 +69,8 @@ class ViewLog:
                 batch, self._pending = self._pending, []
             if not batch:
                 return
+            from .audit import append, lock_chain
+
             try:
                 with self.ledger.write() as session:
                     lock_chain(session)
