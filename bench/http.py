@@ -242,7 +242,7 @@ def section(backend: str, url: str, redis_url: str, args: argparse.Namespace) ->
         *rows,
         "",
         f"Masking for a non-administrator, in process: the editor's detail read takes **{masking:.2f}x** the "
-        "administrator's (target <= 1.20x; it also writes the Activity Log entry of the view).",
+        "administrator's (target <= 1.20x; its Activity Log entry goes in the next batch of views).",
         "",
         f"Requests per second, {args.http_clients} concurrent clients for {args.http_seconds:.0f} s, alternated 3 "
         "times (median), on the same 2 cores:",
