@@ -84,7 +84,10 @@ _SCALARS = (str, int, float, bool, type(None))
 
 @functools.cache
 def _field_plan(cls: type) -> tuple[tuple[str, str], ...]:
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - a hint naming what only a type checker imports: write each field whole
+        return tuple((f.name, "deep") for f in dataclasses.fields(cls))
     plan = []
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
