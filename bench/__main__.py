@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...] [--postgres URL] [--record]``: run benchmarks by hand.
 
-Names: throughput enqueue queries triage memory http workers (default: all). ``--postgres`` (or
+Names: throughput enqueue queries triage memory http load workers (default: all). ``--postgres`` (or
 ``SGEN_OPS_BENCH_DATABASE_URL``) is a server URL: each benchmark makes its own databases there and drops
 them at the end. ``--record`` writes each benchmark's section of bench/RESULTS.md.
 """
@@ -14,7 +14,7 @@ import time
 
 from .common import machine, private_redis, record
 
-ALL = ("throughput", "enqueue", "queries", "triage", "memory", "http", "workers")
+ALL = ("throughput", "enqueue", "queries", "triage", "memory", "http", "load", "workers")
 
 
 def main() -> None:
@@ -49,8 +49,13 @@ def main() -> None:
     parser.add_argument("--query-repeats", type=int, default=30, help="runs of each operator query")
     parser.add_argument("--rq-registry-jobs", type=int, default=100_000, help="jobs in RQ's FailedJobRegistry")
     parser.add_argument("--http-repeats", type=int, default=300, help="calls of each endpoint, in process and HTTP")
-    parser.add_argument("--http-requests", type=int, default=4000, help="requests of the throughput run")
-    parser.add_argument("--http-clients", type=int, default=8, help="client threads of the throughput run")
+    parser.add_argument("--http-seconds", type=float, default=10.0, help="seconds of each requests-per-second run")
+    parser.add_argument("--http-clients", type=int, default=8, help="concurrent clients of the requests-per-second run")
+    parser.add_argument("--ledger-sizes", type=lambda v: [int(n) for n in v.split(",")], default=None,
+                        help="ledger sizes of queries and http, e.g. 1000000,4000000 (default: --ledger-jobs); "
+                        "figures past the first are also given as ratios to it")
+    parser.add_argument("--load-clients", type=int, default=32, help="concurrent clients of the load run")
+    parser.add_argument("--load-seconds", type=float, default=60.0, help="seconds of the load run")
     parser.add_argument("--keep-postgres", action="store_true", help="keep the generated PostgreSQL databases")
     parser.add_argument("--record", action="store_true", help="write the results into bench/RESULTS.md")
     parser.add_argument(
@@ -59,6 +64,7 @@ def main() -> None:
         help="record under NAME:LABEL, beside earlier runs (workers: the label goes in its heading)",
     )
     args = parser.parse_args()
+    args.ledger_sizes = args.ledger_sizes or [args.ledger_jobs]
     unknown = sorted(set(args.names) - set(ALL))
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(ALL)}")

@@ -95,9 +95,11 @@ def machine() -> str:
     import rq
     import sqlalchemy
 
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     return (
         f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}, "
-        f"RQ {rq.__version__}, redis-py {redis.__version__}, SQLAlchemy {sqlalchemy.__version__}"
+        f"RQ {rq.__version__}, redis-py {redis.__version__}, SQLAlchemy {sqlalchemy.__version__}; "
+        f"load average at the start {load} (a shared machine: more than the core count means other work ran)"
     )
 
 

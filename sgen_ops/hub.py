@@ -19,6 +19,7 @@ from .embedded import ensure_redis, home_lock, private_file, private_home, repoi
 from .errors import AccessDenied, ValidationError
 from .ledger.jobs import JobBook
 from .ledger.store import Ledger, Operator
+from .ledger.viewlog import ViewLog
 from .runtime import execution, workers
 from .transport.queue import Transport
 
@@ -44,6 +45,8 @@ class Hub:
         self.redis: redis.Redis = redis.Redis.from_url(redis_url)
         self.transport = Transport(self.redis, settings.queue_prefix)
         self.book = JobBook(settings, self.ledger, self.transport)
+        # The Activity Log entries of masked views, appended in batches (docs/totals.md).
+        self.view_log = ViewLog(self.ledger, self.book.masking_rule)
         # Every process that registers tasks publishes their masking rules, for the processes that do not.
         self.book.rules.publish()
 
@@ -210,8 +213,10 @@ class Hub:
     def after_fork(self) -> None:
         self.ledger.after_fork()
         self.redis.connection_pool.reset()
+        self.view_log = ViewLog(self.ledger, self.book.masking_rule)  # the parent's thread is not here
 
     def close(self) -> None:
+        self.view_log.close()
         self.redis.close()
         self.ledger.close()
 

@@ -7,6 +7,11 @@ asked of the Hub (``GET {JUPYTERHUB_API_URL}/user`` with that token), and the Hu
 the same name: a notebook in a user's server then authenticates with its own ``JUPYTERHUB_API_TOKEN``.
 Either way the operator passes ``Hub.as_operator`` (registered and enabled) or the request is refused
 with 401, and never reaches the surface.
+
+The gate remembers each token's answer for ``TOKEN_CHECK_SECONDS``, so that a request whose token was just
+checked reads nothing before its own work: a revoked token, or one whose operator was disabled or changed,
+is refused at most that long after the change; an expired token is refused on its next request (its expiry
+is remembered with the answer). See docs/totals.md, "The HTTP path".
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from datetime import datetime
 
 import httpx
 
+from ..core.times import utcnow
 from ..errors import AccessDenied
 from ..hub import Hub
 from ..ledger import tokens
@@ -27,6 +34,11 @@ from .problems import Unauthenticated
 
 # How long a Hub token's user is remembered (JupyterHub's own HubAuth keeps them 5 minutes).
 HUB_CACHE_SECONDS = 60.0
+# How long the gate trusts a token's answer before asking the ledger again: the bound within which a
+# revocation, or a change to its operator, takes effect.
+TOKEN_CHECK_SECONDS = 1.0
+# Answers kept at most; past this, those too old are let go.
+_KEPT_ANSWERS = 1000
 
 
 class HubUsers:
@@ -85,22 +97,51 @@ class HubUsers:
 class Gate:
     """Turns a request's bearer token into the caller's ``Operations``, or refuses it (401)."""
 
-    def __init__(self, hub: Hub, hub_users: HubUsers | None = None) -> None:
+    def __init__(self, hub: Hub, hub_users: HubUsers | None = None,
+                 check_seconds: float = TOKEN_CHECK_SECONDS) -> None:
         self.hub = hub
         self.hub_users = hub_users
+        self.check_seconds = check_seconds
+        # token digest -> (when checked, on the monotonic clock; the token's expiry; the caller's Operations)
+        self._known: dict[str, tuple[float, datetime | None, Operations]] = {}
+        self._lock = threading.Lock()
+
+    def remembered(self, token: str) -> Operations | None:
+        """The ``Operations`` of a token checked less than ``check_seconds`` ago and not expired since; None:
+        ask ``operations``. Reads nothing, so the API calls it without leaving its event loop."""
+        key = tokens.digest(token)
+        with self._lock:
+            known = self._known.get(key)
+        if known is None or time.monotonic() - known[0] >= self.check_seconds:
+            return None
+        if known[1] is not None and known[1] <= utcnow():
+            return None  # expired: the full check refuses it, saying so
+        return known[2]
 
     def operations(self, token: str | None) -> Operations:
         """The ``Operations`` of the operator a token stands for, through the admin gate."""
         if not token:
             raise Unauthenticated("no bearer token: send the header 'Authorization: Bearer TOKEN' "
                                   "(`sgen-ops tokens create OPERATOR` makes one)")
+        checked = time.monotonic()
+        expires: datetime | None = None
         try:
             if token.startswith(tokens.PREFIX) or self.hub_users is None:
                 try:
-                    op = tokens.authenticate(self.hub.ledger, token)  # the operator comes with the token
+                    op, expires = tokens.check(self.hub.ledger, token)  # the operator comes with the token
                 except tokens.Refused as exc:
                     raise Unauthenticated(str(exc)) from None
-                return self.hub.operations_of(op, op.name)
-            return self.hub.as_operator(self.hub_users.user_of(token))
+                ops = self.hub.operations_of(op, op.name)
+            else:
+                ops = self.hub.as_operator(self.hub_users.user_of(token))
         except AccessDenied as exc:
             raise Unauthenticated(str(exc)) from None
+        self._remember(tokens.digest(token), (checked, expires, ops))
+        return ops
+
+    def _remember(self, key: str, answer: tuple[float, datetime | None, Operations]) -> None:
+        with self._lock:
+            if len(self._known) >= _KEPT_ANSWERS:
+                now = time.monotonic()
+                self._known = {k: v for k, v in self._known.items() if now - v[0] < self.check_seconds}
+            self._known[key] = answer

@@ -179,7 +179,8 @@ class RemoteOperations:
         body.update(include_old_succeeded=include_old_succeeded, page=page, per_page=per_page)
         data = self._call("list_jobs", 1, json=body)
         return JobPage(items=[wire.decode(JobRow, r) for r in data["items"]], total=int(data["total"]),
-                       page=int(data["page"]), per_page=int(data["per_page"]))
+                       page=int(data["page"]), per_page=int(data["per_page"]),
+                       total_is_exact=bool(data.get("total_is_exact", True)))
 
     def get_job(self, job_id: int) -> Any:
         """The full record of one job, masked for non-administrators (``Operations.get_job``)."""

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -72,7 +73,46 @@ def _plain(value: Any, path: Path, times: set[Path] | None, tuples: set[Path] | 
 
 def encode(value: Any) -> Any:
     """A dataclass, list or scalar as JSON data (times as ISO text, tuples as lists)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _encode_dataclass(value)
     return _plain(value, (), None, None)
+
+
+# How each field of a dataclass is written, by its type: "time", "scalar" (as it is), or anything else.
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@functools.cache
+def _field_plan(cls: type) -> tuple[tuple[str, str], ...]:
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # noqa: BLE001 - a hint naming what only a type checker imports: write each field whole
+        return tuple((f.name, "deep") for f in dataclasses.fields(cls))
+    plan = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        kind = ("time" if _is_time(hint) else
+                "scalar" if all(o in _SCALARS for o in options) else
+                "list" if typing.get_origin(hint) is list else "deep")
+        plan.append((f.name, kind))
+    return tuple(plan)
+
+
+def _encode_dataclass(value: Any) -> dict[str, Any]:
+    """``_plain`` of a dataclass, field by field as its type says (the hot answers: pages and details)."""
+    out: dict[str, Any] = {}
+    for name, kind in _field_plan(type(value)):  # type: ignore[arg-type]
+        v = getattr(value, name)
+        if kind == "scalar" or v is None:
+            out[name] = v
+        elif kind == "time":
+            out[name] = timestamp(v)
+        elif kind == "list" and all(dataclasses.is_dataclass(i) and not isinstance(i, type) for i in v):
+            out[name] = [_encode_dataclass(i) for i in v]
+        else:
+            out[name] = _plain(v, (), None, None)
+    return out
 
 
 # -- DataFrames ------------------------------------------------------------------------------------
@@ -161,7 +201,7 @@ def decode(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**values)
 
 
-# The times inside JobDetail.schedule (``query.schedule_summary``), the one dict of times in a dataclass.
+# The times inside JobDetail.schedule (``query.read_detail``), the one dict of times in a dataclass.
 SCHEDULE_TIMES = ("next_run", "last_run")
 
 

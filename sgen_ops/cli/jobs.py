@@ -68,9 +68,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         "state": args.state, "task": args.task, "since": time_arg(args.since, "since"),
         "until": time_arg(args.until, "until"), "error_code": args.error_code, "text": args.text,
     }
+    paging = {"after_id": args.after_id} if args.after_id is not None else {"page": args.page}
     page = ops.list_jobs(
         **{k: v for k, v in filters.items() if v is not None},
-        include_old_succeeded=args.include_old_succeeded, page=args.page, per_page=args.per_page,
+        include_old_succeeded=args.include_old_succeeded, per_page=args.per_page, **paging,
     )
     if args.json:
         print_json(page.items)
@@ -79,10 +80,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("\n".join(str(r.id) for r in page.items))
         return 0
     if not page.items:
-        print("no jobs match" if page.total == 0 else f"no jobs on page {page.page}; {page.total} job(s) match")
+        where = f"after job {args.after_id}" if args.after_id is not None else f"on page {page.page}"
+        print("no jobs match" if page.total == 0 else f"no jobs {where}; {page.total_text} job(s) match")
         return 0
     print(table.render([vars(r) for r in page.items], LIST_COLUMNS))
-    print(f"-- page {page.page} of {page.pages}, {len(page.items)} of {page.total} job(s)")
+    where = f"after job {args.after_id}" if args.after_id is not None else (
+        f"page {page.page} of {page.pages}" if page.total_is_exact else f"page {page.page}")
+    more = f"; --after-id {page.items[-1].id} for the next page" if page.more_after(
+        None if args.after_id is None else 0) else ""
+    print(f"-- {where}, {len(page.items)} of {page.total_text} job(s){more}")
     return 0
 
 
@@ -161,6 +167,8 @@ def register(sub: Any) -> None:
     p.add_argument("--text", help="search payload and error text")
     p.add_argument("--include-old-succeeded", action="store_true")
     p.add_argument("--page", type=int, default=1)
+    p.add_argument("--after-id", type=int, default=None,
+                   help="the jobs listed after this one (the last of the page before): as cheap deep in the list")
     p.add_argument("--per-page", type=int, default=50)
     add_json(p)
     p.add_argument("--ids", action="store_true", help="print only the ids, one a line (for $(...) in scripts)")

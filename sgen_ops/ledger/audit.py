@@ -56,6 +56,8 @@ class Entry:
     account: str | None
     change: Any = None
     context: Any = field(default=None, compare=False, repr=False)
+    # When it happened, if before the append (a view logged in a later batch); None: the append's time.
+    at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -174,12 +176,13 @@ def append(
         if entry.target_type not in TARGET_TYPES:  # raised before anything is written
             raise ValueError(f"target_type {entry.target_type!r} is not one of {TARGET_TYPES}")
         change = mask_change(jsonable(entry.change), rule_for, entry.context)
-        digest = _hash(prev_hash, next_id, when, entry.operator, entry.action, entry.target_type, entry.target_id,
+        at = as_utc(entry.at) if entry.at is not None else when
+        digest = _hash(prev_hash, next_id, at, entry.operator, entry.action, entry.target_type, entry.target_id,
                        entry.account, change, None)
         rows.append(
             {
                 "id": next_id,
-                "at": when,
+                "at": at,
                 "operator": entry.operator,
                 "action": entry.action,
                 "target_type": entry.target_type,

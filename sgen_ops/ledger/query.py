@@ -28,13 +28,16 @@ from sqlalchemy import (
     cast,
     extract,
     func,
+    literal,
     literal_column,
     or_,
     select,
+    tuple_,
+    union_all,
 )
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..core import validate
 from ..core.masking import MaskingRule
@@ -131,11 +134,13 @@ def job_conditions(
     if account is not None:
         conds.append(Job.account == account)
     if f.states:
-        conds.append(Job.state == f.states[0] if len(f.states) == 1 else Job.state.in_(f.states))
+        # States as literals (validated names): a partial index's predicate matches only a literal.
+        conds.append(Job.state == state_literal(f.states[0]) if len(f.states) == 1
+                     else Job.state.in_([state_literal(s) for s in f.states]))
         if _DEAD in f.states:
             # The dead letter is the live one: an edited-and-replayed original is kept for audit, out of it.
             live = Job.replayed_as_id.is_(None)
-            conds.append(live if len(f.states) == 1 else or_(Job.state != _DEAD, live))
+            conds.append(live if len(f.states) == 1 else or_(Job.state != state_literal(_DEAD), live))
     if f.tasks:
         conds.append(Job.task == f.tasks[0] if len(f.tasks) == 1 else Job.task.in_(f.tasks))
     if f.error_codes:
@@ -149,17 +154,23 @@ def job_conditions(
     # An explicit state filter either asks for succeeded jobs (old ones too) or leaves them all out.
     if f.states is None and not f.include_old_succeeded:
         view = default_view(now, retention_seconds, dialect)
-        if f.since is None and f.until is None and not f.error_codes and not f.text:
-            # Left with task and account filters only, each part of the view is counted from an index alone.
+        if not f.text:
+            # Without a text search each part of the view is counted as ranges of one index (docs/totals.md).
             setattr(view, _COUNT_PARTS, getattr(view, _PARTS))
         conds.append(view)
     return conds
 
 
-# Attributes set on conditions built here, read by ``count_matches`` and ``list_page``.
+def state_literal(state: str) -> ColumnElement[str]:
+    """A state name (one of ``ALL_STATES``, checked) as an SQL literal."""
+    if state not in ALL_STATES:
+        raise ValueError(f"{state!r} is not a state")
+    return literal_column(f"'{state}'")
+
+
+# Attributes set on conditions built here, read by ``count_matches``.
 _PARTS = "_sgen_view_parts"  # the default view's disjoint parts, whose OR it is
 _COUNT_PARTS = "_sgen_count_parts"  # set when counting the parts one by one is the cheaper way
-_SCANS = "_sgen_text_search"  # a substring search: on SQLite, list its matches in one pass (see list_page)
 
 _SUCCEEDED: ColumnElement[str] = literal_column(f"'{State.SUCCEEDED.value}'")
 _DEAD = State.DEAD_LETTER.value
@@ -208,16 +219,12 @@ def text_condition(text: str, *, unmasked: bool, dialect: str) -> ColumnElement[
         return _job_texts_contain(text, names)
     if dialect == "sqlite" and sqlite_trigram():
         if len(text) >= TRIGRAM_MIN_CHARS:
-            indexed = _indexed_contains(names, text)
-            setattr(indexed, _SCANS, True)
-            return indexed
+            return _indexed_contains(names, text)
         terms = _case_variants(text)
     else:
         terms = [text]
     columns = (cast(Job.payload, Text), Job.last_error_detail) if unmasked else (Job.search_masked,)
-    found = or_(*(_contains(c, t, dialect) for c in columns for t in terms))
-    setattr(found, _SCANS, True)
-    return found
+    return or_(*(_contains(c, t, dialect) for c in columns for t in terms))
 
 
 def _job_texts_contain(text: str, columns: Sequence[str]) -> ColumnElement[bool]:
@@ -261,7 +268,7 @@ def _case_variants(text: str) -> list[str]:
 def expiry_reached(now: datetime, dialect: str) -> ColumnElement[bool]:
     """A succeeded job with its own ``retention_days`` is still inside it: updated_at + retention >= now.
 
-    Written as migration 0002's expression index ``ix_jobs_kept_expiry`` is, so that index answers it."""
+    Written as migration 0010's expression index ``ix_jobs_kept_own`` is, so that index answers it."""
     if dialect == "sqlite":
         julian_now = now.timestamp() / 86400.0 + 2440587.5
         return literal_column("julianday(jobs.updated_at) + jobs.retention_days") >= julian_now
@@ -286,23 +293,105 @@ def default_view(now: datetime, retention_seconds: float, dialect: str) -> Colum
     view = or_(Job.state != _SUCCEEDED, kept, kept_own)
     # Counting: the live part as an IN list (one index range per state); the kept parts are the partial
     # indexes' predicates, which lead with state so that SQLite, without ANALYZE statistics, prefers them.
-    parts = (and_(Job.state != _SUCCEEDED, Job.state.in_(_NOT_SUCCEEDED)), kept, kept_own)
+    parts = (and_(Job.state != _SUCCEEDED, Job.state.in_([state_literal(s) for s in _NOT_SUCCEEDED])), kept, kept_own)
     setattr(view, _PARTS, parts)
     return view
 
 
-def count_matches(session: Session, conds: Sequence[ColumnElement[bool]]) -> int:
-    """The exact number of jobs matching ``conds``.
+# A total is counted exactly up to this many matches; beyond it the page says "more than COUNT_CAP"
+# (``JobPage.total_is_exact`` False), so that no count reads more than COUNT_CAP + 1 index entries.
+COUNT_CAP = 10_000
+# Each dead-letter group is counted up to this many (a dozen groups read at most 12,000 entries).
+GROUP_COUNT_CAP = 1_000
 
-    An exact COUNT over the default view of a million-job ledger reads a quarter of a million rows through
-    its OR; counted as the sum of the view's disjoint parts, each part is a range of one index.
-    """
+
+def capped_count(session: Session, conds: Sequence[ColumnElement[bool]], limit: int) -> int:
+    """How many jobs match ``conds``, counting at most ``limit``: the index range stops there."""
+    if limit <= 0:
+        return 0
+    found = select(literal_column("1").label("one")).select_from(Job).where(*conds).limit(limit).subquery()
+    return int(session.scalar(select(func.count()).select_from(found)) or 0)
+
+
+def count_matches(session: Session, conds: Sequence[ColumnElement[bool]], cap: int | None = None) -> tuple[int, bool]:
+    """(total, exact): the number of jobs matching ``conds`` if it is at most ``cap``, else ``(cap, False)``:
+    more than ``cap`` match.
+
+    The default view is counted as the sum of its disjoint parts, each a range of one index (docs/totals.md);
+    each part counts only what the parts before it left of the cap. ``cap`` defaults to ``COUNT_CAP``."""
+    cap = COUNT_CAP if cap is None else cap
+    parts: Sequence[ColumnElement[bool]] = ()
+    rest = list(conds)
     for i, cond in enumerate(conds):
-        parts = getattr(cond, _COUNT_PARTS, None)
+        parts = getattr(cond, _COUNT_PARTS, None) or ()
         if parts:
             rest = [*conds[:i], *conds[i + 1:]]
-            return sum(int(session.scalar(select(func.count()).select_from(Job).where(*rest, p)) or 0) for p in parts)
-    return int(session.scalar(select(func.count()).select_from(Job).where(*conds)) or 0)
+            break
+    found = 0
+    for part in parts or (None,):
+        found += capped_count(session, rest if part is None else [*rest, part], cap + 1 - found)
+        if found > cap:
+            return cap, False
+    return found, True
+
+
+# -- dead-letter groups -------------------------------------------------------------------------
+# The group key of a dead letter: its error code, none as ''; migration 0010's partial indexes of the live
+# dead letters are on this expression, written the same way.
+def error_code_key(model: Any = Job) -> ColumnElement[str]:
+    """A dead letter's group key of its error code (``model``: the jobs table or an alias of it)."""
+    return func.coalesce(model.last_error_code, literal_column("''"))
+
+
+@dataclass(frozen=True)
+class DeadLetterGroup:
+    """The live dead letters of one task and error code: how many (exact up to ``GROUP_COUNT_CAP``, else at
+    least that many), and the newest one's last change."""
+
+    task: str
+    error_code: str | None
+    count: int
+    count_is_exact: bool
+    newest: datetime | None
+
+
+def dead_letter_groups(
+    session: Session, conds: Sequence[ColumnElement[bool]], cap: int | None = None
+) -> list[DeadLetterGroup]:
+    """The groups of the dead letters matching ``conds`` (which hold the live dead letter's terms), biggest
+    first, in two statements whatever the number of dead letters: the groups are found by a skip scan (one
+    index seek per group: each step seeks the first key past the one before), then each group is counted up
+    to ``cap`` (default ``GROUP_COUNT_CAP``) and its newest read from the end of its range."""
+    cap = GROUP_COUNT_CAP if cap is None else cap
+    prev = aliased(Job, name="prev")
+    key = error_code_key()
+    first = select(Job.id).where(*conds).order_by(Job.task, key).limit(1).scalar_subquery()
+    seek = select(first.label("id")).cte("dead_letter_group_seek", recursive=True)
+    following = (
+        select(Job.id)
+        .where(*conds, tuple_(Job.task, key) > tuple_(prev.task, error_code_key(prev)))
+        .order_by(Job.task, key).limit(1).correlate(prev).scalar_subquery()
+    )
+    seek = seek.union_all(select(following).select_from(seek.join(prev, prev.id == seek.c.id)))
+    keys = session.execute(select(Job.task, Job.last_error_code).join(seek, Job.id == seek.c.id)).all()
+    if not keys:
+        return []
+    arms = []
+    for i, (task, code) in enumerate(keys):
+        group = [*conds, Job.task == task, key == (code or "")]
+        limited = select(literal_column("1").label("one")).select_from(Job).where(*group).limit(cap + 1).subquery()
+        arms.append(select(
+            literal(i).label("i"),
+            select(func.count()).select_from(limited).scalar_subquery().label("n"),
+            select(func.max(Job.updated_at)).where(*group).scalar_subquery().label("newest"),
+        ))
+    counted = {r.i: r for r in session.execute(union_all(*arms))}
+    groups = [
+        DeadLetterGroup(task, code, min(counted[i].n, cap), counted[i].n <= cap, as_utc(counted[i].newest)
+                        if counted[i].newest is not None else None)
+        for i, (task, code) in enumerate(keys)
+    ]
+    return sorted(groups, key=lambda g: (-g.count, g.task, g.error_code or ""))
 
 
 # -- the queue list -----------------------------------------------------------------------------
@@ -330,16 +419,32 @@ ROW_COLUMNS = tuple(f.name for f in fields(JobRow))
 
 @dataclass(frozen=True)
 class JobPage:
-    """One page of the queue list, newest first, with the total the filters match."""
+    """One page of the queue list, newest first, with the total the filters match: exact when
+    ``total_is_exact``, else a lower bound (more than ``COUNT_CAP`` match; shown "10,000+")."""
 
     items: list[JobRow]
     total: int
     page: int
     per_page: int
+    total_is_exact: bool = True
 
     @property
     def pages(self) -> int:
+        """The pages the total fills (with an inexact total: at least that many)."""
         return max(1, -(-self.total // self.per_page))
+
+    @property
+    def total_text(self) -> str:
+        """The total as the views and the command line show it: '1,234', or '10,000+' past the cap."""
+        return f"{self.total:,}" if self.total_is_exact else f"{self.total:,}+"
+
+    def more_after(self, number: int | None = None) -> bool:
+        """Whether jobs may follow this page, had it been page ``number`` (default ``page``; a page read by
+        keyset knows its number only from its reader, and 0 says it is unknown: then any full page may have
+        more after it); ``after_id`` of its last item reads them."""
+        if len(self.items) < self.per_page:
+            return False
+        return not self.total_is_exact or (self.page if number is None else number) * self.per_page < self.total
 
     def to_frame(self) -> pd.DataFrame:
         """The page as a DataFrame, one row per job."""
@@ -349,7 +454,8 @@ class JobPage:
         return frame
 
     def _repr_html_(self) -> str:
-        summary = f"<p>page {self.page} of {self.pages} &middot; {self.total} jobs</p>"
+        of = f" of {self.pages}" if self.total_is_exact else ""
+        summary = f"<p>page {self.page}{of} &middot; {self.total_text} jobs</p>"
         return summary + str(self.to_frame()._repr_html_())
 
 
@@ -370,7 +476,7 @@ def list_page(
     rule_for: RuleFor,
     after: tuple[datetime, int] | None = None,
 ) -> JobPage:
-    """Count the matches, fetch one page of them (newest first) and mask it for the viewer.
+    """Count the matches (up to ``COUNT_CAP``), fetch one page of them (newest first) and mask it for the viewer.
 
     ``after`` (created_at, id) of a job: the page is the matches listed after that job (keyset paging), and
     the total is still that of every match."""
@@ -387,26 +493,12 @@ def list_page(
     keyset: list[ColumnElement[bool]] = []
     if after is not None:
         offset = 0
-        keyset.append(or_(Job.created_at < after[0], and_(Job.created_at == after[0], Job.id < after[1])))
-    if keyset and session.get_bind().dialect.name == "sqlite" and any(getattr(c, _SCANS, False) for c in conds):
-        total = len(session.scalars(select(Job.id).where(*conds)).all())
-        rows = list(session.execute(select(*columns).where(*conds, *keyset).order_by(*newest_first).limit(per_page)))
-    elif session.get_bind().dialect.name == "sqlite" and any(getattr(c, _SCANS, False) for c in conds):
-        # A substring search on SQLite reads each match's row (from the trigram index's candidates, or
-        # every row when it scans): read them once, for the ids of all matches newest first (the total is
-        # their number), instead of once to count and once more to sort the page out of them. Measured at
-        # a million jobs with the index, 'timed out' (30,000 matches): 80 ms so, 130 ms counting first.
-        ids = list(session.scalars(select(Job.id).where(*conds).order_by(*newest_first)))
-        total = len(ids)
-        wanted = ids[offset:offset + per_page]
-        by_id = {r.id: r for r in session.execute(select(*columns).where(Job.id.in_(wanted)))} if wanted else {}
-        rows = [by_id[i] for i in wanted if i in by_id]
-    else:
-        total = count_matches(session, conds)
-        stmt: Select[Any] = (
-            select(*columns).where(*conds, *keyset).order_by(*newest_first).limit(per_page).offset(offset)
-        )
-        rows = list(session.execute(stmt).all())
+        # The plain bound starts the index walk at the anchor; the OR orders jobs created at the same moment.
+        keyset += [Job.created_at <= after[0],
+                   or_(Job.created_at < after[0], and_(Job.created_at == after[0], Job.id < after[1]))]
+    total, exact = count_matches(session, conds)
+    stmt: Select[Any] = select(*columns).where(*conds, *keyset).order_by(*newest_first).limit(per_page).offset(offset)
+    rows = list(session.execute(stmt).all())
     users = {r.originating_user_id for r in rows if r.originating_user_id is not None}
     names: dict[int, str] = {}
     if users:
@@ -433,7 +525,7 @@ def list_page(
                 updated_at=r.updated_at,
             )
         )
-    return JobPage(items=items, total=int(total), page=page, per_page=per_page)
+    return JobPage(items=items, total=total, page=page, per_page=per_page, total_is_exact=exact)
 
 
 # -- the detail view ----------------------------------------------------------------------------
@@ -482,70 +574,56 @@ class JobDetail:
     resolution_note: str | None = None
 
 
-def attempt_records(session: Session, job: Job, rule: MaskingRule | None) -> list[AttemptRecord]:
-    """Every attempt of every run of ``job``, oldest first, errors masked by ``rule``."""
-    attempts = session.scalars(
-        select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number)
-    ).all()
-    return [
-        AttemptRecord(
-            number=a.number,
-            started_at=a.started_at,
-            finished_at=a.finished_at,
-            exit=a.exit,
-            error=rule.mask_text(a.error, job.payload) if rule and a.error else a.error,
-            run=a.run,
-            error_code=a.error_code,
-            worker=a.worker,
-            duration_s=(a.finished_at - a.started_at).total_seconds() if a.finished_at else None,
-        )
-        for a in attempts
-    ]
+# The detail's two statements, built once (SQLAlchemy then reuses their compiled form): the job with its
+# originating operator's name and its schedule, within an account or not; and its attempts.
+_SCHEDULE_COLUMNS = ("id", "task", "cron", "every_seconds", "enabled", "next_run", "last_run")
+_DETAIL = (
+    select(*Job.__table__.columns, Operator.name.label("originating_user_name"),
+           *(Schedule.__table__.c[c].label(f"sched_{c}") for c in _SCHEDULE_COLUMNS))
+    .outerjoin(Operator, Operator.id == Job.originating_user_id)
+    .outerjoin(Schedule, Schedule.id == Job.schedule_id)
+    .where(Job.id == bindparam("job_id"))
+)
+_DETAIL_IN_ACCOUNT = _DETAIL.where(Job.account == bindparam("account"))
+_ATTEMPTS = select(*Attempt.__table__.columns).where(Attempt.job_id == bindparam("job_id")).order_by(
+    Attempt.run, Attempt.number)
 
 
-def schedule_summary(session: Session, schedule_id: int | None) -> dict[str, Any] | None:
-    """The schedule that emitted a job, in brief."""
-    if schedule_id is None:
+def read_detail(session: Session, job_id: int, account: str | None, rule_for: RuleFor) -> tuple[Any, JobDetail] | None:
+    """The row of job ``job_id`` (within ``account``, if given) and its detail record masked by
+    ``rule_for(task)``, in two statements: the job with its originating operator's name and its schedule,
+    then its attempts. None: no such job there."""
+    conn = session.connection()
+    params = {"job_id": job_id} if account is None else {"job_id": job_id, "account": account}
+    job = conn.execute(_DETAIL if account is None else _DETAIL_IN_ACCOUNT, params).first()
+    if job is None:
         return None
-    s = session.get(Schedule, schedule_id)
-    if s is None:
-        return None
-    return {
-        "id": s.id, "task": s.task, "cron": s.cron, "every": s.every_seconds, "enabled": s.enabled,
-        "next_run": s.next_run, "last_run": s.last_run,
-    }
-
-
-def job_detail(session: Session, job: Job, rule: MaskingRule | None) -> JobDetail:
-    """The detail record of ``job`` with payload, error text and attempt errors masked by ``rule``."""
-    user = session.get(Operator, job.originating_user_id) if job.originating_user_id is not None else None
+    rule = rule_for(job.task)
+    schedule = None
+    if job.schedule_id is not None:
+        s = {c: getattr(job, f"sched_{c}") for c in _SCHEDULE_COLUMNS}
+        schedule = None if s["id"] is None else {
+            "id": s["id"], "task": s["task"], "cron": s["cron"], "every": s["every_seconds"],
+            "enabled": s["enabled"], "next_run": s["next_run"], "last_run": s["last_run"]}
 
     def text(value: str | None) -> str | None:
         return rule.mask_text(value, job.payload) if rule and value else value
 
-    return JobDetail(
-        id=job.id,
-        task=job.task,
-        payload=rule.mask_payload(job.payload) if rule else job.payload,
-        state=job.state,
-        attempts=job.attempts,
-        max_attempts=job.max_attempts,
-        attempt_history=attempt_records(session, job, rule),
-        scheduled_for=job.scheduled_for,
-        priority=job.priority,
-        schedule_id=job.schedule_id,
-        originating_user=user.name if user else None,
-        account=job.account,
-        created_at=job.created_at,
-        updated_at=job.updated_at,
-        last_error_code=job.last_error_code,
-        last_error_detail=text(job.last_error_detail),
-        error_log=text(job.error_log),
-        worker=job.worker,
-        replayed_from_id=job.replayed_from_id,
-        replayed_as_id=job.replayed_as_id,
-        cancel_requested=bool(job.cancel_requested),
-        schedule=schedule_summary(session, job.schedule_id),
-        dead_letter_reason=text(job.dead_letter_reason),
-        resolution_note=text(job.resolution_note),
+    attempts = [
+        AttemptRecord(
+            number=a.number, started_at=a.started_at, finished_at=a.finished_at, exit=a.exit,
+            error=text(a.error), run=a.run, error_code=a.error_code, worker=a.worker,
+            duration_s=(a.finished_at - a.started_at).total_seconds() if a.finished_at else None,
+        )
+        for a in conn.execute(_ATTEMPTS, {"job_id": job_id})
+    ]
+    return job, JobDetail(
+        id=job.id, task=job.task, payload=rule.mask_payload(job.payload) if rule else job.payload, state=job.state,
+        attempts=job.attempts, max_attempts=job.max_attempts, attempt_history=attempts,
+        scheduled_for=job.scheduled_for, priority=job.priority, schedule_id=job.schedule_id,
+        originating_user=job.originating_user_name, account=job.account, created_at=job.created_at,
+        updated_at=job.updated_at, last_error_code=job.last_error_code, last_error_detail=text(job.last_error_detail),
+        error_log=text(job.error_log), worker=job.worker, replayed_from_id=job.replayed_from_id,
+        replayed_as_id=job.replayed_as_id, cancel_requested=bool(job.cancel_requested), schedule=schedule,
+        dead_letter_reason=text(job.dead_letter_reason), resolution_note=text(job.resolution_note),
     )

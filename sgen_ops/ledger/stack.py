@@ -15,6 +15,7 @@ from ..config import Settings
 from ..transport.queue import Transport
 from .jobs import JobBook
 from .store import Ledger
+from .viewlog import ViewLog
 
 
 class Stack(Protocol):
@@ -23,6 +24,7 @@ class Stack(Protocol):
     redis: redis.Redis
     transport: Transport
     book: JobBook
+    view_log: ViewLog
 
     def recover_lost(self, now: datetime | None = None) -> int: ...
 

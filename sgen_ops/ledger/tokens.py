@@ -119,6 +119,11 @@ class Refused(Exception):
 def authenticate(ledger: Ledger, token: str, now: datetime | None = None) -> Operator:
     """The operator ``token`` belongs to (read with the token, in one query), recording its use;
     ``Refused`` otherwise. Whether the operator is enabled is the admin gate's to say."""
+    return check(ledger, token, now)[0]
+
+
+def check(ledger: Ledger, token: str, now: datetime | None = None) -> tuple[Operator, datetime | None]:
+    """``authenticate``, with the token's expiry (None: never), for a caller that remembers the answer."""
     now = now or utcnow()
     with ledger.read() as session:
         found = session.execute(
@@ -136,4 +141,4 @@ def authenticate(ledger: Ledger, token: str, now: datetime | None = None) -> Ope
         with ledger.write() as session:
             session.execute(update(ApiToken).where(ApiToken.id == found.id).values(last_used_at=now))
     operator: Operator = found.Operator
-    return operator
+    return operator, found.expires_at

@@ -3,6 +3,8 @@ of the dead-letter triage view.
 
 ``JobList`` owns the table (``SelectableTable``), its selection (``rows``), the pager (``prev_button``,
 ``next_button``, ``page_label``: "page 2 of 40 · 1,000 jobs") and the last page read (``job_page``).
+Next and Prev page by keyset (``after_id``: the last job of the page before), so that a page deep in a
+million jobs costs what the first does; ``anchors`` keeps the job each page was read after.
 ``remembered`` holds the ids ticked, also those that left the page since (new jobs pushed them down, or
 the operator paged on): a row is ticked again when it is shown again, so a refresh never loses a selection.
 Filters are two dicts of ``list_jobs`` keyword arguments: ``fixed`` (set by the view, e.g. the dead
@@ -20,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from ..errors import NotFound
 from ..ledger.query import JobPage, JobRow
-from . import render
 from .base import button
 from .table import Column, Row, SelectableTable
 
@@ -31,10 +33,12 @@ if TYPE_CHECKING:
 Cells = Callable[[JobRow, datetime], Sequence[str]]
 
 
-def page_label(page: JobPage) -> str:
-    """'page 2 of 40 · 1,000 jobs'."""
-    noun = "job" if page.total == 1 else "jobs"
-    return f"page {page.page} of {page.pages} · {render.count(page.total)} {noun}"
+def page_label(page: JobPage, number: int | None = None) -> str:
+    """'page 2 of 40 · 1,000 jobs', or past the count's cap 'page 2 · 10,000+ jobs' (docs/totals.md)."""
+    number = page.page if number is None else number
+    noun = "job" if page.total == 1 and page.total_is_exact else "jobs"
+    of = f" of {page.pages}" if page.total_is_exact else ""
+    return f"page {number}{of} · {page.total_text} {noun}"
 
 
 class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type information
@@ -56,6 +60,8 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
         self.cells = cells
         self.per_page = per_page
         self.page = 1
+        # page number -> the job it is read after (keyset paging); a page without one is read by number.
+        self.anchors: dict[int, int] = {}
         self.fixed: dict[str, Any] = dict(fixed or {})
         self.filters: dict[str, Any] = {}
         self.job_page: JobPage | None = None
@@ -76,13 +82,25 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
     def _remember(self, selected: tuple[int, ...]) -> None:
         self.remembered = (self.remembered - set(self.table.ids)) | set(selected)
 
+    def _read(self, page: int) -> JobPage:
+        args = {**self.filters, **self.fixed, "per_page": self.per_page}
+        after = self.anchors.get(page) if page > 1 else None
+        if after is None:
+            return self.view.ops.list_jobs(**args, page=page)
+        try:
+            return self.view.ops.list_jobs(**args, after_id=after)
+        except NotFound:
+            # The job the page was read after is gone (dismissed, deleted): start again from the top.
+            self.anchors.clear()
+            self.page = 1
+            return self.view.ops.list_jobs(**args, page=1)
+
     def _fetch(self) -> JobPage:
-        args = {**self.filters, **self.fixed}
-        page = self.view.ops.list_jobs(**args, page=self.page, per_page=self.per_page)
-        if not page.items and page.total and self.page > page.pages:
-            # The page emptied (its jobs moved on): show the last page instead of an empty table.
-            self.page = page.pages
-            page = self.view.ops.list_jobs(**args, page=self.page, per_page=self.per_page)
+        page = self._read(self.page)
+        while not page.items and self.page > 1:
+            # The page emptied (its jobs moved on): show the page before instead of an empty table.
+            self.page -= 1
+            page = self._read(self.page)
         return page
 
     def refresh(self) -> bool:
@@ -92,19 +110,24 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
             self.job_page = page
             now = datetime.now(UTC)
             self.table.show([Row(r.id, self.cells(r, now)) for r in page.items], ticked=self.remembered)
-            self.page_label.value = page_label(page)
+            self.page_label.value = page_label(page, self.page)
         self.prev_button.disabled = self.job_page is None or self.page <= 1
-        self.next_button.disabled = self.job_page is None or self.page >= self.job_page.pages
+        self.next_button.disabled = self.job_page is None or not self.job_page.more_after(self.page)
         return ok
 
     def go(self, page: int) -> None:
-        """Show page ``page``, clamped to the pages there are."""
-        last = self.job_page.pages if self.job_page else 1
-        self.page = max(1, min(page, last))
+        """Show page ``page`` (one step forward at most: the next page is read after the last job shown)."""
+        if page > self.page:
+            if self.job_page is None or not self.job_page.more_after(self.page):
+                return
+            self.anchors[self.page + 1] = self.job_page.items[-1].id
+            page = self.page + 1
+        self.page = max(1, page)
         self.refresh()
 
     def use(self, filters: dict[str, Any]) -> bool:
         """Show page 1 of the jobs ``filters`` match."""
         self.filters = dict(filters)
         self.page = 1
+        self.anchors.clear()
         return self.refresh()

@@ -132,6 +132,7 @@ class StateChips(widgets.HBox):  # type: ignore[misc]  # ipywidgets ships no typ
             chip.add_class(f"sgen-state-chip-{state}")
             self.chips[state] = chip
         self.counts: dict[str, int] = {}
+        self.inexact: set[str] = set()  # states whose count reached the cap: shown "10,000+"
         self.children = (widgets.HTML(f"<span style='{render.FONT};color:#475467;margin-right:6px'>State</span>"),
                          *self.chips.values())
 
@@ -148,10 +149,11 @@ class StateChips(widgets.HBox):  # type: ignore[misc]  # ipywidgets ships no typ
             chip.value = state in states
 
     def show_counts(self, counts: dict[str, int]) -> None:
-        """'failed · 12' on each chip."""
+        """'failed · 12' on each chip ('succeeded · 10,000+' past the count's cap)."""
         self.counts = dict(counts)
         for state, chip in self.chips.items():
-            chip.description = f"{state} · {render.count(counts[state])}" if state in counts else state
+            more = "+" if state in self.inexact else ""
+            chip.description = f"{state} · {render.count(counts[state])}{more}" if state in counts else state
 
 
 class QueueView(View):
@@ -303,7 +305,9 @@ class QueueView(View):
     def state_counts(self) -> dict[str, int]:
         """How many jobs each state holds under the applied filters other than the state."""
         others = {k: v for k, v in self.jobs.filters.items() if k != "state"}
-        return {state: self.ops.list_jobs(state=state, **others, per_page=1).total for state in ALL_STATES}
+        pages = {state: self.ops.list_jobs(state=state, **others, per_page=1) for state in ALL_STATES}
+        self.state_filter.inexact = {state for state, page in pages.items() if not page.total_is_exact}
+        return {state: page.total for state, page in pages.items()}
 
     def apply(self) -> None:
         """Use the filters in the widgets, from page 1."""

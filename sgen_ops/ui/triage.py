@@ -87,23 +87,31 @@ class Group:
     error_code: str | None
     count: int
     newest: datetime
+    exact: bool = True  # False: the group holds more than ``count`` (the count stopped at its cap)
 
 
 def dead_letter_groups(ops: Operations, limit: int = GROUP_SCAN_LIMIT) -> tuple[list[Group], int]:
-    """The dead letters per (task, error code), biggest group first; and how many dead letters there are.
+    """The dead letters per (task, error code), biggest group first; and how many dead letters there are
+    (at least, when a group's count stopped at its cap: ``Group.exact``).
 
-    Counted by the ledger (one GROUP BY); ``limit`` caps how many groups are listed.
+    Counted by the ledger, each group from its index range; ``limit`` caps how many groups are listed.
     """
     frame = ops.dead_letter_groups()
+    exact = frame["count_is_exact"] if "count_is_exact" in frame else [True] * len(frame)
     groups = [
-        Group(str(r.task), None if pd.isna(r.error_code) else str(r.error_code), int(r.count), r.newest)
-        for r in frame.itertuples(index=False)
+        Group(str(r.task), None if pd.isna(r.error_code) else str(r.error_code), int(r.count), r.newest, bool(e))
+        for r, e in zip(frame.itertuples(index=False), exact, strict=True)
     ]
     return groups[:limit], int(frame["count"].sum()) if len(frame) else 0
 
 
-def group_label(task: str, code: str | None, count: int, newest: datetime, width: tuple[int, int]) -> str:
-    return (f"{task:<{width[0]}}  {code or NO_CODE:<{width[1]}}  {count:>7,}  "
+def _count(count: int, exact: bool) -> str:
+    return f"{count:,}" if exact else f"{count:,}+"
+
+
+def group_label(task: str, code: str | None, count: int, newest: datetime, width: tuple[int, int],
+                exact: bool = True) -> str:
+    return (f"{task:<{width[0]}}  {code or NO_CODE:<{width[1]}}  {_count(count, exact):>7}  "
             f"newest {render.relative(newest)}")
 
 
@@ -266,11 +274,12 @@ class TriageView(View):
         self.group_list, self.group_total = groups, total
         width = (max([len("Task"), *(len(g.task) for g in groups)]),
                  max([len(NO_CODE), *(len(g.error_code or "") for g in groups)]))
+        every = all(g.exact for g in groups)
         options: list[tuple[str, tuple[str, str | None] | None]] = [
-            (f"{'All dead letters':<{width[0] + width[1] + 2}}  {total:>7,}", None)
+            (f"{'All dead letters':<{width[0] + width[1] + 2}}  {_count(total, every):>7}", None)
         ]
         options += [
-            (group_label(g.task, g.error_code, g.count, g.newest, width), (g.task, g.error_code))
+            (group_label(g.task, g.error_code, g.count, g.newest, width, g.exact), (g.task, g.error_code))
             for g in groups
         ]
         keep = self.groups.value
@@ -284,7 +293,8 @@ class TriageView(View):
             self.jobs.filters, self.jobs.page = {}, 1
         listed = sum(g.count for g in groups)
         self.groups_note.value = render.muted(
-            f"The {len(groups)} biggest groups hold {listed:,} of {total:,} dead letters." if listed < total else ""
+            f"The {len(groups)} biggest groups hold {listed:,} of {_count(total, every)} dead letters."
+            if listed < total else ""
         )
 
     def group_counts(self) -> dict[tuple[str, str | None], int]:

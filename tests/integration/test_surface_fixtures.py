@@ -124,8 +124,10 @@ def job_row(hub: sgen_ops.Hub, job_id: int) -> dict[str, Any]:
 def ledger_state(hub: sgen_ops.Hub) -> dict[str, Any]:
     """Everything an operation could change in the ledger: jobs, attempt count, the Activity Log size.
 
-    Leaves out lease_until, which the worker's heartbeat renews on its own while a job runs.
+    Leaves out lease_until, which the worker's heartbeat renews on its own while a job runs. This hub's
+    queued views are appended first, so that their batch never lands between two snapshots.
     """
+    hub.view_log.flush()
     with hub.ledger.read() as session:
         jobs = {
             j.id: {c.key: getattr(j, c.key) for c in Job.__mapper__.column_attrs if c.key != "lease_until"}
@@ -137,6 +139,8 @@ def ledger_state(hub: sgen_ops.Hub) -> dict[str, Any]:
 
 
 def log_entries(hub: sgen_ops.Hub) -> list[ActivityEntry]:
+    """The Activity Log as a reader in this process sees it: this hub's queued views appended first."""
+    hub.view_log.flush()
     with hub.ledger.read() as session:
         return list(session.scalars(select(ActivityEntry).order_by(ActivityEntry.id)))
 

@@ -224,7 +224,8 @@ def test_dead_letter_groups_count_per_task_and_error_code_within_the_account(hub
     manual = jobs.make("queued", account="acme")
     everyone["administrator"].send_to_dead_letter(manual, "stuck")
     groups = everyone["viewer"].dead_letter_groups()
-    assert list(groups.columns) == ["task", "error_code", "count", "newest"]
+    assert list(groups.columns) == ["task", "error_code", "count", "newest", "count_is_exact"]
+    assert groups["count_is_exact"].all()
     counts = {(r.task, r.error_code): r.count for r in groups.itertuples()}
     assert counts[("test.boom", "ValueError")] == 3
     assert sum(counts.values()) == 4

@@ -82,6 +82,24 @@ class ScheduleTick(Base):
     emitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+_KEPT = "state = 'succeeded' AND retention_days IS NULL"
+_KEPT_OWN = "state = 'succeeded' AND retention_days IS NOT NULL"
+_LIVE_DEAD_LETTER = "state = 'dead-letter' AND replayed_as_id IS NULL"
+_ERROR_CODE_KEY = "coalesce(last_error_code, '')"
+_KEPT_INDEXES = (
+    ("ix_jobs_kept", ("updated_at", "created_at", "account", "task", "last_error_code")),
+    ("ix_jobs_kept_account", ("account", "updated_at", "task", "last_error_code", "created_at")),
+    ("ix_jobs_kept_task", ("task", "updated_at", "account", "last_error_code", "created_at")),
+    ("ix_jobs_kept_error_code", ("last_error_code", "updated_at", "account", "task", "created_at")),
+    ("ix_jobs_kept_created_at", ("created_at", "updated_at", "account", "task", "last_error_code")),
+)
+_DEAD_LETTER_INDEXES: tuple[tuple[str, tuple[Any, ...]], ...] = (
+    ("ix_jobs_dead_letters", ("task", text(_ERROR_CODE_KEY), "updated_at", "created_at", "last_error_code")),
+    ("ix_jobs_account_dead_letters", ("account", "task", text(_ERROR_CODE_KEY), "updated_at", "created_at",
+                                      "last_error_code")),
+)
+
+
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
@@ -92,21 +110,31 @@ class Job(Base):
         Index("ix_jobs_state_scheduled_for", "state", "scheduled_for"),
         # Migration 0002: the operator queries at a million jobs (see its docstring).
         Index("ix_jobs_state_task_created_at", "state", "task", "created_at"),
-        Index(
-            "ix_jobs_kept_updated_at", "state", "updated_at", "task", "account", "retention_days",
-            sqlite_where=text("state = 'succeeded' AND retention_days IS NULL"),
-            postgresql_where=text("state = 'succeeded' AND retention_days IS NULL"),
-        ),
-        Index(
-            "ix_jobs_kept_expiry", "state", text("julianday(updated_at) + retention_days"), "task", "account",
-            "retention_days", "updated_at",
-            sqlite_where=text("state = 'succeeded' AND retention_days IS NOT NULL"),
-        ).ddl_if(dialect="sqlite"),
-        Index(
-            "ix_jobs_kept_expiry", "state", text("(updated_at + retention_days * interval '1 day')"), "task",
-            "account", "retention_days", "updated_at",
-            postgresql_where=text("state = 'succeeded' AND retention_days IS NOT NULL"),
-        ).ddl_if(dialect="postgresql"),
+        # Migration 0010: every page and every count of the views and the API ranges of one index each
+        # (docs/totals.md); the migration lists why each is there.
+        *(Index(name, *columns) for name, columns in (
+            ("ix_jobs_account_state_created_at", ("account", "state", "created_at", "task", "last_error_code",
+                                                  "replayed_as_id")),
+            ("ix_jobs_state_error_code_created_at", ("state", "last_error_code", "created_at", "account",
+                                                     "replayed_as_id")),
+            ("ix_jobs_account_task_created_at", ("account", "task", "created_at")),
+            ("ix_jobs_account_error_code_created_at", ("account", "last_error_code", "created_at")),
+        )),
+        # The partial ones lead with state on SQLite (see migration 0010).
+        *(Index(name, "state", *columns, sqlite_where=text(_KEPT)).ddl_if(dialect="sqlite")
+          for name, columns in _KEPT_INDEXES),
+        *(Index(name, *columns, postgresql_where=text(_KEPT)).ddl_if(dialect="postgresql")
+          for name, columns in _KEPT_INDEXES),
+        Index("ix_jobs_kept_own", "state", text("julianday(updated_at) + retention_days"), "account", "task",
+              "last_error_code", "created_at", "updated_at", "retention_days",
+              sqlite_where=text(_KEPT_OWN)).ddl_if(dialect="sqlite"),
+        Index("ix_jobs_kept_own", text("(updated_at + retention_days * interval '1 day')"), "account", "task",
+              "last_error_code", "created_at", "updated_at", "retention_days",
+              postgresql_where=text(_KEPT_OWN)).ddl_if(dialect="postgresql"),
+        *(Index(name, "state", *columns, sqlite_where=text(_LIVE_DEAD_LETTER)).ddl_if(dialect="sqlite")
+          for name, columns in _DEAD_LETTER_INDEXES),
+        *(Index(name, *columns, postgresql_where=text(_LIVE_DEAD_LETTER)).ddl_if(dialect="postgresql")
+          for name, columns in _DEAD_LETTER_INDEXES),
         Index("ix_jobs_payload_trgm", text("(CAST(payload AS TEXT)) gin_trgm_ops"),
               postgresql_using="gin").ddl_if(dialect="postgresql"),
         Index("ix_jobs_last_error_detail_trgm", text("last_error_detail gin_trgm_ops"),
