@@ -480,13 +480,19 @@ class JobDetail:
     schedule: dict[str, Any] | None = None
     dead_letter_reason: str | None = None
     resolution_note: str | None = None
+    # Moved out of the live ledger into the archive: read-only but for delete_job.
+    archived: bool = False
 
 
-def attempt_records(session: Session, job: Job, rule: MaskingRule | None) -> list[AttemptRecord]:
-    """Every attempt of every run of ``job``, oldest first, errors masked by ``rule``."""
-    attempts = session.scalars(
-        select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number)
-    ).all()
+def attempt_records(
+    session: Session, job: Job, rule: MaskingRule | None, attempts: Sequence[Attempt] | None = None
+) -> list[AttemptRecord]:
+    """Every attempt of every run of ``job``, oldest first, errors masked by ``rule`` (``attempts``: given,
+    for an archived job, instead of read)."""
+    if attempts is None:
+        attempts = session.scalars(
+            select(Attempt).where(Attempt.job_id == job.id).order_by(Attempt.run, Attempt.number)
+        ).all()
     return [
         AttemptRecord(
             number=a.number,
@@ -516,8 +522,12 @@ def schedule_summary(session: Session, schedule_id: int | None) -> dict[str, Any
     }
 
 
-def job_detail(session: Session, job: Job, rule: MaskingRule | None) -> JobDetail:
-    """The detail record of ``job`` with payload, error text and attempt errors masked by ``rule``."""
+def job_detail(
+    session: Session, job: Job, rule: MaskingRule | None, attempts: Sequence[Attempt] | None = None,
+    *, archived: bool = False,
+) -> JobDetail:
+    """The detail record of ``job`` with payload, error text and attempt errors masked by ``rule`` (an archived
+    job is given as a record not in the session, with its ``attempts``)."""
     user = session.get(Operator, job.originating_user_id) if job.originating_user_id is not None else None
 
     def text(value: str | None) -> str | None:
@@ -530,7 +540,7 @@ def job_detail(session: Session, job: Job, rule: MaskingRule | None) -> JobDetai
         state=job.state,
         attempts=job.attempts,
         max_attempts=job.max_attempts,
-        attempt_history=attempt_records(session, job, rule),
+        attempt_history=attempt_records(session, job, rule, attempts),
         scheduled_for=job.scheduled_for,
         priority=job.priority,
         schedule_id=job.schedule_id,
@@ -548,4 +558,5 @@ def job_detail(session: Session, job: Job, rule: MaskingRule | None) -> JobDetai
         schedule=schedule_summary(session, job.schedule_id),
         dead_letter_reason=text(job.dead_letter_reason),
         resolution_note=text(job.resolution_note),
+        archived=archived,
     )
