@@ -245,6 +245,9 @@ def run(ledger: Ledger, settings: Settings, *, now: datetime | None = None, dry_
         recover(ledger, store)
         compact(ledger, store)
         rollups.roll(ledger)
+        with ledger.read() as session:
+            if session.scalar(select(Job.id).where(*conds).limit(1)) is None:
+                return RunResult(None, 0, 0, cutoff)  # nothing due: no run to record
         jobs_before, bytes_before = ledger_size(ledger)
         with ledger.write() as session:
             record = ArchiveRun(started_at=utcnow(), state=RUNNING, cutoff=cutoff, jobs=0, files=0, bytes=0,
