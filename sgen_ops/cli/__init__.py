@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import SgenOpsError
-from . import audit, info, jobs, pauses, schedules, stack
+from . import archive, audit, info, jobs, pauses, schedules, stack
 from .base import UsageError, operator_from_env
 
 __all__ = ["build_parser", "main", "operator_from_env"]
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.register(sub)
     audit.register(sub)
     pauses.register(sub)
+    archive.register(sub)
     return parser
 
 

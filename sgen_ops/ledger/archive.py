@@ -225,9 +225,10 @@ class _Changed(Exception):
 
 
 def run(ledger: Ledger, settings: Settings, *, now: datetime | None = None, dry_run: bool = False,
-        batch: int = BATCH, wait: bool = True) -> RunResult:
+        batch: int = BATCH, wait: bool = True, stop: threading.Event | None = None) -> RunResult:
     """One archive run: move every due job (see ``due``) to the archive; returns what moved. ``now`` moves the
-    horizon (tests, backfills), not the clock of what is recorded."""
+    horizon (tests, backfills), not the clock of what is recorded. ``wait`` False: skip if another run holds the
+    lock; ``stop`` set: end the run after the batch in hand."""
     now = as_utc(now) if now is not None else utcnow()
     cutoff = cutoff_of(settings, now)
     if cutoff is None:
@@ -259,7 +260,7 @@ def run(ledger: Ledger, settings: Settings, *, now: datetime | None = None, dry_
         moved = files = 0
         skip: set[int] = set()
         number = tries = 0
-        while True:
+        while stop is None or not stop.is_set():
             with ledger.read() as session:
                 stmt = select(Job.id).where(*conds)
                 if skip:

@@ -294,3 +294,29 @@ def test_rows_counted_in_the_catalogue_match_the_files(hub: sgen_ops.Hub) -> Non
         listed = session.execute(select(func.sum(ArchiveFile.jobs), func.count())).one()
     assert tuple(listed) == (12, 3)
     assert sorted(archived_ids(hub)) == sorted(set(archived_ids(hub)))
+
+
+def test_a_ledger_upgraded_from_0008_rolls_up_and_archives_its_history(stack: Any) -> None:
+    from alembic import command
+
+    from sgen_ops.ledger.store.db import alembic_config
+
+    hub = stack.hub()
+    ids = [hub.enqueue("test.ok", {"n": n}) for n in range(3)]
+    hub.enqueue("test.boom")
+    hub.work()
+    hub.add_operator("dana", "administrator")
+    before = hub.as_operator("dana").throughput("24h")
+    with hub.ledger.engine.begin() as conn:
+        command.downgrade(alembic_config(conn), "0008")
+    assert hub.ledger.current_revision() == "0008"
+    hub.ledger.upgrade()
+    assert hub.ledger.current_revision() == "0011"
+    from sgen_ops.ledger import rollups
+
+    assert rollups.roll(hub.ledger) > 0  # the history written before the upgrade
+    assert hub.as_operator("dana").throughput("24h").equals(before)
+    assert hub.archive(now=later()) == 3
+    assert hub.as_operator("dana").throughput("24h").equals(before)
+    frame = hub.as_operator("dana").history()
+    assert frame.loc[frame["archived"], "id"].tolist() == ids
