@@ -106,7 +106,9 @@ def test_every_notebook_and_runbook_runs_headless(seeded: Seeded, tmp_path: Path
         assert int(float(rows[task]["succeeded"])) == counts["succeeded"]
         assert int(float(rows[task]["dead_lettered"])) == counts["dead_lettered"]
     charts = [o for o in outputs(reports / "04_throughput.ipynb") if PLOTLY in o.get("data", {})]
-    assert len(charts) == 2
+    assert len(charts) == 3  # outcomes per task, the window's series, and 90 days from the rollups
+    # The analyst's DuckDB cell over ops.history(): one row per task and place (ledger or archive).
+    assert "attempts_per_job" in text_of(reports / "04_throughput.ipynb")
 
     # The throughput report runbook wrote its artifacts under reports/.
     artifacts = sorted(p.suffix for p in (reports / "throughput_report").iterdir())
