@@ -870,7 +870,8 @@ def clock(anchor: datetime, after: timedelta = timedelta(minutes=1)) -> Iterator
     minute): every query sees the same now, so a benchmark can check each total exactly."""
     import importlib
 
-    for module_name in ("surface", "stats", "jobs", "queue", "audit", "execution", "schedules", "scheduler", "hub"):
+    for module_name in ("surface.operations", "surface.write", "ledger.stats", "ledger.jobs", "transport.queue",
+                        "ledger.audit", "runtime.execution", "ledger.schedules", "runtime.scheduler", "hub"):
         importlib.import_module(f"sgen_ops.{module_name}")
     now = anchor + after
 

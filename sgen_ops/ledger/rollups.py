@@ -298,6 +298,11 @@ def roll(ledger: Ledger, *, batch: int = BATCH, now: datetime | None = None) -> 
     safe = _safe_ids(ledger)
     if safe is None:
         return 0
+    with ledger.read() as session:
+        seen = read_marks(session)
+        waiting = session.scalar(select(RollupPendingAttempt.attempt_id).limit(1)) is not None
+    if seen.events_through >= safe[0] and seen.attempts_through >= safe[1] and not waiting:
+        return 0  # nothing new: no write transaction (on SQLite, none to wait for)
     now = now or utcnow()
     rolled = 0
     while True:
