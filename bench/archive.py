@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,7 @@ def worker_rate(hub: sgen_ops.Hub, redis_url: str, env: dict[str, str], cwd: Pat
     Returns (rate, what ``during`` returned). The worker's jobs are deleted afterwards."""
     with hub.ledger.read() as session:
         start_id = int(session.scalar(select(func.coalesce(func.max(Job.id), 0))) or 0)
-    hub.enqueue_many("bench.noop", [{"i": i} for i in range(int(seconds * 3000))])
+    hub.enqueue_many("bench.noop", [{"i": i} for i in range(int(seconds * 1000))])
     log = (cwd / "worker.log").open("ab")
     proc = subprocess.Popen([sgen_ops_cli(), "worker", "--concurrency", "1"], env=env, cwd=cwd, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -95,10 +96,14 @@ def worker_rate(hub: sgen_ops.Hub, redis_url: str, env: dict[str, str], cwd: Pat
         if thread is not None:
             thread.join()
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(30)
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         log.close()
-    check(done < seconds * 3000, "the worker ran out of jobs before the measurement ended")
+    check(done < seconds * 1000, "the worker ran out of jobs before the measurement ended")
     with hub.ledger.write() as session:  # the worker's jobs are not part of the ledger measured
         session.execute(text("DELETE FROM attempts WHERE job_id > :i"), {"i": start_id})
         session.execute(text("DELETE FROM job_events WHERE job_id > :i"), {"i": start_id})
@@ -120,7 +125,7 @@ def one_backend(name: str, url: str, info: ledger.Generated, redis_url: str, rep
                    SGEN_OPS_TASK_MODULES="bench.tasks", SGEN_OPS_QUEUE_PREFIX="bench",
                    PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", ""))
         try:
-            hub.add_operator("bench-admin", "administrator")
+            # The generated ledger's own operators (bench-admin, bench-viewer).
             with ledger.clock(info.anchor):
                 ops = hub.as_operator("bench-admin")
                 print(f"  {name}: the calls on the raw ledger", flush=True)
@@ -151,7 +156,8 @@ def one_backend(name: str, url: str, info: ledger.Generated, redis_url: str, rep
             jobs_after, bytes_after = archive.ledger_size(hub.ledger)
             vacuumed = _vacuum(hub)
             with hub.ledger.read() as session:
-                files, file_bytes = session.execute(select(func.count(), func.sum(ArchiveFile.bytes))).one()
+                files, summed = session.execute(select(func.count(), func.sum(ArchiveFile.bytes))).one()
+                file_bytes = int(summed or 0)
                 some = session.scalar(select(ArchiveFile.min_id).limit(1))
             with ledger.clock(info.anchor):
                 after = calls(ops, repeats, "after archiving")
@@ -180,8 +186,11 @@ def _vacuum(hub: sgen_ops.Hub) -> str:
             conn.execute(text("VACUUM ANALYZE"))
         return f"after VACUUM {_size(archive.ledger_size(hub.ledger)[1])}"
     path = Path(hub.ledger.engine.url.database or "")
-    with hub.ledger.engine.connect() as conn:
-        conn.exec_driver_sql("VACUUM")
+    raw = hub.ledger.engine.raw_connection()
+    try:
+        raw.driver_connection.execute("VACUUM")  # type: ignore[union-attr]  # outside SQLAlchemy's BEGIN
+    finally:
+        raw.close()
     return f"the file after VACUUM {_size(path.stat().st_size)}"
 
 

@@ -659,7 +659,10 @@ def _write_postgres(url: str, maker: _Maker, say: Any) -> None:
             cur.execute(f'DROP INDEX "{name}"')
         # The generated history brings its own events: the trigger that records a new job's first state
         # (migration 0007) sits out the load.
-        cur.execute("ALTER TABLE jobs DISABLE TRIGGER jobs_state_event_after_insert")
+        cur.execute("SELECT 1 FROM pg_trigger WHERE tgname = 'jobs_state_event_after_insert'")
+        first_state = cur.fetchone() is not None  # not at the base revision the load is written at
+        if first_state:
+            cur.execute("ALTER TABLE jobs DISABLE TRIGGER jobs_state_event_after_insert")
         _seed_fixtures(cur.execute, _pg_time(maker.start), "%s", "true")
         done = 0
         for jobs, attempts, events in maker.chunks():
@@ -676,7 +679,8 @@ def _write_postgres(url: str, maker: _Maker, say: Any) -> None:
                 say(f"  {done:,} jobs written")
         for table in ("jobs", "operators", "schedules"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-        cur.execute("ALTER TABLE jobs ENABLE TRIGGER jobs_state_event_after_insert")
+        if first_state:
+            cur.execute("ALTER TABLE jobs ENABLE TRIGGER jobs_state_event_after_insert")
         say("  recreating indexes")
         cur.execute("SET maintenance_work_mem = '512MB'")
         for _name, sql in indexes:

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -52,6 +53,9 @@ log = logging.getLogger(__name__)
 TERMINAL = (State.SUCCEEDED.value, State.CANCELLED.value, State.RESOLVED.value)
 # Jobs per batch: one file per day of the batch, and one delete transaction.
 BATCH = 5_000
+# SQLite has one writer at a time: after each delete transaction a run waits this many times as long as the
+# transaction took, so that workers get the ledger at least half of the time while a run catches up.
+SQLITE_PACE = 1.0
 DATASET = "jobs"
 RUNNING, DONE, INTERRUPTED = "running", "done", "interrupted"
 # The worker's bookkeeping stays behind; everything else of a job row is archived.
@@ -270,7 +274,10 @@ def run(ledger: Ledger, settings: Settings, *, now: datetime | None = None, dry_
                 break
             number += 1
             try:
+                began = time.monotonic()
                 done = _move_batch(ledger, store, run_id, number, ids, conds)
+                if ledger.is_sqlite and SQLITE_PACE:
+                    time.sleep(min(time.monotonic() - began, 10.0) * SQLITE_PACE)
             except _Changed:
                 # Changed under us (a re-run, say): the batch's files are gone; what is still due is read again,
                 # and a batch that keeps changing is left for the next run.
@@ -348,30 +355,20 @@ def _move_batch(ledger: Ledger, store: Store, run_id: int, number: int, ids: Seq
 
 def _fold(session: Session, marks: Any, jobs: list[dict[str, Any]], attempts: Sequence[Any],
           events: Sequence[Any]) -> None:
-    """Count the batch's rows that the rollups have not counted yet, and mark all of them archived."""
+    """Count the batch's rows that the rollups have not counted yet, and note the hours they leave."""
     through_events, through_attempts = int(marks.events_through), int(marks.attempts_through)
     counted = [e for e in events if e.to_state in rollups.COUNTED_STATES]
-    fresh = rollups.event_counts([(e.at, e.task, e.account, e.to_state) for e in counted
-                                  if e.id > through_events], archived=True)
-    old = rollups.event_counts([(e.at, e.task, e.account, e.to_state) for e in counted
-                                if e.id <= through_events], archived=True)
-    additions = {k: (c, a) for k, (c, a) in fresh.items()}
-    for key, (_, gone) in old.items():
-        count, already = additions.get(key, (0, 0))
-        additions[key] = (count, already + gone)
-    rollups.add_counts(session, additions)
+    rollups.add_counts(session, rollups.event_counts(
+        (e.at, e.task, e.account, e.to_state) for e in counted if e.id > through_events))
+    rollups.mark_archived(session, "event", ((e.at, e.account) for e in counted))
     account_of = {j["id"]: j["account"] for j in jobs}
     finished = [a for a in attempts if a.finished_at is not None]
     pending = set(session.scalars(select(RollupPendingAttempt.attempt_id).where(
         RollupPendingAttempt.attempt_id.in_([a.id for a in finished])))) if finished else set()
-    unrolled = [a for a in finished if a.id > through_attempts or a.id in pending]
-    values = rollups.attempt_values(
-        (a.task, account_of[a.job_id], a.started_at, a.ready_at, a.finished_at) for a in unrolled)
-    archived: dict[rollups.HistKey, int] = defaultdict(int)
-    for key, found in rollups.attempt_values(
-            (a.task, account_of[a.job_id], a.started_at, a.ready_at, a.finished_at) for a in finished).items():
-        archived[key] += len(found)
-    rollups.add_histograms(session, values, archived)
+    rollups.add_histograms(session, rollups.attempt_histograms(
+        (a.task, account_of[a.job_id], a.started_at, a.ready_at, a.finished_at)
+        for a in finished if a.id > through_attempts or a.id in pending))
+    rollups.mark_archived(session, "attempt", ((a.started_at, account_of[a.job_id]) for a in finished))
     rollups.forget_pending(session, sorted(pending))
 
 

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, tuple_
+import pandas as pd
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, text, tuple_, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from ..core.states import State
 from ..core.times import as_utc, utcnow
 from .store import (
+    ArchivedHour,
     Attempt,
     AttemptHistogram,
     EventCount,
@@ -193,31 +194,65 @@ def _safe_ids(ledger: Ledger) -> tuple[int, int] | None:
 # -- adding to the rollups -------------------------------------------------------------------------------
 CountKey = tuple[int, datetime, str, str, str]  # span, bucket, task, account, state
 HistKey = tuple[int, datetime, str, str, str]  # span, bucket, task, account, kind
+Histogram = tuple[np.ndarray, np.ndarray]  # sorted bins, their counts
+# Histogram rows over every account, which unscoped reads take (accounts are stripped: none begins with a space).
+ALL_ACCOUNTS = " *"
 
 
-def event_counts(rows: Iterable[Any], *, archived: bool) -> dict[CountKey, tuple[int, int]]:
-    """(at, task, account, to_state) rows as additions to ``event_counts``: (count, archived) per key."""
-    counted: Counter[CountKey] = Counter()
-    for at, task, account, state in rows:
-        for span in SPANS:
-            counted[(span, floor_to(at, span), task, stored_account(account), state)] += 1
-    return {key: (n, n if archived else 0) for key, n in counted.items()}
+def _epochs(moments: Sequence[datetime]) -> np.ndarray:
+    """Whole seconds since 1970 (floored) of aware or naive-UTC datetimes."""
+    stamps = pd.to_datetime(pd.Series(list(moments), dtype=object), utc=True, format="mixed")
+    return _seconds(stamps)
 
 
-def add_counts(session: Session, additions: dict[CountKey, tuple[int, int]]) -> None:
+def _seconds(stamps: pd.Series) -> np.ndarray:
+    """Whole seconds since 1970, floored, whatever the Series' time unit."""
+    out: np.ndarray = ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy().astype("int64")
+    return out
+
+
+def _bucket(epochs: np.ndarray, span: int) -> list[datetime]:
+    return [EPOCH + timedelta(seconds=int(e)) for e in epochs // span * span]
+
+
+def event_counts(rows: Iterable[Any]) -> dict[CountKey, int]:
+    """(at, task, account, to_state) rows as additions to ``event_counts``, per key."""
+    rows = list(rows)
+    if not rows:
+        return {}
+    at, tasks, accounts, states = zip(*rows, strict=True)
+    epochs = _epochs(at)
+    frame = pd.DataFrame({"task": tasks, "account": [stored_account(a) for a in accounts], "state": states})
+    out: dict[CountKey, int] = {}
+    for span in SPANS:
+        frame["bucket"] = epochs // span * span
+        for (bucket, task, account, state), n in frame.groupby(["bucket", "task", "account", "state"]).size().items():
+            out[(span, EPOCH + timedelta(seconds=int(bucket)), task, account, state)] = int(n)
+    return out
+
+
+def add_counts(session: Session, additions: dict[CountKey, int]) -> None:
     """Add to ``event_counts`` (an upsert that adds)."""
     if not additions:
         return
-    insert = _insert(session)
-    rows = [{"span": k[0], "bucket": k[1], "task": k[2], "account": k[3], "state": k[4], "count": c, "archived": a}
-            for k, (c, a) in additions.items()]
+    insert_ = _insert(session)
+    rows = [{"span": k[0], "bucket": k[1], "task": k[2], "account": k[3], "state": k[4], "count": n}
+            for k, n in additions.items()]
     for start in range(0, len(rows), 500):
-        stmt = insert(EventCount).values(rows[start:start + 500])
+        stmt = insert_(EventCount).values(rows[start:start + 500])
         session.execute(stmt.on_conflict_do_update(
             index_elements=["span", "bucket", "task", "account", "state"],
-            set_={"count": EventCount.count + stmt.excluded.count,
-                  "archived": EventCount.archived + stmt.excluded.archived},
+            set_={"count": EventCount.count + stmt.excluded.count},
         ))
+
+
+def mark_archived(session: Session, kind: str, rows: Iterable[tuple[datetime, str | None]]) -> None:
+    """Note the hours (and accounts) of events (``kind`` "event") or attempt starts ("attempt") leaving for the
+    archive: a window's end hour among them is counted whole."""
+    hours = {(floor_to(at, HOUR), stored_account(account)) for at, account in rows}
+    values = [{"kind": kind, "bucket": b, "account": a} for b, a in sorted(hours)]
+    for start in range(0, len(values), 500):
+        session.execute(_insert(session)(ArchivedHour).values(values[start:start + 500]).on_conflict_do_nothing())
 
 
 def _insert(session: Session) -> Any:
@@ -230,65 +265,71 @@ def _insert(session: Session) -> Any:
     return sqlite_insert
 
 
-@dataclass
-class HistAddition:
-    """Values to add to one histogram, and how many already counted ones to mark archived."""
-
-    values: list[float]
-    archived: int = 0
-    counted: int = 0  # values added
-
-
-def attempt_values(rows: Iterable[Any]) -> dict[HistKey, list[float]]:
-    """(task, account, started_at, ready_at, finished_at) rows of finished attempts as the run times and queue
-    waits to add, per histogram key."""
-    out: dict[HistKey, list[float]] = defaultdict(list)
-    for task, account, started, ready, finished in rows:
-        acct = stored_account(account)
-        run = (as_utc(finished) - as_utc(started)).total_seconds()
-        wait = (as_utc(started) - as_utc(ready)).total_seconds() if ready is not None else None
-        for span in SPANS:
-            bucket = floor_to(started, span)
-            out[(span, bucket, task, acct, "run")].append(run)
-            if wait is not None:
-                out[(span, bucket, task, acct, "wait")].append(wait)
+def attempt_histograms(rows: Iterable[Any]) -> dict[HistKey, Histogram]:
+    """(task, account, started_at, ready_at, finished_at) rows of finished attempts as the histograms of their run
+    times and queue waits to add, per key: per hour and day of the start, task, and account (and every account)."""
+    rows = list(rows)
+    if not rows:
+        return {}
+    tasks, accounts, started, ready, finished = zip(*rows, strict=True)
+    start = pd.to_datetime(pd.Series(list(started), dtype=object), utc=True, format="mixed")
+    end = pd.to_datetime(pd.Series(list(finished), dtype=object), utc=True, format="mixed")
+    due = pd.to_datetime(pd.Series(list(ready), dtype=object), utc=True, format="mixed")
+    epochs = _seconds(start)
+    own = np.array([stored_account(a) for a in accounts], dtype=object)
+    task = np.array(tasks, dtype=object)
+    columns: dict[str, list[np.ndarray]] = {"task": [], "account": [], "kind": [], "bin": [], "epoch": []}
+    for kind, seconds in (("run", (end - start).dt.total_seconds()), ("wait", (start - due).dt.total_seconds())):
+        known = seconds.notna().to_numpy()
+        bins = bins_of(seconds[known].to_numpy())
+        for account in (own[known], np.full(int(known.sum()), ALL_ACCOUNTS, dtype=object)):
+            columns["task"].append(task[known])
+            columns["account"].append(account)
+            columns["kind"].append(np.full(int(known.sum()), kind, dtype=object))
+            columns["bin"].append(bins)
+            columns["epoch"].append(epochs[known])
+    flat = {name: np.concatenate(parts) for name, parts in columns.items()}
+    out: dict[HistKey, Histogram] = {}
+    for span in SPANS:
+        bucket = flat["epoch"] // span * span
+        # One code per key, then per (key, bin): counted with numpy, split at the key boundaries.
+        codes, uniques = pd.MultiIndex.from_arrays([bucket, flat["task"], flat["account"], flat["kind"]]).factorize()
+        pairs, counts = np.unique(np.stack([codes.astype("int64"), flat["bin"].astype("int64")]), axis=1,
+                                  return_counts=True)
+        cuts = np.flatnonzero(np.diff(pairs[0])) + 1
+        for code_bins, code_counts in zip(np.split(pairs, cuts, axis=1), np.split(counts, cuts), strict=True):
+            b, t, a, k = uniques[int(code_bins[0, 0])]
+            out[(span, EPOCH + timedelta(seconds=int(b)), t, a, k)] = (
+                code_bins[1].astype("int32"), code_counts.astype("int64"))
     return out
 
 
-def add_histograms(session: Session, values: dict[HistKey, list[float]],
-                   archived: dict[HistKey, int] | None = None) -> None:
-    """Add values to ``attempt_histograms`` (read, merge, write: callers hold the marks row), and count
-    ``archived`` values of theirs as archived."""
-    archived = archived or {}
-    keys = set(values) | set(archived)
+def add_histograms(session: Session, adding: dict[HistKey, Histogram]) -> None:
+    """Add histograms to ``attempt_histograms`` (read, merge, write: callers hold the marks row)."""
+    keys = sorted(adding)
     if not keys:
         return
-    found: dict[HistKey, AttemptHistogram] = {}
-    key_list = sorted(keys)
-    for start in range(0, len(key_list), 300):
-        chunk = key_list[start:start + 300]
-        stmt = select(AttemptHistogram).where(tuple_(
-            AttemptHistogram.span, AttemptHistogram.bucket, AttemptHistogram.task, AttemptHistogram.account,
-            AttemptHistogram.kind,
-        ).in_(chunk))
-        for existing in session.scalars(stmt):
-            found[(existing.span, as_utc(existing.bucket), existing.task, existing.account, existing.kind)] = existing
-    for key in key_list:
-        adding = values.get(key, [])
-        row = found.get(key)
-        parts = [histogram(np.asarray(adding))] if adding else []
-        if row is not None:
-            parts.append(unpack(row.bins))
-        bins, counts = merge(parts)
-        if row is None:
-            session.add(AttemptHistogram(span=key[0], bucket=key[1], task=key[2], account=key[3], kind=key[4],
-                                         count=len(adding), archived=archived.get(key, 0), bins=pack(bins, counts)))
-        else:
-            row.count = int(row.count) + len(adding)
-            row.archived = int(row.archived) + archived.get(key, 0)
-            if adding:
-                row.bins = pack(bins, counts)
-    session.flush()
+    columns = (AttemptHistogram.span, AttemptHistogram.bucket, AttemptHistogram.task, AttemptHistogram.account,
+               AttemptHistogram.kind)
+    found: dict[HistKey, tuple[int, bytes]] = {}
+    for start in range(0, len(keys), 300):
+        stmt = select(*columns, AttemptHistogram.count, AttemptHistogram.bins).where(
+            tuple_(*columns).in_(keys[start:start + 300]))
+        for span, bucket, task, account, kind, n, packed in session.execute(stmt):
+            found[(span, as_utc(bucket), task, account, kind)] = (int(n), packed)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for key in keys:
+        new = adding[key]
+        old = found.get(key)
+        bins, counts = merge([new, unpack(old[1])]) if old is not None else new
+        values = {"span": key[0], "bucket": key[1], "task": key[2], "account": key[3], "kind": key[4],
+                  "count": int(new[1].sum()) + (old[0] if old is not None else 0), "bins": pack(bins, counts)}
+        (updates if old is not None else inserts).append(values)
+    if inserts:
+        session.execute(insert(AttemptHistogram), inserts)
+    if updates:
+        session.execute(update(AttemptHistogram), updates)
 
 
 # -- the roll-up pass ----------------------------------------------------------------------------------
@@ -316,7 +357,7 @@ def roll(ledger: Ledger, *, batch: int = BATCH, now: datetime | None = None) -> 
                 select(JobEvent.at, JobEvent.task, JobEvent.account, JobEvent.to_state)
                 .where(JobEvent.id > low, JobEvent.id <= high, JobEvent.to_state.in_(COUNTED_STATES))
             ).all()
-            add_counts(session, event_counts(rows, archived=False))
+            add_counts(session, event_counts(rows))
             marks.events_through, marks.rolled_at = high, now
             rolled += len(rows)
     while True:
@@ -331,14 +372,14 @@ def roll(ledger: Ledger, *, batch: int = BATCH, now: datetime | None = None) -> 
             if unfinished:
                 session.execute(_insert(session)(RollupPendingAttempt).values(
                     [{"attempt_id": i} for i in unfinished]).on_conflict_do_nothing())
-            add_histograms(session, attempt_values(_finished(rows)))
+            add_histograms(session, attempt_histograms(_finished(rows)))
             marks.attempts_through, marks.rolled_at = high, now
             rolled += len(rows) - len(unfinished)
     with ledger.write() as session:
         lock_marks(session)
         rows = session.execute(_attempt_rows(pending_ids(), Attempt.finished_at.is_not(None))).all()
         if rows:
-            add_histograms(session, attempt_values(_finished(rows)))
+            add_histograms(session, attempt_histograms(_finished(rows)))
             forget_pending(session, [r.id for r in rows])
             rolled += len(rows)
         # Attempts of jobs purged meanwhile are gone: nothing left to count of them.
@@ -402,10 +443,11 @@ def plan(session: Session, model: Any, start: datetime, end: datetime, account: 
     start, end = as_utc(start), as_utc(end)
     hour = timedelta(seconds=HOUR)
     head, tail = floor_to(start, HOUR), floor_to(end, HOUR)
-    conds = [model.span == HOUR, model.bucket.in_({head, tail}), model.archived > 0]
+    kind = "event" if model is EventCount else "attempt"
+    conds = [ArchivedHour.kind == kind, ArchivedHour.bucket.in_({head, tail})]
     if account is not None:
-        conds.append(model.account == stored_account(account))
-    archived = {as_utc(b) for b in session.scalars(select(model.bucket).where(*conds).distinct())}
+        conds.append(ArchivedHour.account == stored_account(account))
+    archived = {as_utc(b) for b in session.scalars(select(ArchivedHour.bucket).where(*conds).distinct())}
     whole_head, whole_tail = head in archived, tail in archived
     if head == tail:
         if not whole_head:
@@ -427,6 +469,17 @@ def plan(session: Session, model: Any, start: datetime, end: datetime, account: 
         if dlo < dhi:
             days = (dlo, dhi)
     return Plan(start, end, (lo, hi), days, tuple(raw))
+
+
+def archived_hours(session: Session, kind: str, first: datetime, last: datetime, account: str | None) -> (
+    set[datetime]
+):
+    """The hours from ``first`` to ``last`` (hour starts) that some archived events or attempt starts (of
+    ``account``, or of any) fell in."""
+    conds = [ArchivedHour.kind == kind, ArchivedHour.bucket >= first, ArchivedHour.bucket <= last]
+    if account is not None:
+        conds.append(ArchivedHour.account == stored_account(account))
+    return {as_utc(b) for b in session.scalars(select(ArchivedHour.bucket).where(*conds).distinct())}
 
 
 def in_range(column: Any, lo: datetime, hi: datetime, inclusive: bool) -> ColumnElement[bool]:

@@ -166,22 +166,48 @@ def throughput_series(
 def _fine_counts(session: Session, start: datetime, end: datetime, account: str | None, step: int) -> (
     list[tuple[Any, Any, str, int]]
 ):
-    """An interval shorter than the rollups' hour: every raw event of the window, and the archived ones at the
-    start of their hour."""
+    """An interval shorter than the rollups' hour: the raw events of the window by interval, but for the hours
+    some events left for the archive, which count whole at the interval holding the hour's start (from the
+    rollups, and the rows after their marks)."""
+    hours = sorted(rollups.archived_hours(session, "event", rollups.floor_to(start, HOUR), end, account))
+    spans = _runs(hours)
     bucket = _step_bucket(JobEvent.at, step, session)
+    outside = [~rollups.in_range(JobEvent.at, lo, hi, False) for lo, hi in spans]
     stmt = (select(bucket, JobEvent.task, JobEvent.to_state, func.count())
-            .where(*_event_scope(account), rollups.in_range(JobEvent.at, start, end, True))
+            .where(*_event_scope(account), rollups.in_range(JobEvent.at, start, end, True), *outside)
             .group_by(bucket, JobEvent.task, JobEvent.to_state))
     out = [(int(b), t, s, int(n)) for b, t, s, n in session.execute(stmt)]
-    conds = [EventCount.span == HOUR, EventCount.bucket >= rollups.floor_to(start, HOUR), EventCount.bucket <= end,
-             EventCount.archived > 0]
-    if account is not None:
-        conds.append(EventCount.account == rollups.stored_account(account))
-    archived = (select(EventCount.bucket, EventCount.task, EventCount.state, func.sum(EventCount.archived))
-                .where(*conds).group_by(EventCount.bucket, EventCount.task, EventCount.state))
-    for b, t, s, n in session.execute(archived):
-        out.append((max(_epoch(as_utc(b)), _epoch(start)) // step * step, t, s, int(n)))
+    if not spans:
+        return out
+    through = rollups.read_marks(session).events_through
+    for lo, hi in spans:
+        # The hour's start stands for every event of it: its rows after the marks, then its rollups.
+        hour = _step_bucket(JobEvent.at, HOUR, session)
+        for where in _raw_event_ranges(rollups.Plan(lo, hi, (lo, hi), None, ()), through):
+            stmt = (select(hour, JobEvent.task, JobEvent.to_state, func.count())
+                    .where(*_event_scope(account), *where).group_by(hour, JobEvent.task, JobEvent.to_state))
+            for row in session.execute(stmt):
+                h, t, s, n = tuple(row)
+                out.append((max(int(h), _epoch(start)) // step * step, t, s, int(n)))
+        conds = [EventCount.span == HOUR, EventCount.bucket >= lo, EventCount.bucket < hi]
+        if account is not None:
+            conds.append(EventCount.account == rollups.stored_account(account))
+        rolled = (select(EventCount.bucket, EventCount.task, EventCount.state, func.sum(EventCount.count))
+                  .where(*conds).group_by(EventCount.bucket, EventCount.task, EventCount.state))
+        for b, t, s, n in session.execute(rolled):
+            out.append((max(_epoch(as_utc(b)), _epoch(start)) // step * step, t, s, int(n or 0)))
     return out
+
+
+def _runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Hour starts as half-open ranges of consecutive hours."""
+    spans: list[tuple[datetime, datetime]] = []
+    for h in hours:
+        if spans and spans[-1][1] == h:
+            spans[-1] = (spans[-1][0], h + timedelta(seconds=HOUR))
+        else:
+            spans.append((h, h + timedelta(seconds=HOUR)))
+    return spans
 
 
 def run_time_percentiles(
@@ -201,12 +227,11 @@ def run_time_percentiles(
         raw = _raw_attempts(session, p, marks.attempts_through, account)
         hist: list[Any] = []
         if p.rolled is not None:
-            conds = [rollups.rolled_rows(AttemptHistogram, p)]
-            if account is not None:
-                conds.append(AttemptHistogram.account == rollups.stored_account(account))
+            # Every account's histograms are kept added up too: an unscoped read takes those.
+            scope = rollups.stored_account(account) if account is not None else rollups.ALL_ACCOUNTS
             hist = list(session.execute(
                 select(AttemptHistogram.task, AttemptHistogram.kind, AttemptHistogram.count, AttemptHistogram.bins)
-                .where(*conds)))
+                .where(rollups.rolled_rows(AttemptHistogram, p), AttemptHistogram.account == scope)))
     if not any(count for _, _, count, _ in hist):
         return _exact_percentiles(raw)
     return _histogram_percentiles(raw, hist)

@@ -363,7 +363,7 @@ class RollupPendingAttempt(Base):
 
 class EventCount(Base):
     """Events reaching a counted state per bucket (``span`` seconds: 3600 or 86400), task, account ('' for
-    none) and state (migration 0011); ``archived``: how many of them have since left the ledger."""
+    none) and state (migration 0011)."""
 
     __tablename__ = "event_counts"
 
@@ -373,12 +373,12 @@ class EventCount(Base):
     account: Mapped[str] = mapped_column(String(100), primary_key=True)
     state: Mapped[str] = mapped_column(String(20), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
-    archived: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class AttemptHistogram(Base):
     """A log-bucketed histogram of run times or queue waits (``kind``: run, wait) of the finished attempts
-    started in a bucket, per task and account (migration 0011); ``bins`` packed as ``rollups.pack``."""
+    started in a bucket, per task and account, and over every account (``rollups.ALL_ACCOUNTS``) (migration
+    0011); ``bins`` packed as ``rollups.pack``."""
 
     __tablename__ = "attempt_histograms"
 
@@ -388,8 +388,18 @@ class AttemptHistogram(Base):
     account: Mapped[str] = mapped_column(String(100), primary_key=True)
     kind: Mapped[str] = mapped_column(String(4), primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger, default=0)
-    archived: Mapped[int] = mapped_column(BigInteger, default=0)
     bins: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ArchivedHour(Base):
+    """An hour (per account, '' for none) some of whose events (``kind`` "event") or attempt starts ("attempt")
+    have left for the archive (migration 0011): a window ending inside it counts it whole."""
+
+    __tablename__ = "archived_hours"
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
 
 
 # The tables as Core sees them, for the statements written without the ORM.

@@ -8,8 +8,9 @@ Create Date: 2026-12-01
 docs/archive.md): each run, each file (a job is archived exactly when its file's row is here) and the
 archived jobs deleted since their file was written. ``rollup_marks`` (one row, 'rollups'),
 ``rollup_pending_attempts``, ``event_counts`` and ``attempt_histograms``: throughput counts and run-time
-and queue-wait histograms per hour and per day, rolled up from job_events and attempts by id. The marks
-start at 0: the first roll-up pass counts a ledger's existing history.
+and queue-wait histograms per hour and per day, rolled up from job_events and attempts by id; ``archived_hours``:
+the hours (per account) of events and attempt starts that have left for the archive, which a window can no longer
+cut exactly. The marks start at 0: the first roll-up pass counts a ledger's existing history.
 """
 
 from __future__ import annotations
@@ -101,7 +102,6 @@ def upgrade() -> None:
         sa.Column("account", sa.String(length=100), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
-        sa.Column("archived", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("span", "bucket", "task", "account", "state", name="pk_event_counts"),
     )
     op.create_table(
@@ -112,13 +112,19 @@ def upgrade() -> None:
         sa.Column("account", sa.String(length=100), nullable=False),
         sa.Column("kind", sa.String(length=4), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False),
-        sa.Column("archived", sa.BigInteger(), nullable=False),
         sa.Column("bins", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("span", "bucket", "task", "account", "kind", name="pk_attempt_histograms"),
+    )
+    op.create_table(
+        "archived_hours",
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("bucket", _TIME(), nullable=False),
+        sa.Column("account", sa.String(length=100), nullable=False),
+        sa.PrimaryKeyConstraint("kind", "bucket", "account", name="pk_archived_hours"),
     )
 
 
 def downgrade() -> None:
-    for table in ("attempt_histograms", "event_counts", "rollup_pending_attempts", "rollup_marks",
+    for table in ("archived_hours", "attempt_histograms", "event_counts", "rollup_pending_attempts", "rollup_marks",
                   "archive_deletions", "archive_files", "archive_runs"):
         op.drop_table(table)
