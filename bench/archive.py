@@ -75,7 +75,9 @@ def worker_rate(hub: sgen_ops.Hub, redis_url: str, env: dict[str, str], cwd: Pat
     Returns (rate, what ``during`` returned). The worker's jobs are deleted afterwards."""
     with hub.ledger.read() as session:
         start_id = int(session.scalar(select(func.coalesce(func.max(Job.id), 0))) or 0)
-    hub.enqueue_many("bench.noop", [{"i": i} for i in range(int(seconds * 1000))])
+    total = int(seconds * 2500)
+    for first_of in range(0, total, 20_000):
+        hub.enqueue_many("bench.noop", [{"i": i} for i in range(first_of, min(total, first_of + 20_000))])
     log = (cwd / "worker.log").open("ab")
     proc = subprocess.Popen([sgen_ops_cli(), "worker", "--concurrency", "1"], env=env, cwd=cwd, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -103,7 +105,7 @@ def worker_rate(hub: sgen_ops.Hub, redis_url: str, env: dict[str, str], cwd: Pat
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
-    check(done < seconds * 1000, "the worker ran out of jobs before the measurement ended")
+    check(done < total, "the worker ran out of jobs before the measurement ended")
     with hub.ledger.write() as session:  # the worker's jobs are not part of the ledger measured
         session.execute(text("DELETE FROM attempts WHERE job_id > :i"), {"i": start_id})
         session.execute(text("DELETE FROM job_events WHERE job_id > :i"), {"i": start_id})
@@ -184,7 +186,11 @@ def _vacuum(hub: sgen_ops.Hub) -> str:
     if hub.ledger.engine.dialect.name == "postgresql":
         with hub.ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE"))
-        return f"after VACUUM {_size(archive.ledger_size(hub.ledger)[1])}"
+            vacuumed = archive.ledger_size(hub.ledger)[1]
+            # Plain VACUUM makes the space reusable but keeps the files; VACUUM FULL gives it back.
+            conn.execute(text("VACUUM FULL"))
+        return (f"after VACUUM {_size(vacuumed)} (the space freed is reused by new rows; the files after "
+                f"VACUUM FULL: {_size(archive.ledger_size(hub.ledger)[1])})")
     path = Path(hub.ledger.engine.url.database or "")
     raw = hub.ledger.engine.raw_connection()
     try:
