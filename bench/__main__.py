@@ -1,6 +1,6 @@
 """``python -m bench [NAME ...] [--postgres URL] [--record]``: run benchmarks by hand.
 
-Names: throughput enqueue queries triage memory http load workers (default: all). ``--postgres`` (or
+Names: throughput enqueue queries triage memory http load workers archive (default: all). ``--postgres`` (or
 ``SGEN_OPS_BENCH_DATABASE_URL``) is a server URL: each benchmark makes its own databases there and drops
 them at the end. ``--record`` writes each benchmark's section of bench/RESULTS.md.
 """
@@ -14,7 +14,7 @@ import time
 
 from .common import machine, private_redis, record
 
-ALL = ("throughput", "enqueue", "queries", "triage", "memory", "http", "load", "workers")
+ALL = ("throughput", "enqueue", "queries", "triage", "memory", "http", "load", "workers", "archive")
 
 
 def main() -> None:
@@ -56,6 +56,10 @@ def main() -> None:
                         "figures past the first are also given as ratios to it")
     parser.add_argument("--load-clients", type=int, default=32, help="concurrent clients of the load run")
     parser.add_argument("--load-seconds", type=float, default=60.0, help="seconds of the load run")
+    parser.add_argument(
+        "--rollup-rounds", type=int, default=0,
+        help="workers: interleaved rounds of a worker with and without a roll-up loop beside it (0: none)",
+    )
     parser.add_argument("--keep-postgres", action="store_true", help="keep the generated PostgreSQL databases")
     parser.add_argument("--record", action="store_true", help="write the results into bench/RESULTS.md")
     parser.add_argument(

@@ -41,7 +41,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,10 +148,12 @@ def _timed_process(
 
 
 def sgen_run(
-    redis_url: str, database_url: str | None, n: int, worker_class: str, processes: int, count_sql: Path | None = None
+    redis_url: str, database_url: str | None, n: int, worker_class: str, processes: int, count_sql: Path | None = None,
+    beside: Callable[[dict[str, str], Path], AbstractContextManager[object]] | None = None,
 ) -> Run:
     """One run of ``sgen-ops worker --burst``, timed; ``count_sql``: a directory for the SQL counts of its
-    processes (bench/sqlcount), which then load the counting ``sitecustomize``."""
+    processes (bench/sqlcount), which then load the counting ``sitecustomize``; ``beside``: a process to run
+    on the same stack while the worker runs (``rollup_cost``)."""
     cmd = [sgen_ops_cli(), "worker", "--burst", "--concurrency", str(processes)]
     if worker_class in ("fork", "prefork"):
         cmd.append("--fork")
@@ -162,7 +164,8 @@ def sgen_run(
             env["BENCH_SQL_COUNT_DIR"] = str(count_sql)
             env["PYTHONPATH"] = str(SQL_COUNTING) + os.pathsep + env["PYTHONPATH"]
         hub.enqueue_many("bench.noop", [{"i": i} for i in range(n)])
-        spawned, seconds, commands = _timed_process(cmd, env, tmp, hub.redis, n)
+        with beside(env, tmp) if beside is not None else nullcontext():
+            spawned, seconds, commands = _timed_process(cmd, env, tmp, hub.redis, n)
         with hub.ledger.read() as session:
             done = session.scalar(select(func.count()).select_from(Job).where(Job.state == "succeeded"))
             attempts, jobs, ok, first = session.execute(
@@ -390,6 +393,41 @@ def compare(
     return "\n".join(lines)
 
 
+ROLLUP_EVERY = 1.0  # the scheduler rolls up every 60 s: this is 60 times as often
+
+
+@contextmanager
+def _rolling(env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """The roll-up loop (``python -m bench.archive roll``) beside the worker, stopped after it."""
+    with (cwd / "roll.log").open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bench.archive", "roll", str(ROLLUP_EVERY)], env=env,
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        time.sleep(1.0)  # connected and past its first pass
+        yield
+        check(proc.poll() is None, f"the roll-up loop exited {proc.returncode}")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def rollup_cost(redis_url: str, *, n: int, rounds: int, setup: str = "simple:1",
+                database_url: str | None = None) -> str:
+    """What keeping the statistics' rollups up costs a worker: ``sgen-ops worker --burst`` on ``n`` jobs alone
+    and with a roll-up pass every ROLLUP_EVERY seconds beside it, interleaved; medians."""
+    worker_class, processes = setup.split(":")
+    alone, rolling = [], []
+    for _ in range(rounds):
+        alone.append(sgen_run(redis_url, database_url, n, worker_class, int(processes)).seconds)
+        rolling.append(sgen_run(redis_url, database_url, n, worker_class, int(processes), beside=_rolling).seconds)
+    a, r = n / median(alone), n / median(rolling)
+    backend = "PostgreSQL" if database_url else "SQLite"
+    line = (f"| {backend}, {setup}, {n:,} jobs, median of {rounds} | {a:,.0f} | {r:,.0f} | {r / a:.3f}x "
+            f"| {100 * (1 - r / a):+.1f} % |")
+    print(line, flush=True)
+    return line
+
+
 def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -411,6 +449,15 @@ def run(redis_url: str, args: argparse.Namespace) -> str:
             parts.append(each(database_url=url))
             if args.latency_jobs:
                 parts[-1] += "\n" + latency(redis_url, k=args.latency_jobs, database_url=url)
+    if getattr(args, "rollup_rounds", 0):
+        rows = [rollup_cost(redis_url, n=args.jobs, rounds=args.rollup_rounds)]
+        if args.postgres:
+            with pg_schema(args.postgres) as url:
+                rows.append(rollup_cost(redis_url, n=args.jobs, rounds=args.rollup_rounds, database_url=url))
+        parts.append("\n".join([
+            f"#### What keeping the rollups up costs the worker: a roll-up pass every {ROLLUP_EVERY:g} s beside it "
+            "(the scheduler's is every 60 s)", "",
+            "| setup | jobs/s alone | jobs/s with roll-ups | ratio | cost |", "|---|---|---|---|---|", *rows]))
     head = (
         "### Whole-process worker vs bare RQ" + (f", {args.label}" if args.label else "") + "\n\n"
         "`sgen-ops worker --burst` against `rq worker --burst` / `rq worker-pool --burst` (RQ's CLI), each a "

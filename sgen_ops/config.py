@@ -56,10 +56,29 @@ class Settings:
     # their deliveries (which then find no job and run nothing), and their ids may be given out again.
     # The database stays consistent, and state changes of jobs stay durable. No effect on SQLite.
     enqueue_synchronous_commit: bool = True
+    # Terminal jobs (succeeded, cancelled, resolved) whose last change is older than this leave the live ledger
+    # for the archive (0: never); never sooner than the retention window (see ``archive_after_seconds``).
+    archive_after_days: float = 30.0
+    # Where the archive's Parquet files go: a local path or any fsspec URL (None: $SGEN_OPS_HOME/archive).
+    archive_url: str | None = None
+    # Seconds between the scheduler's archive runs (0: the scheduler does not archive).
+    archive_interval: float = 3600.0
 
     @property
     def retention_seconds(self) -> float:
         return self.retention_days * 86400.0
+
+    @property
+    def archive_after_seconds(self) -> float:
+        """How old a terminal job's last change must be before it is archived; 0: never. Raised to the
+        retention window, so that no job leaves the default list's view by being archived."""
+        if self.archive_after_days <= 0:
+            return 0.0
+        return max(self.archive_after_days, self.retention_days) * 86400.0
+
+    @property
+    def effective_archive_url(self) -> str:
+        return self.archive_url or str(self.home / "archive")
 
     @property
     def is_embedded_db(self) -> bool:
@@ -74,7 +93,7 @@ _INT = {
     "default_max_attempts", "payload_max_bytes", "payload_max_depth", "worker_concurrency", "maintenance_interval",
     "horse_attempts",
 }
-_FLOAT = {"retention_days", "worker_lost_after"}
+_FLOAT = {"retention_days", "worker_lost_after", "archive_after_days", "archive_interval"}
 _TUPLE = {"task_modules", "sensitive_keys"}
 _BOOL = {"auto_upgrade", "enqueue_synchronous_commit"}
 
@@ -138,6 +157,8 @@ def load_settings(**overrides: Any) -> Settings:
     settings = replace(Settings(), **values)
     if settings.default_max_attempts < 1:
         raise ValidationError("default_max_attempts must be at least 1")
+    if not (settings.archive_after_days >= 0 and settings.archive_interval >= 0):
+        raise ValidationError("archive_after_days and archive_interval must be 0 (never) or more")
     if not settings.queue_prefix.replace("_", "").replace("-", "").isalnum():
         raise ValidationError("queue_prefix may contain only letters, digits, '_' and '-'")
     return settings

@@ -133,6 +133,16 @@ class Hub:
 
         return tick(self, now=validate.moment(now, "now", utcnow()) if now is not None else None)
 
+    def archive(self, now: datetime | None = None, *, dry_run: bool = False) -> int:
+        """Move terminal jobs (succeeded, cancelled, resolved) whose last change is older than
+        ``archive_after_days`` before ``now`` (default: the clock), with their attempts and events, out of the
+        live ledger into the Parquet archive; returns how many (``dry_run``: how many would move)."""
+        from .ledger import archive
+
+        moment = validate.moment(now, "now", utcnow()) if now is not None else None
+        dry_run = validate.flag(dry_run, "dry_run", "True (only count) or False")
+        return archive.run(self.ledger, self.settings, now=moment, dry_run=dry_run).jobs
+
     def reconcile(self) -> int:
         """Re-enqueue ledger jobs that Redis lost; returns how many."""
         return self.book.reconcile()

@@ -199,6 +199,23 @@ class RemoteOperations:
         """Per task, p50/p95/p99 of attempt run time and queue wait (seconds) over ``window``."""
         return wire.decode_frame(self._call("run_time_percentiles", params={"window": _span(window)}))
 
+    def history(
+        self,
+        since: datetime | str | timedelta | None = None,
+        until: datetime | str | timedelta | None = None,
+        task: str | list[str] | None = None,
+        state: str | list[str] | None = None,
+        account: str | None = None,
+    ) -> pd.DataFrame:
+        """Every job, ledger and archive together, masked for this operator (``Operations.history``)."""
+        scope = self._own_account(account, "read the history of jobs")
+        params = {"since": _time(since), "until": _time(until), "task": task, "state": state}
+        return wire.decode_frame(self._call("history", account=scope, params=params))
+
+    def archive_runs(self, since: datetime | str | timedelta | None = None) -> pd.DataFrame:
+        """The archive's runs, newest first (``Operations.archive_runs``)."""
+        return wire.decode_frame(self._call("archive_runs", params={"since": _time(since)}))
+
     def activity_log(
         self,
         since: datetime | str | timedelta | None = None,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -82,14 +82,16 @@ _READ = (401, 403, 404, 422)
 _WRITE = (401, 403, 404, 409, 422)
 
 
-def served(action: str, n: int = 0, *, model: Any = None, errors: tuple[int, ...] = _WRITE) -> Callable[[Any], Any]:
-    """Register the handler at route ``n`` of ``action`` as the surface declares it."""
+def served(action: str, n: int = 0, *, model: Any = None, errors: tuple[int, ...] = _WRITE,
+           also: dict[int | str, dict[str, Any]] | None = None) -> Callable[[Any], Any]:
+    """Register the handler at route ``n`` of ``action`` as the surface declares it (``also``: more OpenAPI
+    responses, such as another media type)."""
     route = ROUTES[action][n]
 
     def register(handler: Callable[..., Any]) -> Callable[..., Any]:
         _ENDPOINTS.append((route.path, handler, {
             "methods": [route.method], "status_code": route.status, "response_model": model, "name": action,
-            "operation_id": handler.__name__, "responses": problem_responses(*errors),
+            "operation_id": handler.__name__, "responses": {**problem_responses(*errors), **(also or {})},
             "summary": (handler.__doc__ or action).strip().splitlines()[0],
         }))
         return handler
@@ -406,6 +408,32 @@ def activity_log(
 ) -> Any:
     """The Activity Log, oldest first."""
     return wire.encode_frame(within(ops, account_id).activity_log(since=since, until=until, operator=operator))
+
+
+@served("history", model=Frame, errors=_READ, also={200: {"content": {wire.PARQUET: {
+    "schema": {"type": "string", "format": "binary"}}}}})
+def history(
+    ops: Ops,
+    account_id: AccountId,
+    request: Request,
+    since: Annotated[Time | None, Query()] = None,
+    until: Annotated[Time | None, Query()] = None,
+    task: Annotated[list[Name] | None, Query()] = None,
+    state: Annotated[list[StateName] | None, Query()] = None,
+) -> Any:
+    """History: every job of the account, ledger and archive together, masked; as JSON, or as Parquet for
+    ``Accept: application/vnd.apache.parquet`` (payloads as JSON text)."""
+    states = [str(s) for s in state] if state else None
+    frame = within(ops, account_id).history(since=since, until=until, task=task, state=states)
+    if wire.PARQUET in request.headers.get("accept", ""):
+        return Response(wire.encode_parquet(frame), media_type=wire.PARQUET)
+    return wire.encode_frame(frame)
+
+
+@served("archive_runs", model=Frame, errors=_READ)
+def archive_runs(ops: Ops, since: Annotated[Time | None, Query()] = None) -> Any:
+    """The archive's runs, newest first, with the ledger's size before and after each."""
+    return wire.encode_frame(ops.archive_runs(since=since))
 
 
 @served("verify_audit", model=VerifyResult, errors=_READ)

@@ -40,6 +40,8 @@ ROUTES: Mapping[str, tuple[Route, ...]] = {
     "preview_schedule": (Route("GET", "/api/schedules/preview"),),
     "can": (Route("GET", "/api/me"),),
     "paused": (Route("GET", "/api/paused"),),
+    "history": (Route("GET", f"{_ACCOUNT}/history"),),
+    "archive_runs": (Route("GET", "/api/archive/runs"),),
     # creations
     "enqueue": (Route("POST", f"{_ACCOUNT}/jobs", _NEW),),
     "create_schedule": (Route("POST", f"{_ACCOUNT}/schedules", _NEW),),

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import SgenOpsError, Unavailable
 from ..transport.reach import REDIS_DOWN
-from . import audit, info, jobs, pauses, schedules, stack
+from . import archive, audit, info, jobs, pauses, schedules, stack
 from .base import UsageError, close_opened, operator_from_env
 
 __all__ = ["build_parser", "main", "operator_from_env"]
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.register(sub)
     audit.register(sub)
     pauses.register(sub)
+    archive.register(sub)
     return parser
 
 

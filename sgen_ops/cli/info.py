@@ -21,6 +21,7 @@ from .base import add_json, add_operator, hub, operator_from_env, print_json
 
 if TYPE_CHECKING:
     from ..hub import Hub
+    from ..ledger import archive
     from ..runtime import workers_info
     from ..surface.operations import Operations
 
@@ -42,6 +43,8 @@ class StackInfo:
     last_tick: datetime | None
     enabled_schedules: int
     at: datetime
+    # The archive's last run and totals: stack-wide, so shown to operators of every account only.
+    archive: archive.Summary | None = None
 
 
 def gather(args: argparse.Namespace) -> StackInfo:
@@ -79,7 +82,10 @@ def _gather(h: Hub, ops: Operations) -> StackInfo:
                   as_utc(oldest[p]) if oldest.get(p) is not None else None)
         for p in PRIORITIES
     ]
-    return StackInfo(workers, queues, last_tick, int(enabled or 0), now)
+    from ..ledger import archive
+
+    summary = archive.summary(h.ledger) if ops.account is None else None
+    return StackInfo(workers, queues, last_tick, int(enabled or 0), now, summary)
 
 
 WORKER_COLUMNS = (
@@ -121,7 +127,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     if info.last_tick:
         tick = f"{table.relative(info.last_tick, info.at)} ({table.text(info.last_tick)} UTC)"
     print(f"scheduler: last tick {tick}; {info.enabled_schedules} enabled schedule(s)")
+    if info.archive is not None:
+        print(archive_line(info.archive, info.at))
     return 0
+
+
+def archive_line(summary: archive.Summary, now: datetime) -> str:
+    """The archive at a glance: its last run (when, state, the range it moved, how many jobs and files, its
+    checksum) and what the archive holds."""
+    held = f"{summary.archived_jobs} job(s) archived in {summary.files} file(s), {summary.bytes} bytes"
+    run = summary.last_run
+    if run is None:
+        return f"archive: no run yet; {held}"
+    moved = ""
+    if run["oldest"] is not None:
+        moved = f" (last changes {run['oldest']:%Y-%m-%d %H:%M} .. {run['newest']:%Y-%m-%d %H:%M} UTC)"
+    checksum = f", sha256 {run['checksum'][:16]}…" if run["checksum"] else ""
+    return (f"archive: last run {run['id']} {run['state']} {table.relative(as_utc(run['started_at']), now)}: "
+            f"{run['jobs']} job(s){moved} in {run['files']} file(s){checksum}; {held}")
 
 
 def register(sub: Any) -> None:

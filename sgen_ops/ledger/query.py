@@ -10,11 +10,12 @@ from __future__ import annotations
 import itertools
 import re
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -572,6 +573,8 @@ class JobDetail:
     schedule: dict[str, Any] | None = None
     dead_letter_reason: str | None = None
     resolution_note: str | None = None
+    # Moved out of the live ledger into the archive: read-only but for delete_job.
+    archived: bool = False
 
 
 # The detail's two statements, built once (SQLAlchemy then reuses their compiled form): the job with its
@@ -589,6 +592,7 @@ _ATTEMPTS = select(*Attempt.__table__.columns).where(Attempt.job_id == bindparam
     Attempt.run, Attempt.number)
 
 
+
 def read_detail(session: Session, job_id: int, account: str | None, rule_for: RuleFor) -> tuple[Any, JobDetail] | None:
     """The row of job ``job_id`` (within ``account``, if given) and its detail record masked by
     ``rule_for(task)``, in two statements: the job with its originating operator's name and its schedule,
@@ -598,32 +602,52 @@ def read_detail(session: Session, job_id: int, account: str | None, rule_for: Ru
     job = conn.execute(_DETAIL if account is None else _DETAIL_IN_ACCOUNT, params).first()
     if job is None:
         return None
-    rule = rule_for(job.task)
+    attempts = conn.execute(_ATTEMPTS, {"job_id": job_id})
+    return job, _detail(job, attempts, job, rule_for(job.task), archived=False)
+
+
+def archived_detail(session: Session, job: Job, attempts: Sequence[Attempt], rule: MaskingRule | None) -> JobDetail:
+    """The detail record of an archived job, given as records outside the ledger with its attempts; its
+    originating operator and schedule are read from the ledger."""
+    user = (session.scalar(select(Operator.name).where(Operator.id == job.originating_user_id))
+            if job.originating_user_id is not None else None)
+    # Named as ``_DETAIL``'s row names them.
+    origin: dict[str, Any] = {"originating_user_name": user}
+    schedule = session.get(Schedule, job.schedule_id) if job.schedule_id is not None else None
+    for c in _SCHEDULE_COLUMNS:
+        origin[f"sched_{c}"] = getattr(schedule, c) if schedule is not None else None
+    return _detail(job, attempts, SimpleNamespace(**origin), rule, archived=True)
+
+
+def _detail(job: Any, attempts: Iterable[Any], origin: Any, rule: MaskingRule | None, *, archived: bool) -> JobDetail:
+    """The detail record of ``job`` (a row or a record), its attempts and its origin (the originating
+    operator's name, the schedule's columns ``sched_*``), masked by ``rule``."""
     schedule = None
-    if job.schedule_id is not None:
-        s = {c: getattr(job, f"sched_{c}") for c in _SCHEDULE_COLUMNS}
-        schedule = None if s["id"] is None else {
-            "id": s["id"], "task": s["task"], "cron": s["cron"], "every": s["every_seconds"],
-            "enabled": s["enabled"], "next_run": s["next_run"], "last_run": s["last_run"]}
+    if job.schedule_id is not None and origin.sched_id is not None:
+        schedule = {
+            "id": origin.sched_id, "task": origin.sched_task, "cron": origin.sched_cron,
+            "every": origin.sched_every_seconds, "enabled": origin.sched_enabled, "next_run": origin.sched_next_run,
+            "last_run": origin.sched_last_run}
 
     def text(value: str | None) -> str | None:
         return rule.mask_text(value, job.payload) if rule and value else value
 
-    attempts = [
+    history = [
         AttemptRecord(
             number=a.number, started_at=a.started_at, finished_at=a.finished_at, exit=a.exit,
             error=text(a.error), run=a.run, error_code=a.error_code, worker=a.worker,
             duration_s=(a.finished_at - a.started_at).total_seconds() if a.finished_at else None,
         )
-        for a in conn.execute(_ATTEMPTS, {"job_id": job_id})
+        for a in attempts
     ]
-    return job, JobDetail(
+    return JobDetail(
         id=job.id, task=job.task, payload=rule.mask_payload(job.payload) if rule else job.payload, state=job.state,
-        attempts=job.attempts, max_attempts=job.max_attempts, attempt_history=attempts,
+        attempts=job.attempts, max_attempts=job.max_attempts, attempt_history=history,
         scheduled_for=job.scheduled_for, priority=job.priority, schedule_id=job.schedule_id,
-        originating_user=job.originating_user_name, account=job.account, created_at=job.created_at,
+        originating_user=origin.originating_user_name, account=job.account, created_at=job.created_at,
         updated_at=job.updated_at, last_error_code=job.last_error_code, last_error_detail=text(job.last_error_detail),
         error_log=text(job.error_log), worker=job.worker, replayed_from_id=job.replayed_from_id,
         replayed_as_id=job.replayed_as_id, cancel_requested=bool(job.cancel_requested), schedule=schedule,
         dead_letter_reason=text(job.dead_letter_reason), resolution_note=text(job.resolution_note),
+        archived=archived,
     )

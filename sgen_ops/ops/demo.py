@@ -109,8 +109,9 @@ class DemoClock:
         import importlib
 
         package = __name__.split(".")[0]
-        for part in ("surface.declarations", "surface.operations", "ledger.stats", "ledger.jobs", "transport.queue",
-                     "ledger.audit", "runtime.execution", "ledger.schedules", "runtime.scheduler", "hub"):
+        for part in ("surface.declarations", "surface.operations", "surface.write", "ledger.stats", "ledger.jobs",
+                     "transport.queue", "ledger.audit", "runtime.execution", "ledger.schedules", "runtime.scheduler",
+                     "hub"):
             importlib.import_module(f"{package}.{part}")
         patched = [
             (module, module.utcnow)
@@ -134,6 +135,8 @@ SLICE = timedelta(minutes=5)
 WORK_MS = {"webhook.dispatch": 3.0, "email.digest": 10.0, "import.products": 40.0, "cache.warm": 1.0,
            "report.weekly": 100.0}
 SPEEDUP = 300.0
+# Days of thinner history seeded before the week, so that some of it lies past the archive horizon.
+OLDER_DAYS = 33
 
 
 class _HistoryWorker(SgenWorker):
@@ -158,22 +161,23 @@ def _run_due(hub: Hub) -> None:
             return
 
 
-def seed_history(hub: Hub, *, days: int = 7, per_day: int = 50, seed: int = 42, end: datetime | None = None) -> int:
+def seed_history(hub: Hub, *, days: int = 7, per_day: int = 50, seed: int = 42, end: datetime | None = None,
+                 step: timedelta = SLICE, incident: bool = True) -> int:
     """A week (``days``) of history before ``end`` (default now), through the ledger's own paths: jobs
     arrive at a rate that follows the hour of day and the weekday, a burst worker runs what is due every
-    five minutes, and failing jobs retry on their backoff and dead-letter as they would live. Run times vary
-    by task; a webhook endpoint goes down for an afternoon mid-week (timeouts, retries, dead letters that an
-    administrator dismisses and an editor re-runs), and each morning's email digest and Monday's weekly
-    report arrive on time. Returns the number of jobs created."""
+    five minutes (``step``), and failing jobs retry on their backoff and dead-letter as they would live. Run
+    times vary by task; a webhook endpoint goes down for an afternoon mid-week (timeouts, retries, dead letters
+    that an administrator dismisses and an editor re-runs; ``incident`` False: none), and each morning's email
+    digest and Monday's weekly report arrive on time. Returns the number of jobs created."""
     from worker import demo as demo_data
 
     rng = random.Random(seed)
     end = (end or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = end.replace(minute=0) - timedelta(days=days)
     midday = datetime.combine(start.date() + timedelta(days=days // 2), datetime.min.time(), UTC)
-    incident = (midday + timedelta(hours=14), midday + timedelta(hours=15, minutes=30))
+    outage = (midday + timedelta(hours=14), midday + timedelta(hours=15, minutes=30))
     weekday_units = sum(HOURLY) * (days * 5 / 7 + days * 2 / 7 * WEEKEND)
-    per_unit = per_day * days / weekday_units / (timedelta(hours=1) / SLICE)
+    per_unit = per_day * days / weekday_units / (timedelta(hours=1) / step)
     clock = DemoClock(start, SPEEDUP)
     created = 0
     with clock.running():
@@ -181,29 +185,29 @@ def seed_history(hub: Hub, *, days: int = 7, per_day: int = 50, seed: int = 42, 
             with contextlib.suppress(SgenOpsError):
                 hub.add_operator(name, role, account=account)
         moment = start
-        while moment + SLICE <= end:
+        while moment + step <= end:
             mean = per_unit * HOURLY[moment.hour] * (WEEKEND if moment.weekday() >= 5 else 1.0)
             count = _poisson(rng, mean)
             # Reports come from Monday's schedule only.
             specs = [spec for spec in demo_data.job_specs(rng, count) if spec[0] != "report.weekly"]
-            if moment.minute == 0 and moment.hour == 7:
+            if moment.minute == 0 and moment.hour == 7 and step <= timedelta(hours=1):
                 specs += [s for s in demo_data.job_specs(rng, 40) if s[0] == "email.digest"][:3]
-            if moment.minute == 0 and moment.hour == 6 and moment.weekday() == 0:
+            if moment.minute == 0 and moment.hour == 6 and moment.weekday() == 0 and step <= timedelta(hours=1):
                 specs += [s for s in demo_data.job_specs(rng, 40) if s[0] == "report.weekly"][:4]
-            if incident[0] <= moment < incident[1]:
+            if incident and outage[0] <= moment < outage[1]:
                 specs += _outage(demo_data.job_specs(rng, 3))
-            arrivals = sorted(moment + timedelta(seconds=rng.uniform(0, SLICE.total_seconds())) for _ in specs)
+            arrivals = sorted(moment + timedelta(seconds=rng.uniform(0, step.total_seconds())) for _ in specs)
             for (task, payload, account), at in zip(specs, arrivals, strict=True):
                 payload["work_ms"] = round(rng.lognormvariate(0, 0.6) * WORK_MS[task], 2)
                 clock.set(at)
                 hub.enqueue(task, payload, account=account)
             created += len(specs)
-            clock.set(max(moment + SLICE, clock.now()))
+            clock.set(max(moment + step, clock.now()))
             if hub.transport.has_due_work():
                 _run_due(hub)
-            if moment == incident[1] + timedelta(minutes=30):
+            if incident and moment == outage[1] + timedelta(minutes=30):
                 _triage_incident(hub, clock)
-            moment += SLICE
+            moment += step
         clock.set(max(end, clock.now()))
         _run_due(hub)
     return created
@@ -247,11 +251,17 @@ def seed_once(hub: Hub) -> None:
         return
     seed = int(os.environ.get("SGEN_OPS_DEMO_SEED", "42"))
     started = time.monotonic()
+    week = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=7)
+    # A thinner month before the week, so that the history crosses the archive horizon (archive_after_days).
+    older = seed_history(hub, days=OLDER_DAYS, per_day=8, seed=seed + 1, end=week, step=timedelta(hours=3),
+                         incident=False)
     history = seed_history(hub, seed=seed)
+    archived = hub.archive()
     counts = demo_data.seed(hub, seed=seed, jobs=40)
     marker.write_text("1")
-    print(f"seeded a week of history ({history} jobs, {time.monotonic() - started:.0f} s), {counts['jobs']} jobs "
-          f"now and {counts['schedules']} schedules in {hub.home}")
+    print(f"seeded {OLDER_DAYS + 7} days of history ({older + history} jobs, {archived} of them archived, "
+          f"{time.monotonic() - started:.0f} s), {counts['jobs']} jobs now and {counts['schedules']} schedules in "
+          f"{hub.home}")
 
 
 def _api_port() -> int:

@@ -1,4 +1,6 @@
-"""The scheduler: emits every due schedule tick, exactly once however many schedulers run.
+"""The scheduler: emits every due schedule tick, exactly once however many schedulers run; beside the ticks it
+keeps the statistics' rollups up (every minute) and runs the archive (every ``archive_interval``, hourly by
+default), in a thread of their own so that a long archive run never delays a tick.
 
 Exactly once is a property of the data, not of timing or locks: each tick is emitted in its own write
 transaction that inserts a ``ScheduleTick`` row under the unique key (schedule, kind, tick time). A second
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from types import FrameType
@@ -29,9 +32,11 @@ from ..transport.queue import Delivery
 if TYPE_CHECKING:
     from ..ledger.stack import Stack
 
-__all__ = ["due_schedule_ids", "run_forever", "tick"]
+__all__ = ["due_schedule_ids", "run_forever", "tick", "upkeep"]
 
 log = logging.getLogger(__name__)
+# Seconds between roll-up passes of the statistics.
+ROLLUP_EVERY = 60.0
 
 
 def due_schedule_ids(hub: Stack, now: datetime) -> list[int]:
@@ -113,8 +118,30 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
-def run_forever(hub: Stack, interval: float = 1.0, *, stop: threading.Event | None = None) -> None:
-    """Run a scheduler pass every ``interval`` seconds until SIGTERM, SIGINT or ``stop`` is set.
+def upkeep(hub: Stack, stop: threading.Event, *, rollup_every: float = ROLLUP_EVERY,
+           archive_every: float | None = None) -> None:
+    """Roll the statistics up every ``rollup_every`` seconds and run the archive every ``archive_every`` (default:
+    the ``archive_interval`` setting; 0: never), the first run at once, until ``stop`` is set. Another
+    scheduler's archive run in progress is left to finish (this one skips its turn)."""
+    from ..ledger import archive, rollups
+
+    every = hub.settings.archive_interval if archive_every is None else archive_every
+    next_archive = time.monotonic()
+    while not stop.is_set():
+        try:
+            rollups.roll(hub.ledger)
+            if every > 0 and time.monotonic() >= next_archive:
+                next_archive = time.monotonic() + every
+                archive.run(hub.ledger, hub.settings, wait=False, stop=stop)
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("roll-up or archive run failed, retrying later: %s: %s", type(exc).__name__, exc)
+        stop.wait(min(rollup_every, every) if every > 0 else rollup_every)
+
+
+def run_forever(hub: Stack, interval: float = 1.0, *, stop: threading.Event | None = None,
+                rollup_every: float = ROLLUP_EVERY, archive_every: float | None = None) -> None:
+    """Run a scheduler pass every ``interval`` seconds until SIGTERM, SIGINT or ``stop`` is set, with ``upkeep``
+    (roll-ups and archive runs) in a thread beside it.
 
     A pass that fails on the ledger or Redis (a restart, a network blip) is logged and retried at the next
     pass; any number of schedulers may run side by side.
@@ -124,6 +151,9 @@ def run_forever(hub: Stack, interval: float = 1.0, *, stop: threading.Event | No
     stop = stop if stop is not None else threading.Event()
     restore = _stop_on_signals(stop)
     log.info("scheduler running, a pass every %gs", interval)
+    keeper = threading.Thread(target=upkeep, args=(hub, stop), name="sgen-upkeep", daemon=True,
+                              kwargs={"rollup_every": rollup_every, "archive_every": archive_every})
+    keeper.start()
     try:
         while not stop.is_set():
             try:
@@ -132,5 +162,7 @@ def run_forever(hub: Stack, interval: float = 1.0, *, stop: threading.Event | No
                 log.warning("scheduler pass failed, retrying in %gs: %s: %s", interval, type(exc).__name__, exc)
             stop.wait(interval)
     finally:
+        stop.set()
         restore()
+        keeper.join(60)  # an archive run stops between batches
     log.info("scheduler stopped")

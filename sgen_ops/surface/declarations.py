@@ -313,6 +313,8 @@ READS: Mapping[str, Read] = {
     for r in (
         Read("list_jobs", "list_jobs"),
         Read("get_job", "get_job"),
+        Read("history", "get_job"),  # payloads, masked as get_job masks them
+        Read("archive_runs", "throughput"),
         Read("dead_letter_groups", "list_jobs"),
         Read("throughput", "throughput"),
         Read("throughput_series", "throughput"),

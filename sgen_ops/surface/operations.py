@@ -27,9 +27,9 @@ from ..core.permissions import Policy
 from ..core.tasks import get_task
 from ..core.times import utcnow
 from ..errors import AccessDenied, InvalidTransition, NotFound, ValidationError
-from ..ledger import audit, notes, pauses, query, schedules, stats
+from ..ledger import archive, audit, notes, pauses, query, schedules, stats
 from ..ledger.jobs import check_priority
-from ..ledger.store import Job, Operator, Schedule
+from ..ledger.store import Attempt, Job, Operator, Schedule
 from .declarations import _DEAD, _RUNNING, CREATED, OPERATIONS, Operation, replaced
 from .resolver import Resolver, note_ids
 from .write import Write, changed, chunks, full_snapshot, snapshot
@@ -209,8 +209,47 @@ class Operations:
         if op.check is not None:
             args = op.check(self.hub.settings, args)
         with self._writing() as w:
-            target = self._load(w.session, op.target_type, target_id, lock=True)
-            return self._apply(w, op, target, args)
+            try:
+                target = self._load(w.session, op.target_type, target_id, lock=True)
+            except NotFound:
+                if op.target_type != "job":
+                    raise
+            else:
+                return self._apply(w, op, target, args)
+        return self._on_archived(op, target_id)
+
+    # -- archived jobs ------------------------------------------------------------------------
+    def _archived(self, job_id: Any) -> tuple[Job, list[Attempt]]:
+        """A job moved to the archive, within this operator's account, as records outside the ledger (with its
+        attempts); NotFound as for any job otherwise."""
+        ident = query.parse_job_id(job_id)
+        record = archive.find(self.hub.ledger, self.hub.settings, ident)
+        if record is None or (self.account is not None and record["account"] != self.account):
+            raise NotFound(f"job {ident} not found")
+        attempts = [Attempt(job_id=ident, task=record["task"], **a) for a in record.pop("attempt_history")]
+        record.pop("events")
+        return Job(**record), attempts
+
+    def _on_archived(self, op: Operation, job_id: Any) -> Any:
+        """A write to a job not in the ledger: NotFound unless it is archived; an archived job takes delete_job
+        only (out of the archive too, the Activity Log keeping its snapshot)."""
+        job, attempts = self._archived(job_id)
+        if op.action != "delete_job":
+            raise InvalidTransition(
+                f"cannot {op.action} job {job.id}: it is archived ({job.state}, last changed "
+                f"{job.updated_at:%Y-%m-%d}) and archived jobs are read-only; get_job and history read it, "
+                "delete_job deletes it"
+            )
+        file_id = archive.owner_file(self.hub.ledger, self.hub.settings, job.id)
+        if file_id is None:
+            raise NotFound(f"job {job.id} not found")
+        with self._writing() as w:
+            if not archive.claim_deletion(w.session, job.id, file_id, w.now):
+                raise NotFound(f"job {job.id} not found")
+            before = w.note_refs(job, "job", full_snapshot(job, attempts))
+            w.record(op.action, "job", job, before, None)
+        archive.compact_now(self.hub.ledger, self.hub.settings)
+        return None
 
     def _conditions(self, f: query.JobFilter, now: datetime) -> list[ColumnElement[bool]]:
         return query.job_conditions(
@@ -321,20 +360,18 @@ class Operations:
             )
 
     def get_job(self, job_id: int) -> query.JobDetail:
-        """The full record of one job, masked for non-administrators (whose view is logged)."""
+        """The full record of one job, in the ledger or the archive (``archived``), masked for non-administrators
+        (whose view is logged)."""
         self._allow("get_job")
         ident = query.parse_job_id(job_id)
-        if self._unmasked:
-            with self.hub.ledger.read() as session:
-                found = query.read_detail(session, ident, self.account, self._rule)
-            if found is None:
-                raise NotFound(f"job {ident} not found")
-            return found[1]
         with self.hub.ledger.read() as session:
             found = query.read_detail(session, ident, self.account, self._rule)
             if found is None:
-                raise NotFound(f"job {ident} not found")
+                archived, attempts = self._archived(ident)  # NotFound unless archived, within the account
+                found = archived, query.archived_detail(session, archived, attempts, self._rule(archived.task))
             job, detail = found
+            if self._unmasked:
+                return detail
             latest = notes.latest(session, "job", [job.id]) if job.dead_letter_reason or job.resolution_note else {}
 
         def note(name: str) -> str | None:
@@ -346,6 +383,44 @@ class Operations:
         self.hub.view_log.record(audit.Entry(self.name, "get_job", "job", job.id, job.account,
                                              {"task": job.task, "shown": shown}, context=job.payload, at=utcnow()))
         return detail
+
+    def history(
+        self,
+        since: datetime | str | timedelta | None = None,
+        until: datetime | str | timedelta | None = None,
+        task: str | list[str] | None = None,
+        state: str | list[str] | None = None,
+        account: str | None = None,
+    ) -> pd.DataFrame:
+        """Every job, the live ledger's and the archive's together, oldest first: one row per job (id, task,
+        state, account, priority, attempts, max_attempts, created_at, updated_at, scheduled_for,
+        last_error_code, payload, archived), masked as ``get_job`` masks. ``since``/``until`` bound created_at
+        (a datetime, ISO text, or a timedelta meaning that long ago); ``task`` and ``state`` take one name or a
+        list; ``account`` narrows an operator of every account to one. The archive is read through DuckDB."""
+        self._allow("get_job")
+        now = utcnow()
+        f = self._filters({"since": since, "until": until, "task": task, "state": state}, now,
+                          ("since", "until", "task", "state"))
+        scope = self._own_account(account, "read the history of jobs")
+        frame = archive.history(self.hub.ledger, self.hub.settings, since=f.since, until=f.until, tasks=f.tasks,
+                                states=f.states, account=scope)
+        if not self._unmasked:
+            frame["payload"] = [self.resolver.payload(t, p) for t, p in zip(frame["task"], frame["payload"],
+                                                                            strict=True)]
+        return frame
+
+    def archive_runs(self, since: datetime | str | timedelta | None = None) -> pd.DataFrame:
+        """The archive's runs, newest first: when, the cutoff, the range of last changes moved, how many jobs and
+        files, the checksum, and the live ledger's jobs and bytes before and after. Stack-wide, so for
+        operators of every account."""
+        self._allow("throughput")
+        if self.account is not None:
+            raise AccessDenied(
+                f"operator {self.name!r} is bound to account {self.account!r}; the archive's runs count every "
+                "account's jobs and need an operator of every account"
+            )
+        start = query.parse_time(since, "since", utcnow()) if since is not None else None
+        return archive.runs(self.hub.ledger, start)
 
     def throughput(self, window: str | timedelta = "1h", by: str = "task") -> pd.DataFrame:
         """Succeeded, failed, dead-lettered and cancelled counts per task inside ``window`` ('15m', '1h', '7d')."""

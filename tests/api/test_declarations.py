@@ -139,6 +139,8 @@ CALLS: dict[str, Callable[[Operations], Any]] = {
     "enqueue": lambda ops: ops.enqueue("test.ok"),
     "create_schedule": lambda ops: ops.create_schedule("test.ok", every="1h"),
     "paused": lambda ops: ops.paused(),
+    "history": lambda ops: ops.history(),
+    "archive_runs": lambda ops: ops.archive_runs(),
 }
 
 

@@ -68,6 +68,10 @@ READS: dict[str, tuple[str, Read]] = {
                          lambda ops: ops.preview_schedule(cron="30 6 * * 1-5", timezone="UTC", count=3)),
     "verify_audit": ("verify_audit", lambda ops: ops.verify_audit()),
     "paused": ("paused", lambda ops: ops.paused()),
+    "history": ("history", lambda ops: ops.history()),
+    "history_filtered": ("history", lambda ops: ops.history(since=timedelta(days=1), state=["succeeded", "failed"],
+                                                            task="test.ok")),
+    "archive_runs": ("archive_runs", lambda ops: ops.archive_runs()),
 }
 
 

@@ -256,6 +256,9 @@ SURFACE: dict[str, Draw] = {
     "pause_queue": lambda data, w: ((data.draw(either("high", "normal", "low")),), {}),
     "resume_queue": lambda data, w: ((data.draw(either("high", "normal", "low")),), {}),
     "paused": lambda data, w: ((), {}),
+    "history": with_kwargs(kwargs(since=FILTERS["since"], until=FILTERS["until"], task=FILTERS["task"],
+                                  state=FILTERS["state"], account=maybe("acme", "globex"))),
+    "archive_runs": with_kwargs(kwargs(since=FILTERS["since"])),
     "preview_schedule": with_kwargs(timed(kwargs(count=either(1, 5)))),
 }
 
@@ -274,6 +277,7 @@ HUB: dict[str, Draw] = {
     "create_token": lambda data, w: ((data.draw(either("viewer", "nobody")),), data.draw(kwargs(
         expires_in=maybe("30d", 3600, timedelta(hours=1))))),
     "recover_lost": lambda data, w: ((data.draw(maybe(datetime.now(UTC))),), {}),
+    "archive": lambda data, w: ((data.draw(maybe(datetime.now(UTC))),), data.draw(kwargs(dry_run=maybe(True)))),
 }
 
 

@@ -56,6 +56,8 @@ MATRIX: dict[str, tuple[set[str], str | None, Call]] = {
     "dismiss_dead_letters": (ADMINS, "dead-letter", lambda ops, j: ops.dismiss_dead_letters(task="test.boom")),
     "verify_audit": (ADMINS, None, lambda ops, j: ops.verify_audit()),
     "paused": (EVERYONE, None, lambda ops, j: ops.paused()),
+    "history": (EVERYONE, None, lambda ops, j: ops.history(state="succeeded")),
+    "archive_runs": (EVERYONE, None, lambda ops, j: ops.archive_runs()),
     # Each answers the pauses it leaves.
     "pause_task": (ADMINS, None, lambda ops, j: (ops.pause_task("test.ok"), ops.paused())[1]),
     "resume_task": (ADMINS, None, lambda ops, j: _resumed(ops, "task", "test.ok")),

@@ -106,7 +106,9 @@ def test_every_notebook_and_runbook_runs_headless(seeded: Seeded, tmp_path: Path
         assert int(float(rows[task]["succeeded"])) == counts["succeeded"]
         assert int(float(rows[task]["dead_lettered"])) == counts["dead_lettered"]
     charts = [o for o in outputs(reports / "04_throughput.ipynb") if PLOTLY in o.get("data", {})]
-    assert len(charts) == 2
+    assert len(charts) == 3  # outcomes per task, the window's series, and 90 days from the rollups
+    # The analyst's DuckDB cell over ops.history(): one row per task and place (ledger or archive).
+    assert "attempts_per_job" in text_of(reports / "04_throughput.ipynb")
 
     # The throughput report runbook wrote its artifacts under reports/.
     artifacts = sorted(p.suffix for p in (reports / "throughput_report").iterdir())
@@ -271,8 +273,8 @@ def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path
 
 @pytest.mark.slow
 def test_headless_demo_runs_every_notebook_and_stops_the_redis_it_started(tmp_path: Path) -> None:
-    """``make demo HEADLESS=1`` on a fresh home: exit 0, a week of history behind the charts, and no
-    redis-server left running after it."""
+    """``make demo HEADLESS=1`` on a fresh home: exit 0, a week of history behind the charts and a month before
+    it, the older part past the archive horizon in the archive, and no redis-server left running after it."""
     home = tmp_path / "home"
     result = subprocess.run([sys.executable, "-m", "sgen_ops.cli", "demo", "--headless"], env=_demo_env(home),
                             capture_output=True, text=True, timeout=900)
@@ -281,7 +283,9 @@ def test_headless_demo_runs_every_notebook_and_stops_the_redis_it_started(tmp_pa
             and p.info["cwd"] == str(home)]
     try:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-        assert "seeded a week of history" in result.stdout
+        seeded = re.search(r"seeded 40 days of history \((\d+) jobs, (\d+) of them archived", result.stdout)
+        assert seeded and 0 < int(seeded[2]) < int(seeded[1]), result.stdout[-2000:]
+        assert list((home / "archive").rglob("*.parquet"))
         assert "stopped the embedded Redis this run started" in result.stdout
         assert left == []
         assert not (home / "redis.url").exists()

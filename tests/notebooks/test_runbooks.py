@@ -124,10 +124,32 @@ def test_run_writes_the_throughput_report(seeded: Seeded, tmp_path: Path) -> Non
     assert seeded.activity() == before_log
 
 
+@SQLITE_ONLY
+def test_archive_report_prints_what_moved_and_the_ledgers_size(seeded: Seeded) -> None:
+    before = seeded.states()
+    moved = seeded.hub.archive(now=utcnow() + timedelta(days=40))
+    assert moved > 0
+    archived = seeded.admin.history().query("archived")
+    path = runbooks.run("archive_report", {"window": "1d"}, operator=ADMIN)
+    assert_run_copy(path, seeded, "archive_report", ADMIN)
+    lines = runbooks.result_of(path)
+    assert lines[0] == "1 archive run(s) in the last 1d"
+    assert re.match(rf"run 1 done .*: {moved} job\(s\) in 1 file\(s\), last changes .*; ledger {len(before)} -> "
+                    rf"{len(before) - moved} jobs, [\d.]+ MB -> [\d.]+ MB$", lines[1]), lines[1]
+    per_task = archived.groupby("task").size()
+    for task, count in per_task.items():
+        assert any(line.startswith(f"  {task} ") and line.endswith(f": {count} job(s) archived") for line in lines)
+    assert lines[-1] == f"{moved} archived job(s) shown"
+    one = per_task.index[0]
+    only = runbooks.result_of(runbooks.run("archive_report", {"window": "1d", "task": one}, operator=ADMIN))
+    assert only[0] == f"1 archive run(s) in the last 1d, task {one}"
+    assert only[-1] == f"{per_task[one]} archived job(s) shown"
+
+
 BAD_INPUT: list[tuple[str, dict[str, str], str | None, type[Exception], str]] = [
     ("replay_everything", {}, ADMIN, sgen_ops.ValidationError,
-     "no runbook named 'replay_everything'; available runbooks: purge_succeeded, replay_dead_letters, "
-     "throughput_report"),
+     "no runbook named 'replay_everything'; available runbooks: archive_report, purge_succeeded, "
+     "replay_dead_letters, throughput_report"),
     ("replay_dead_letters", {"dry_run": "false", "tsk": "webhook.dispatch"}, ADMIN, sgen_ops.ValidationError,
      "runbook replay_dead_letters has no parameter(s) tsk; its parameters: task"),
     ("replay_dead_letters", {"dry_run": "nope"}, ADMIN, sgen_ops.ValidationError,

@@ -21,7 +21,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision under migrations/versions: a process tells that the ledger is current with one query
 # (``Ledger.at_head``) instead of importing Alembic and loading every migration script. A test holds it
 # to Alembic's own head, so a new migration cannot be added without moving it.
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 # A pooled server connection idle for longer than this is pinged before it is handed out (see _ping_when_idle).
 PING_AFTER_IDLE = 1.0
 _IDLE = "sgen_idle_since"

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    Date,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -307,9 +310,130 @@ class Pause(Base):
     paused_by: Mapped[str] = mapped_column(String(200))
 
 
+class ArchiveRun(Base):
+    """One run of the archiver (migration 0011): when, up to which cutoff, what it moved and where, and the
+    ledger's size before and after. ``state``: running, done, or interrupted (killed; found by the next run)."""
+
+    __tablename__ = "archive_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(20))
+    cutoff: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The range of last changes (updated_at) of the jobs it moved.
+    oldest: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    newest: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    jobs: Mapped[int] = mapped_column(Integer, default=0)
+    files: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # SHA-256 over its files' paths and SHA-256s, in path order.
+    checksum: Mapped[str | None] = mapped_column(String(64))
+    ledger_jobs_before: Mapped[int | None] = mapped_column(BigInteger)
+    ledger_jobs_after: Mapped[int | None] = mapped_column(BigInteger)
+    ledger_bytes_before: Mapped[int | None] = mapped_column(BigInteger)
+    ledger_bytes_after: Mapped[int | None] = mapped_column(BigInteger)
+    host: Mapped[str | None] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)
+
+
+class ArchiveFile(Base):
+    """A Parquet file of the archive (migration 0011). A job is archived exactly when the row of its file is
+    here: the row is written in the transaction that deletes the job from the ledger."""
+
+    __tablename__ = "archive_files"
+    __table_args__ = (Index("ix_archive_files_min_id_max_id", "min_id", "max_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("archive_runs.id"), index=True)
+    # Relative to archive_url.
+    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    jobs: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    min_id: Mapped[int] = mapped_column(Integer)
+    max_id: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ArchiveDeletion(Base):
+    """An archived job deleted by ``delete_job`` (migration 0011): left out of every read from then on, and
+    dropped from its file when the file is next rewritten (then this row goes too)."""
+
+    __tablename__ = "archive_deletions"
+
+    job_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("archive_files.id", ondelete="CASCADE"), index=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RollupMark(Base):
+    """How far the rollups have counted (migration 0011): every event and attempt id up to these marks is
+    in ``event_counts`` / ``attempt_histograms`` (an attempt unfinished then waits in
+    ``rollup_pending_attempts``). Its one row is the lock that keeps roll-ups and archive deletes apart."""
+
+    __tablename__ = "rollup_marks"
+
+    name: Mapped[str] = mapped_column(String(20), primary_key=True)
+    events_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    attempts_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    rolled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RollupPendingAttempt(Base):
+    """An attempt whose id is rolled up but which had not finished then (migration 0011)."""
+
+    __tablename__ = "rollup_pending_attempts"
+
+    attempt_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
+class EventCount(Base):
+    """Events reaching a counted state per bucket (``span`` seconds: 3600 or 86400), task, account ('' for
+    none) and state (migration 0011)."""
+
+    __tablename__ = "event_counts"
+
+    span: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    task: Mapped[str] = mapped_column(String(200), primary_key=True)
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AttemptHistogram(Base):
+    """A log-bucketed histogram of run times or queue waits (``kind``: run, wait) of the finished attempts
+    started in a bucket, per task and account, and over every account (``rollups.ALL_ACCOUNTS``) (migration
+    0011); ``bins`` packed as ``rollups.pack``."""
+
+    __tablename__ = "attempt_histograms"
+
+    span: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    task: Mapped[str] = mapped_column(String(200), primary_key=True)
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(4), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    bins: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ArchivedHour(Base):
+    """An hour (per account, '' for none) some of whose events (``kind`` "event") or attempt starts ("attempt")
+    have left for the archive (migration 0011): a window ending inside it counts it whole."""
+
+    __tablename__ = "archived_hours"
+
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
 # The tables as Core sees them, for the statements written without the ORM.
 JOBS = cast(Table, Job.__table__)
 ATTEMPTS = cast(Table, Attempt.__table__)
 EVENTS = cast(Table, JobEvent.__table__)
 ACTIVITY_LOG = cast(Table, ActivityEntry.__table__)
 PAUSES = cast(Table, Pause.__table__)
+EVENT_COUNTS = cast(Table, EventCount.__table__)
