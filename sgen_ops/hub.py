@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -175,6 +176,7 @@ class Hub:
             if op is None:
                 raise ValidationError(f"operator {name!r} is not registered")
             op.enabled = enabled
+        self.access_changed()
 
     def create_token(self, operator: str, expires_in: float | timedelta | str | None = None) -> str:
         """A new bearer token of the HTTP API for ``operator`` ('30d', '12h', seconds; None: never expires).
@@ -182,6 +184,42 @@ class Hub:
         from .ledger import tokens
 
         return tokens.create(self.ledger, operator, expires_in)
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke one token by id (``sgen-ops tokens list`` shows them): every server refuses it at once."""
+        from .ledger import tokens
+
+        tokens.revoke(self.ledger, token_id)
+        self.access_changed()
+
+    def revoke_tokens(self, operator: str) -> int:
+        """Revoke every token of ``operator`` not revoked yet; returns how many."""
+        from .ledger import tokens
+
+        n = tokens.revoke_all(self.ledger, operator)
+        self.access_changed()
+        return n
+
+    # The access epoch: a counter in Redis that every change of who may use the API (a token revoked, an
+    # operator disabled or enabled) raises after its commit. A server's admin gate remembers the epoch with
+    # each token it checked and checks again once it moved, so a change takes effect on the next request of
+    # every server process (api/auth.py; docs/totals.md, "The HTTP path").
+    @property
+    def _access_epoch_key(self) -> str:
+        return f"{self.settings.queue_prefix}:ops:access-epoch"
+
+    def access_changed(self) -> None:
+        """Raise the access epoch (a Redis that cannot be reached leaves the gates' time bound alone to act)."""
+        with contextlib.suppress(redis.RedisError):
+            self.redis.incr(self._access_epoch_key)
+
+    def access_epoch(self) -> int | None:
+        """The access epoch; None if Redis cannot say (a gate then checks the token in the ledger)."""
+        try:
+            value = self.redis.get(self._access_epoch_key)
+        except redis.RedisError:
+            return None
+        return int(value or 0)
 
     def as_operator(self, name: str | None) -> Operations:
         """The Jobs surface as operator ``name`` (the admin gate: unknown or disabled -> AccessDenied)."""

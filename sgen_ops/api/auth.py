@@ -8,10 +8,12 @@ the same name: a notebook in a user's server then authenticates with its own ``J
 Either way the operator passes ``Hub.as_operator`` (registered and enabled) or the request is refused
 with 401, and never reaches the surface.
 
-The gate remembers each token's answer for ``TOKEN_CHECK_SECONDS``, so that a request whose token was just
-checked reads nothing before its own work: a revoked token, or one whose operator was disabled or changed,
-is refused at most that long after the change; an expired token is refused on its next request (its expiry
-is remembered with the answer). See docs/totals.md, "The HTTP path".
+The gate remembers each token's answer for ``TOKEN_CHECK_SECONDS``, with the access epoch it read before
+the check (``Hub.access_epoch``: a Redis counter that revoking a token or disabling an operator raises), so
+that a request whose token was just checked reads one Redis key and no table before its own work. A token
+revoked, or an operator disabled, through sgen-ops is refused on the next request; a change made around it
+(SQL by hand) at most ``TOKEN_CHECK_SECONDS`` later; an expired token on its next request (its expiry is
+remembered with the answer). See docs/totals.md, "The HTTP path".
 """
 
 from __future__ import annotations
@@ -102,21 +104,25 @@ class Gate:
         self.hub = hub
         self.hub_users = hub_users
         self.check_seconds = check_seconds
-        # token digest -> (when checked, on the monotonic clock; the token's expiry; the caller's Operations)
-        self._known: dict[str, tuple[float, datetime | None, Operations]] = {}
+        # token digest -> (when checked, on the monotonic clock; the token's expiry; the access epoch read
+        # before the check; the caller's Operations)
+        self._known: dict[str, tuple[float, datetime | None, int | None, Operations]] = {}
         self._lock = threading.Lock()
 
     def remembered(self, token: str) -> Operations | None:
-        """The ``Operations`` of a token checked less than ``check_seconds`` ago and not expired since; None:
-        ask ``operations``. Reads nothing, so the API calls it without leaving its event loop."""
+        """The ``Operations`` of a token checked less than ``check_seconds`` ago, not expired since, and with
+        no change of access since (the access epoch has not moved); None: ask ``operations``. Reads one Redis
+        key and no table, so the API calls it without leaving its event loop."""
         key = tokens.digest(token)
         with self._lock:
             known = self._known.get(key)
-        if known is None or time.monotonic() - known[0] >= self.check_seconds:
+        if known is None or known[2] is None or time.monotonic() - known[0] >= self.check_seconds:
             return None
         if known[1] is not None and known[1] <= utcnow():
             return None  # expired: the full check refuses it, saying so
-        return known[2]
+        if self.hub.access_epoch() != known[2]:
+            return None  # a token revoked or an operator disabled since: check again
+        return known[3]
 
     def operations(self, token: str | None) -> Operations:
         """The ``Operations`` of the operator a token stands for, through the admin gate."""
@@ -124,6 +130,7 @@ class Gate:
             raise Unauthenticated("no bearer token: send the header 'Authorization: Bearer TOKEN' "
                                   "(`sgen-ops tokens create OPERATOR` makes one)")
         checked = time.monotonic()
+        epoch = self.hub.access_epoch()  # before the check: a change committed after it moves the epoch again
         expires: datetime | None = None
         try:
             if token.startswith(tokens.PREFIX) or self.hub_users is None:
@@ -136,10 +143,10 @@ class Gate:
                 ops = self.hub.as_operator(self.hub_users.user_of(token))
         except AccessDenied as exc:
             raise Unauthenticated(str(exc)) from None
-        self._remember(tokens.digest(token), (checked, expires, ops))
+        self._remember(tokens.digest(token), (checked, expires, epoch, ops))
         return ops
 
-    def _remember(self, key: str, answer: tuple[float, datetime | None, Operations]) -> None:
+    def _remember(self, key: str, answer: tuple[float, datetime | None, int | None, Operations]) -> None:
         with self._lock:
             if len(self._known) >= _KEPT_ANSWERS:
                 now = time.monotonic()

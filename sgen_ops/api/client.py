@@ -2,27 +2,36 @@
 with the methods, arguments, return types (``JobPage``, ``JobDetail``, DataFrames) and errors of a local
 ``hub.as_operator(name)``, so notebooks, views and runbooks run unchanged against a server they cannot
 bypass. Each call is one request to the route ``api.routes.ROUTES`` declares for the operation.
+
+The methods are generated, one per declared route, from the local ``Operations`` method of the same name:
+its signature and docstring, its arguments sent where the route takes them, its answer decoded by its return
+annotation (``wire.codec``). Only what is not an operation is written here: who the operator is, ``can``
+(the server's policy, read once), ``within``, and closing.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-import pandas as pd
 
 from ..core import validate
+from ..core.durations import format_duration
 from ..core.permissions import DEFAULT_CAPABILITIES, Policy
 from ..errors import AccessDenied, InvalidTransition, NotFound, SgenOpsError, Unavailable, ValidationError
 from ..ledger.jobs import encode_payload
-from ..ledger.query import JobPage, JobRow, parse_job_id
+from ..ledger.query import parse_job_id
+from ..surface.operations import Operations
 from . import wire
-from .routes import ROUTES
+from .routes import ROUTES, Route
 
 TOKEN_VARIABLES = ("SGEN_OPS_API_TOKEN", "JUPYTERHUB_API_TOKEN")
 EVERY_ACCOUNT = "*"
@@ -54,26 +63,19 @@ def _time(value: Any, *, ahead: bool = False) -> Any:
     return value
 
 
-def _span(value: Any) -> Any:
-    """A window or interval: a timedelta as seconds ('90s'), text as it is."""
-    return f"{value.total_seconds():g}s" if isinstance(value, timedelta) else value
-
-
-def _seconds(value: Any) -> Any:
-    """A delay, interval or retention: a timedelta as seconds, anything else as it is."""
-    return value.total_seconds() if isinstance(value, timedelta) else value
-
-
 def _payload(value: Any) -> Any:
     encode_payload(value, sys.maxsize)  # the local surface's check and words: JSON or ValidationError
     return value
 
 
-def _body(**fields: Any) -> dict[str, Any]:
-    return {k: v for k, v in fields.items() if v is not None}
+# To a type checker the client is what it mirrors: every operation of ``Operations``, with its types.
+if TYPE_CHECKING:
+    _Surface = Operations
+else:
+    _Surface = object
 
 
-class RemoteOperations:
+class RemoteOperations(_Surface):
     """The Jobs surface of a server, as one operator (the token's)."""
 
     def __init__(self, http: httpx.Client, me: dict[str, Any], account: str | None = None) -> None:
@@ -131,310 +133,105 @@ class RemoteOperations:
         self.close()
 
     # -- one request ----------------------------------------------------------------------------------
-    def _call(self, action: str, n: int = 0, *, job_id: Any = None, schedule_id: Any = None, account: str | None = None,
-              params: dict[str, Any] | None = None, json: Any = None, name: str | None = None) -> Any:
-        route = ROUTES[action][n]
-        segment = account if account is not None else (self.account or EVERY_ACCOUNT)
-        named = quote(name, safe="") if name is not None else None
-        path = route.path.format(account_id=quote(segment, safe=""), job_id=job_id, schedule_id=schedule_id,
-                                 task=named, priority=named)
+    def _send(self, call: _Call, arguments: dict[str, Any]) -> Any:
+        """One operation's request: its arguments placed in the path, the query or the body as its route
+        declares, the answer decoded as the local method returns it."""
+        route = call.route
+        segments: dict[str, Any] = {}
+        sent: dict[str, Any] = {}
+        account: str | None = None
+        keywords = arguments.get(call.var_keyword, {}) if call.var_keyword else {}
+        for name, value in arguments.items():
+            if name in _IDS:
+                segments[name] = parse_job_id(value, _IDS[name])
+            elif name in call.named:
+                segments[name] = quote(_named(value, name), safe="")
+            elif name == "account" and call.scoped:
+                account = validate.account(value)
+            elif name in call.fields:
+                sent[name] = _encode(name, value, in_query=call.in_query)
+        for name, value in keywords.items():
+            sent[name] = _encode(name, value, in_query=call.in_query)
+        if call.scoped:
+            segment = account if account is not None else (self.account or EVERY_ACCOUNT)
+            segments["account_id"] = quote(segment, safe="")
         kwargs: dict[str, Any] = {}
-        if params:
-            kwargs["params"] = {k: v for k, v in params.items() if v is not None}
-        if json is not None or route.method in ("POST", "PATCH"):
-            kwargs["json"] = json if json is not None else {}
-        answer = self._http.request(route.method, path, **kwargs)
-        return _answer(answer)
+        if call.in_query:
+            kwargs["params"] = {k: v for k, v in sent.items() if v is not None}
+        elif route.method in ("POST", "PATCH"):
+            kwargs["json"] = sent
+        data = _answer(self._http.request(route.method, route.path.format(**segments), **kwargs))
+        if route.bulk is not None:
+            return _bulk_done(data, route.bulk, arguments.get("dry_run", False), arguments.get("progress"))
+        return call.codec.decode(data)
 
-    def _own(self, target: str, ident: Any) -> int:
-        """An id as the local surface takes it: ValidationError for one that is not a whole number."""
-        return parse_job_id(ident)
 
-    def _own_account(self, account: str | None, what: str) -> str | None:
-        bound = self._me.get("account")
-        if bound is not None and account not in (None, bound):
-            raise AccessDenied(
-                f"operator {self.name!r} is bound to account {bound!r} and may not {what} for account {account!r}"
-            )
-        return account
+# -- the generated methods ----------------------------------------------------------------------------
+# Path segments filled by an id, checked here as the local surface checks it (the name is the record's).
+_IDS = {"job_id": "job", "schedule_id": "schedule"}
+# Time and span arguments: a timedelta means that long ago (``_AGO``) or from now (``_AHEAD``).
+_AGO = frozenset({"since", "until"})
+_AHEAD = frozenset({"scheduled_for"})
+_SPANS = frozenset({"window", "interval", "every", "retention", "delay"})
 
-    # -- reads --------------------------------------------------------------------------------------
-    def list_jobs(
-        self,
-        state: str | list[str] | None = None,
-        task: str | list[str] | None = None,
-        since: datetime | str | timedelta | None = None,
-        until: datetime | str | timedelta | None = None,
-        error_code: str | list[str] | None = None,
-        text: str | None = None,
-        include_old_succeeded: bool = False,
-        page: int = 1,
-        per_page: int = 50,
-        after_id: int | None = None,
-        **unknown: Any,
-    ) -> JobPage:
-        """The queue, newest first, one page at a time (``Operations.list_jobs``)."""
-        body = _body(state=state, task=task, since=_time(since), until=_time(until), error_code=error_code,
-                     text=text, after_id=after_id, **unknown)
-        body.update(include_old_succeeded=include_old_succeeded, page=page, per_page=per_page)
-        data = self._call("list_jobs", 1, json=body)
-        return JobPage(items=[wire.decode(JobRow, r) for r in data["items"]], total=int(data["total"]),
-                       page=int(data["page"]), per_page=int(data["per_page"]),
-                       total_is_exact=bool(data.get("total_is_exact", True)))
 
-    def get_job(self, job_id: int) -> Any:
-        """The full record of one job, masked for non-administrators (``Operations.get_job``)."""
-        return wire.decode_detail(self._call("get_job", job_id=self._own("job", job_id)))
+@dataclass(frozen=True)
+class _Call:
+    """What the client knows of one operation: the route it calls and how its arguments travel."""
 
-    def throughput(self, window: str | timedelta = "1h", by: str = "task") -> pd.DataFrame:
-        """Succeeded, failed, dead-lettered and cancelled counts per task inside ``window``."""
-        return wire.decode_frame(self._call("throughput", params={"window": _span(window), "by": by}))
+    route: Route
+    codec: wire.Codec
+    fields: frozenset[str]  # the arguments the route's model takes (others stay here: ``progress``)
+    named: frozenset[str]  # task or priority path segments
+    scoped: bool  # the path has ``{account_id}``
+    in_query: bool
+    var_keyword: str | None  # the method's ``**keywords``, sent as they are (the server refuses strangers)
 
-    def throughput_series(self, window: str | timedelta = "24h", interval: str | timedelta = "1h") -> pd.DataFrame:
-        """Event counts per interval, task and state over ``window``, in long form for charts."""
-        params = {"window": _span(window), "interval": _span(interval)}
-        return wire.decode_frame(self._call("throughput_series", params=params))
 
-    def run_time_percentiles(self, window: str | timedelta = "24h") -> pd.DataFrame:
-        """Per task, p50/p95/p99 of attempt run time and queue wait (seconds) over ``window``."""
-        return wire.decode_frame(self._call("run_time_percentiles", params={"window": _span(window)}))
+def _encode(name: str, value: Any, *, in_query: bool) -> Any:
+    """An argument as the API takes it: times as ISO text, spans as seconds (as text in a query: ``"1h30m"``),
+    payloads checked as JSON with the local surface's words."""
+    if name in _AGO or name in _AHEAD:
+        return _time(value, ahead=name in _AHEAD)
+    if name in _SPANS:
+        seconds = value.total_seconds() if isinstance(value, timedelta) else value
+        numeric = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        return format_duration(seconds) if in_query and numeric and math.isfinite(seconds) else seconds
+    if name == "payload":
+        return _payload(value)
+    return value
 
-    def history(
-        self,
-        since: datetime | str | timedelta | None = None,
-        until: datetime | str | timedelta | None = None,
-        task: str | list[str] | None = None,
-        state: str | list[str] | None = None,
-        account: str | None = None,
-    ) -> pd.DataFrame:
-        """Every job, ledger and archive together, masked for this operator (``Operations.history``)."""
-        scope = self._own_account(account, "read the history of jobs")
-        params = {"since": _time(since), "until": _time(until), "task": task, "state": state}
-        return wire.decode_frame(self._call("history", account=scope, params=params))
 
-    def archive_runs(self, since: datetime | str | timedelta | None = None) -> pd.DataFrame:
-        """The archive's runs, newest first (``Operations.archive_runs``)."""
-        return wire.decode_frame(self._call("archive_runs", params={"since": _time(since)}))
+def _method(action: str) -> Callable[..., Any]:
+    """The remote twin of ``Operations.<action>``: the same signature and docstring, one request."""
+    local = getattr(Operations, action)
+    signature = inspect.signature(local)
+    routes = ROUTES[action]
+    route = next((r for r in routes if r.method != "GET"), routes[0])
+    var_keyword = next((p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD), None)
+    call = _Call(
+        route=route,
+        codec=wire.codec(local, route.status),
+        fields=frozenset(route.args.model_fields) if route.args is not None else frozenset(),
+        named=frozenset(n for n in ("task", "priority") if f"{{{n}}}" in route.path),
+        scoped="{account_id}" in route.path,
+        in_query=route.method == "GET",
+        var_keyword=var_keyword,
+    )
 
-    def activity_log(
-        self,
-        since: datetime | str | timedelta | None = None,
-        until: datetime | str | timedelta | None = None,
-        operator: str | None = None,
-    ) -> pd.DataFrame:
-        """The Activity Log, oldest first."""
-        params = {"since": _time(since), "until": _time(until), "operator": operator}
-        return wire.decode_frame(self._call("activity_log", params=params))
+    def method(self: RemoteOperations, *args: Any, **kwargs: Any) -> Any:
+        return self._send(call, signature.bind(self, *args, **kwargs).arguments)
 
-    def verify_audit(self) -> Any:
-        """Check the Activity Log's hash chain."""
-        from ..ledger.audit import VerifyResult
+    method.__name__ = action
+    method.__qualname__ = f"RemoteOperations.{action}"
+    method.__doc__ = local.__doc__
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    return method
 
-        return wire.decode(VerifyResult, self._call("verify_audit"))
 
-    def dead_letter_groups(
-        self,
-        task: str | list[str] | None = None,
-        since: datetime | str | timedelta | None = None,
-        until: datetime | str | timedelta | None = None,
-    ) -> pd.DataFrame:
-        """Dead letters counted per task and error code, biggest group first."""
-        params = {"task": task, "since": _time(since), "until": _time(until)}
-        return wire.decode_frame(self._call("dead_letter_groups", params=params))
-
-    def list_schedules(self) -> pd.DataFrame:
-        """The schedules this operator may see, with next and last run."""
-        return wire.decode_frame(self._call("list_schedules"))
-
-    def preview_schedule(
-        self,
-        cron: str | None = None,
-        every: float | timedelta | str | None = None,
-        timezone: str | None = None,
-        count: int = 5,
-    ) -> list[datetime]:
-        """The next fire times of a timing before it is saved."""
-        every_text = f"{_seconds(every):g}s" if isinstance(every, int | float | timedelta) else every
-        params = {"cron": cron, "every": every_text, "timezone": timezone, "count": count}
-        return [wire.parse_time(t) for t in self._call("preview_schedule", params=params)["fire_times"]]
-
-    # -- writes on one job --------------------------------------------------------------------------
-    def rerun(self, job_id: int) -> None:
-        """Re-run a failed, succeeded or dead-letter job."""
-        self._call("rerun", job_id=self._own("job", job_id))
-
-    def cancel(self, job_id: int) -> None:
-        """Cancel a queued or retrying job; a running one stops at its next checkpoint."""
-        self._call("cancel", job_id=self._own("job", job_id))
-
-    def retry_now(self, job_id: int) -> None:
-        """Bring a retrying job's future retry forward to now."""
-        self._call("retry_now", job_id=self._own("job", job_id))
-
-    def send_to_dead_letter(self, job_id: int, reason: str | None = None) -> None:
-        """Move a job to the dead letter without further retries."""
-        self._call("send_to_dead_letter", job_id=self._own("job", job_id), json={"reason": reason})
-
-    def replay(self, job_id: int) -> None:
-        """Return a dead-lettered job to the queue with a fresh attempt counter."""
-        self._call("replay", job_id=self._own("job", job_id))
-
-    def edit_and_replay(self, job_id: int, payload: Any) -> int:
-        """Queue a new job from a dead letter with an edited payload; returns the new id."""
-        ident = self._own("job", job_id)
-        return int(self._call("edit_and_replay", job_id=ident, json={"payload": _payload(payload)})["id"])
-
-    def dismiss(self, job_id: int) -> None:
-        """Purge a dead-lettered job (irreversible); the Activity Log keeps a snapshot."""
-        self._call("dismiss", job_id=self._own("job", job_id))
-
-    def resolve(self, job_id: int, note: str) -> None:
-        """Mark a failed, retrying or dead-letter job as handled, with a note."""
-        self._call("resolve", job_id=self._own("job", job_id), json={"note": note})
-
-    def trigger(self, job_id: int) -> None:
-        """Run a queued or retrying job now."""
-        self._call("trigger", job_id=self._own("job", job_id))
-
-    def update_job(self, job_id: int, **fields: Any) -> None:
-        """Change a waiting job's priority, scheduled_for, max_attempts, or payload."""
-        body = dict(fields)
-        if "scheduled_for" in body:
-            body["scheduled_for"] = _time(body["scheduled_for"], ahead=True)
-        if "payload" in body:
-            _payload(body["payload"])
-        self._call("update_job", job_id=self._own("job", job_id), json=body)
-
-    def delete_job(self, job_id: int) -> None:
-        """Delete a job in any state but running."""
-        self._call("delete_job", job_id=self._own("job", job_id))
-
-    def enqueue(
-        self,
-        task: str,
-        payload: Any = None,
-        *,
-        priority: str | None = None,
-        delay: float | timedelta | None = None,
-        max_attempts: int | None = None,
-        account: str | None = None,
-    ) -> int:
-        """Queue a new job as this operator; returns its id."""
-        account = self._own_account(account, "enqueue jobs")
-        body = _body(task=task, priority=priority, delay=_seconds(delay), max_attempts=max_attempts)
-        body["payload"] = _payload(payload)
-        return int(self._call("enqueue", account=account, json=body)["id"])
-
-    # -- schedules --------------------------------------------------------------------------------
-    def create_schedule(
-        self,
-        task: str,
-        *,
-        cron: str | None = None,
-        every: float | timedelta | str | None = None,
-        timezone: str | None = None,
-        payload: Any = None,
-        max_attempts: int | None = None,
-        retention: float | timedelta | str | None = None,
-        priority: str | None = None,
-        account: str | None = None,
-    ) -> int:
-        """Register a recurring job; returns the schedule id."""
-        account = self._own_account(account, "create schedules")
-        body = _body(task=task, cron=cron, every=_seconds(every), timezone=timezone, max_attempts=max_attempts,
-                     retention=_seconds(retention), priority=priority)
-        if payload is not None:
-            body["payload"] = _payload(payload)
-        return int(self._call("create_schedule", account=account, json=body)["id"])
-
-    def edit_schedule(self, schedule_id: int, **changes: Any) -> None:
-        """Change a schedule's fields (``enabled=False`` pauses it)."""
-        body = {k: _seconds(v) if k in ("every", "retention") else v for k, v in changes.items()}
-        if "payload" in body:
-            _payload(body["payload"])
-        self._call("edit_schedule", schedule_id=self._own("schedule", schedule_id), json=body)
-
-    def pause_schedule(self, schedule_id: int) -> None:
-        """Stop a schedule's ticks; it stays registered until resumed."""
-        self._call("pause_schedule", schedule_id=self._own("schedule", schedule_id))
-
-    def resume_schedule(self, schedule_id: int) -> None:
-        """Start a paused schedule again from its next fire time."""
-        self._call("resume_schedule", schedule_id=self._own("schedule", schedule_id))
-
-    def run_schedule_now(self, schedule_id: int) -> int:
-        """Emit one job from the schedule now; returns the job id."""
-        return int(self._call("run_schedule_now", schedule_id=self._own("schedule", schedule_id))["id"])
-
-    # -- pauses -------------------------------------------------------------------------------------
-    def paused(self) -> pd.DataFrame:
-        """The paused tasks and priority queues (``Operations.paused``)."""
-        return wire.decode_frame(self._call("paused"))
-
-    def pause_task(self, task: str) -> None:
-        """Pause a task: its waiting jobs stay queued until ``resume_task``."""
-        self._call("pause_task", name=_named(task, "task"))
-
-    def resume_task(self, task: str) -> None:
-        """Resume a paused task: its waiting jobs are delivered again."""
-        self._call("resume_task", name=_named(task, "task"))
-
-    def pause_queue(self, priority: str) -> None:
-        """Pause a priority queue: its waiting jobs stay queued until ``resume_queue``."""
-        self._call("pause_queue", name=_named(priority, "priority"))
-
-    def resume_queue(self, priority: str) -> None:
-        """Resume a paused priority queue: its waiting jobs are delivered again."""
-        self._call("resume_queue", name=_named(priority, "priority"))
-
-    # -- writes on many jobs ----------------------------------------------------------------------
-    def delete_jobs(
-        self,
-        dry_run: bool = False,
-        *,
-        all: bool = False,  # the HTTP body's name: "no filter, on purpose"
-        batch_size: int = 500,
-        progress: ProgressFn | None = None,
-        show_progress: bool = False,
-        **filters: Any,
-    ) -> int:
-        """Delete every job ``list_jobs(**filters)`` would show, except running ones; returns the count."""
-        body = _body(**{k: _time(v) if k in ("since", "until") else v for k, v in filters.items()})
-        body.update(dry_run=dry_run, all=all)
-        answer = self._call("delete_jobs", json=body)
-        return _bulk_done(answer, "deleted", dry_run, progress)
-
-    def replay_dead_letters(
-        self,
-        task: str | list[str] | None = None,
-        error_code: str | list[str] | None = None,
-        since: datetime | str | timedelta | None = None,
-        until: datetime | str | timedelta | None = None,
-        dry_run: bool = False,
-        batch_size: int = 500,
-        progress: ProgressFn | None = None,
-        show_progress: bool = False,
-    ) -> int:
-        """Replay every matching dead letter; ``dry_run`` only counts. Returns the count."""
-        body = _body(task=task, error_code=error_code, since=_time(since), until=_time(until))
-        body.update(dry_run=dry_run, batch_size=batch_size)
-        return _bulk_done(self._call("replay_dead_letters", json=body), "replayed", dry_run, progress)
-
-    def dismiss_dead_letters(
-        self,
-        task: str | list[str] | None = None,
-        error_code: str | list[str] | None = None,
-        since: datetime | str | timedelta | None = None,
-        until: datetime | str | timedelta | None = None,
-        dry_run: bool = False,
-        batch_size: int = 500,
-        progress: ProgressFn | None = None,
-        show_progress: bool = False,
-    ) -> int:
-        """Dismiss (purge) every matching dead letter; ``dry_run`` only counts. Returns the count."""
-        body = _body(task=task, error_code=error_code, since=_time(since), until=_time(until))
-        body.update(dry_run=dry_run, batch_size=batch_size)
-        return _bulk_done(self._call("dismiss_dead_letters", json=body), "dismissed", dry_run, progress)
+for _action in ROUTES:
+    if _action not in vars(RemoteOperations):
+        setattr(RemoteOperations, _action, _method(_action))
 
 
 def _named(value: Any, what: str) -> str:

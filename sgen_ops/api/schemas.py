@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ..core.durations import as_timedelta
 from ..core.states import ALL_STATES
 from ..errors import ValidationError
 from ..ledger.query import MAX_PER_PAGE, parse_time
-from ..ledger.stats import parse_window
 
 # PostgreSQL's integer: ids, attempt budgets.
 MAX_INT = 2**31 - 1
@@ -75,7 +75,7 @@ def _duration(value: str) -> str:
     """'15m', '1h', '7d' ...: checked as the surface parses it, and within a century."""
     _clean(value)
     try:
-        span = parse_window(value, "duration")
+        span = as_timedelta(value, "duration")
     except ValidationError as exc:
         raise ValueError(str(exc)) from None
     except OverflowError:
@@ -104,6 +104,69 @@ class Body(BaseModel):
     """A request body: unknown fields are refused, as the surface refuses unknown arguments."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class Params(BaseModel):
+    """The query of a GET: parameters the operation does not take are ignored, as HTTP servers do."""
+
+
+class JobsQuery(Params):
+    """The queue list's filters and page, as query parameters."""
+
+    state: list[StateName] | None = None
+    task: Names | None = None
+    since: Time | None = None
+    until: Time | None = None
+    error_code: Names | None = None
+    text: Text | None = None
+    include_old_succeeded: bool = False
+    page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1
+    per_page: Annotated[int, Field(ge=1, le=MAX_PER_PAGE)] = 50
+    after_id: Id | None = None
+
+
+class GroupsQuery(Params):
+    task: Names | None = None
+    since: Time | None = None
+    until: Time | None = None
+
+
+class ThroughputQuery(Params):
+    window: Duration = "1h"
+    by: Literal["task", "account"] = "task"
+
+
+class SeriesQuery(Params):
+    window: Duration = "24h"
+    interval: Duration = "1h"
+
+
+class RunTimesQuery(Params):
+    window: Duration = "24h"
+
+
+class ActivityQuery(Params):
+    since: Time | None = None
+    until: Time | None = None
+    operator: Name | None = None
+
+
+class HistoryQuery(Params):
+    since: Time | None = None
+    until: Time | None = None
+    task: Names | None = None
+    state: list[StateName] | None = None
+
+
+class ArchiveRunsQuery(Params):
+    since: Time | None = None
+
+
+class PreviewQuery(Params):
+    cron: Annotated[Text, Field(max_length=200)] | None = None
+    every: Annotated[Text, Field(max_length=64)] | None = None
+    timezone: Annotated[Text, Field(max_length=64)] | None = None
+    count: Annotated[int, Field(ge=1, le=100)] = 5
 
 
 class Filters(Body):
@@ -197,21 +260,6 @@ class Created(BaseModel):
     """The id of the job or schedule made."""
 
     id: int
-
-
-class Deleted(BaseModel):
-    matched: int
-    deleted: int
-
-
-class Replayed(BaseModel):
-    matched: int
-    replayed: int
-
-
-class Dismissed(BaseModel):
-    matched: int
-    dismissed: int
 
 
 class Frame(BaseModel):

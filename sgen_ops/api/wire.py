@@ -3,6 +3,8 @@
 
 - Dataclasses (``JobPage``, ``JobDetail`` with its ``AttemptRecord`` items, ``VerifyResult``) travel as
   objects of their fields, times as ISO 8601 text; ``decode`` rebuilds them from the field types.
+- An id a creation answers travels as ``{"id"}``, a list of times (fire times) as ``{"fire_times"}``, and
+  nothing as an empty answer. ``codec`` picks the shape from the operation's return annotation.
 - DataFrames travel as ``{"columns", "dtypes", "items", "datetimes", "tuples"}``: one object per row (what an
   integration reads), each column's pandas dtype, and where inside a column's cells times and tuples sat
   (``next_fires`` holds lists of times, ``recent_runs`` lists of tuples), so ``decode_frame`` rebuilds the
@@ -16,6 +18,7 @@ import functools
 import math
 import types
 import typing
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -236,3 +239,40 @@ def decode_detail(data: dict[str, Any]) -> Any:
                     for k, v in detail.schedule.items()}
         detail = dataclasses.replace(detail, schedule=schedule)
     return detail
+
+
+# -- an operation's answer -----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    """How one operation's answer travels: ``encode`` on the server, ``decode`` in the remote client;
+    ``kind`` names the shape ("none", "id", "count", "frame", "fire_times", or the dataclass)."""
+
+    kind: Any
+    encode: Callable[[Any], Any]
+    decode: Callable[[Any], Any]
+
+
+def _nothing(value: Any) -> None:
+    return None
+
+
+def codec(method: Callable[..., Any], status: int) -> Codec:
+    """The shape of ``method``'s answer, from its return annotation (``status`` 201: an id made)."""
+    hint = typing.get_type_hints(method).get("return")
+    if hint is None or hint is type(None):
+        return Codec("none", _nothing, _nothing)
+    if hint is int and status == 201:
+        return Codec("id", lambda value: {"id": int(value)}, lambda data: int(data["id"]))
+    if hint is int:
+        return Codec("count", int, int)
+    if hint is pd.DataFrame:
+        return Codec("frame", encode_frame, decode_frame)
+    if hint == list[datetime]:
+        return Codec("fire_times", lambda value: {"fire_times": encode(value)},
+                     lambda data: [parse_time(t) for t in data["fire_times"]])
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        from ..ledger.query import JobDetail
+
+        cls: type[Any] = hint
+        return Codec(cls, encode, decode_detail if cls is JobDetail else (lambda data: decode(cls, data)))
+    raise TypeError(f"{getattr(method, '__qualname__', method)} answers {hint!r}, which has no shape over HTTP")

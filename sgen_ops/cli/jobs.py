@@ -138,6 +138,22 @@ def cmd_write(args: argparse.Namespace) -> int:
     return each(args, "job", act)
 
 
+def cmd_update(args: argparse.Namespace) -> int:
+    """Change waiting jobs' priority, scheduled time, retry budget or (administrators) payload."""
+    fields: dict[str, Any] = {"priority": args.priority, "max_attempts": args.max_attempts}
+    if args.scheduled_for is not None:
+        fields["scheduled_for"] = time_arg(args.scheduled_for, "scheduled_for")  # 15m: that long from now
+    if args.payload is not None:
+        fields["payload"] = json_arg(args.payload, "--payload", '{"sku": "A-1"}')
+    changes = {k: v for k, v in fields.items() if v is not None or k == "payload"}
+
+    def act(ops: Any, job_id: int) -> str:
+        ops.update_job(job_id, **changes)
+        return f"updated ({', '.join(changes) or 'nothing'})"
+
+    return each(args, "job", act)
+
+
 def cmd_enqueue(args: argparse.Namespace) -> int:
     payload = json_arg(args.payload, "--payload", '{"sku": "A-1"}')
     delay = time_arg(args.delay, "delay") if args.delay else None
@@ -188,6 +204,17 @@ def register(sub: Any) -> None:
         add_operator(p)
         add_json(p)
         p.set_defaults(func=cmd_write)
+
+    p = jobs.add_parser("update", help="change waiting jobs: priority, scheduled time, retry budget, payload")
+    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p.add_argument("--priority", choices=["high", "normal", "low"], default=None)
+    p.add_argument("--scheduled-for", default=None, help="when it may run: 15m, 2h (from now) or an ISO time")
+    p.add_argument("--max-attempts", type=int, default=None, help="the retry budget")
+    p.add_argument("--payload", default=None,
+                   help="the new payload as JSON, before the job's first attempt (administrators by default)")
+    add_operator(p)
+    add_json(p)
+    p.set_defaults(func=cmd_update)
 
     p = jobs.add_parser("enqueue", help="queue a new job as the operator")
     p.add_argument("task")

@@ -131,17 +131,15 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
-    from ..ledger import tokens
-
     if args.all:
         if not args.operator or args.id is not None:
             raise UsageError("give --operator NAME with --all (or a token id without them)")
-        n = tokens.revoke_all(hub().ledger, args.operator)
+        n = hub().revoke_tokens(args.operator)
         print(f"revoked {n} token(s) of operator {args.operator!r}")
         return 0
     if args.id is None or args.operator:
         raise UsageError("give a token id (`sgen-ops tokens list`), or --operator NAME --all")
-    tokens.revoke(hub().ledger, args.id)
+    hub().revoke_token(args.id)
     print(f"revoked token {args.id}")
     return 0
 

@@ -1,6 +1,6 @@
-"""Tables for the terminal: aligned columns, relative times ("3m ago", compact where the views' ``ui.render``
-says "3 minutes ago"), blanks for missing values, and the widest text columns cut (with "…") so that a row
-fits the terminal."""
+"""Tables for the terminal: aligned columns, relative times (``core.times.relative`` in its short form: "3m ago"
+where the views say "3 minutes ago"), blanks for missing values, and the widest text columns cut (with "…") so
+that a row fits the terminal."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..core.times import as_utc
+from ..core.times import relative as relative_time
 
 ELLIPSIS = "…"
 GAP = "  "
 # A column that is cut to fit keeps at least this many characters (or its title's width).
 MIN_CUT = 12
-_SPANS = ((86400 * 7, "w"), (86400, "d"), (3600, "h"), (60, "m"), (1, "s"))
 
 
 def missing(value: Any) -> bool:
@@ -29,30 +29,12 @@ def missing(value: Any) -> bool:
     return type(value).__name__ in ("NaTType", "NAType")
 
 
-def span(seconds: float) -> str:
-    """A duration in its largest unit and the next one: 45s, 3m, 2h5m, 3d4h, 2w."""
-    seconds = abs(seconds)
-    for i, (size, unit) in enumerate(_SPANS):
-        if seconds >= size or size == 1:
-            whole, rest = divmod(int(seconds), size)
-            text = f"{whole}{unit}"
-            if i + 1 < len(_SPANS) and size > 60:
-                small, small_unit = _SPANS[i + 1]
-                if rest // small:
-                    text += f"{rest // small}{small_unit}"
-            return text
-    raise AssertionError("unreachable")
-
-
 def relative(moment: datetime | None, now: datetime | None = None) -> str:
     """``moment`` against ``now``: "3m ago", "in 2h", "just now"; a blank for none."""
     if missing(moment):
         return ""
     assert moment is not None
-    delta = ((now or datetime.now(UTC)) - as_utc(moment)).total_seconds()
-    if abs(delta) < 1:
-        return "just now"
-    return f"{span(delta)} ago" if delta > 0 else f"in {span(delta)}"
+    return relative_time(moment, now, short=True)
 
 
 def text(value: Any) -> str:

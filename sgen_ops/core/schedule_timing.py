@@ -1,10 +1,11 @@
-"""When a recurring schedule fires: interval parsing, cron and time-zone validation, fire-time arithmetic.
+"""When a recurring schedule fires: cron and time-zone validation, fire-time arithmetic.
 
 Pure code: no I/O, no clock reads. Every datetime returned is timezone-aware UTC; a naive datetime
 given to this module is taken to be UTC, an aware one in another zone is converted.
 
 A schedule is either a cron expression (5 fields, or an alias such as ``@daily``), evaluated by croniter
-in the schedule's IANA time zone, or a fixed interval of seconds counted from an ``anchor``.
+in the schedule's IANA time zone, or a fixed interval of seconds counted from an ``anchor`` (a duration:
+``core.durations``).
 
 DST (croniter's behaviour, kept as is): a local time inside a spring-forward gap fires once, at the first
 instant after the gap (02:30 in New York on the spring-forward day fires at 03:00 EDT); a local time inside
@@ -14,8 +15,6 @@ later). Fire times are distinct UTC instants, and ``t = next_after(t)`` strictly
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -23,136 +22,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import CroniterError, croniter  # type: ignore[import-untyped,unused-ignore]
 
 from ..errors import ValidationError
+from .durations import format_duration, parse_duration
 from .validate import describe, storable
 
 __all__ = [
-    "MAX_INTERVAL_SECONDS",
-    "MIN_INTERVAL_SECONDS",
     "Timing",
-    "format_interval",
-    "parse_interval",
     "validate_cron",
     "validate_timezone",
 ]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-MIN_INTERVAL_SECONDS = 1.0
 MAX_CRON_CHARS = 200  # the ledger's column
-MAX_INTERVAL_SECONDS = 3650 * 86400.0  # ten years: keeps anchor + k*every far from datetime's limits
 
-_INTERVAL_FORMS = (
-    "a number of seconds (e.g. 90 or '90'), a timedelta, or text such as '90s', '15m', '1h30m', '2d', '1w', "
-    "'45 minutes', '1 hour' (units: s, m, h, d, w), from 1 second up to 3650 days"
-)
 _CRON_FORMS = (
     "expected 5 fields: minute hour day-of-month month day-of-week (e.g. '0 9 * * *', '*/15 * * * MON-FRI'), "
     "or an alias: @hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually"
 )
 _ZONE_EXAMPLES = "use an IANA time zone name such as 'UTC', 'Europe/Paris', 'America/New_York', 'Asia/Tokyo'"
 
-_UNIT_SECONDS: dict[str, int] = {}
-for _names, _secs in (
-    (("s", "sec", "secs", "second", "seconds"), 1),
-    (("m", "min", "mins", "minute", "minutes"), 60),
-    (("h", "hr", "hrs", "hour", "hours"), 3600),
-    (("d", "day", "days"), 86400),
-    (("w", "wk", "wks", "week", "weeks"), 604800),
-):
-    for _name in _names:
-        _UNIT_SECONDS[_name] = _secs
-
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
-_NUMERIC_RE = re.compile(rf"[+-]?{_NUMBER}")
-# One "<number><unit>" term, optionally preceded by a separator (spaces, a comma, or "and").
-_TERM_RE = re.compile(rf"\s*(?:(?:,|\band\b)\s*)?({_NUMBER})\s*([a-z]+)\s*")
-
 _CRON_ALIASES = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
 _CRON_PROBE_START = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-# --------------------------------------------------------------------------- intervals
-
-
-def _interval_error(value: object, problem: str, name: str = "interval") -> ValidationError:
-    return ValidationError(f"invalid {name} {describe(value)}: {problem}; allowed: {_INTERVAL_FORMS}")
-
-
-def _parse_interval_text(value: str, name: str = "interval") -> float:
-    text = value.strip().lower()
-    if not text:
-        raise _interval_error(value, "it is empty", name)
-    if text.startswith("-"):
-        raise _interval_error(value, "it is negative, an interval must be positive", name)
-    if _NUMERIC_RE.fullmatch(text):
-        return float(text)
-    total = 0.0
-    seen: set[int] = set()
-    pos = 0
-    while pos < len(text):
-        match = _TERM_RE.match(text, pos)
-        if match is None:
-            raise _interval_error(value, f"cannot understand {describe(text[pos:].strip())}", name)
-        number, unit = match.group(1), match.group(2)
-        if unit not in _UNIT_SECONDS:
-            raise _interval_error(value, f"unknown unit {unit!r}", name)
-        factor = _UNIT_SECONDS[unit]
-        if factor in seen:
-            raise _interval_error(value, f"unit {unit!r} is given more than once", name)
-        seen.add(factor)
-        total += float(number) * factor
-        pos = match.end()
-    return total
-
-
-def parse_interval(value: int | float | timedelta | str, name: str = "interval") -> float:
-    """Seconds in ``value``: a number of seconds, a ``timedelta``, a numeric string, or text like ``"1h30m"``.
-
-    Raises ``ValidationError`` (saying what was wrong and which forms are allowed) for a bool, an unparseable
-    value, or an interval under one second (zero and negative included) or over 3650 days.
-    """
-    if isinstance(value, bool):
-        raise _interval_error(value, "a bool is not an interval", name)
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            seconds = math.inf
-    elif isinstance(value, str):
-        storable(value, name)
-        seconds = _parse_interval_text(value, name)
-    else:
-        raise _interval_error(value, f"a {type(value).__name__} is not an interval", name)
-    if not math.isfinite(seconds):
-        raise _interval_error(value, "it is not a finite number", name)
-    if seconds <= 0:
-        sign = "zero" if seconds == 0 else "negative"
-        raise _interval_error(value, f"it is {sign}, it must be at least 1 second", name)
-    if seconds < MIN_INTERVAL_SECONDS:
-        raise _interval_error(value, f"{seconds:g}s is under the minimum of 1 second", name)
-    if seconds > MAX_INTERVAL_SECONDS:
-        raise _interval_error(value, f"{seconds:g} seconds is over the maximum of 3650 days", name)
-    return seconds
-
-
-def format_interval(seconds: float) -> str:
-    """Compact text for seconds, the inverse of ``parse_interval``: 90 -> ``"1m30s"``, 5400 -> ``"1h30m"``."""
-    total_us = round(seconds * 1_000_000)
-    if total_us < 0:
-        return "-" + format_interval(-seconds)
-    whole, frac_us = divmod(total_us, 1_000_000)
-    parts: list[str] = []
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    if frac_us:
-        parts.append(f"{whole}.{frac_us:06d}".rstrip("0") + "s")
-    elif whole or not parts:
-        parts.append(f"{whole}s")
-    return "".join(parts)
 
 
 # --------------------------------------------------------------------------- cron and zones
@@ -246,7 +136,7 @@ class Timing:
         if self.cron is not None:
             object.__setattr__(self, "cron", validate_cron(self.cron))
         if self.every is not None:
-            object.__setattr__(self, "every", parse_interval(self.every))
+            object.__setattr__(self, "every", parse_duration(self.every, "interval"))
         object.__setattr__(self, "timezone", validate_timezone(self.timezone))
         if self.anchor is not None:
             object.__setattr__(self, "anchor", _as_utc(self.anchor, "anchor"))
@@ -269,7 +159,7 @@ class Timing:
         if cron is not None:
             return cls(cron=validate_cron(cron), timezone=zone, anchor=anchor)
         assert every is not None
-        return cls(every=parse_interval(every), timezone=zone, anchor=anchor)
+        return cls(every=parse_duration(every, "interval"), timezone=zone, anchor=anchor)
 
     # ---------------------------------------------------------------- helpers
 
@@ -364,4 +254,4 @@ class Timing:
         if self.cron is not None:
             return f"cron {self.cron!r} ({self.timezone})"
         assert self.every is not None
-        return f"every {format_interval(self.every)}"
+        return f"every {format_duration(self.every)}"

@@ -170,22 +170,6 @@ def flag(value: Any, name: str, allowed: str = "True or False") -> bool:
     return value
 
 
-def seconds(value: Any, name: str, *, hi: float, allowed: str) -> float:
-    """A finite, non-negative number of seconds (or a timedelta) up to ``hi``."""
-    if isinstance(value, timedelta):
-        amount = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            amount = float(value)
-        except OverflowError:
-            amount = math.inf
-    else:
-        raise ValidationError(f"{name} {describe(value)} is not valid: {_kind(value)}; give {allowed}")
-    if not math.isfinite(amount) or amount < 0 or amount > hi:
-        raise ValidationError(f"{name} {describe(value)} is not valid: out of range; give {allowed}")
-    return amount
-
-
 # -- times -----------------------------------------------------------------------------------------
 _TIME_FORMS = (
     "a datetime, an ISO 8601 string such as '2026-01-31T12:00:00Z', or a timedelta (that long ago)"

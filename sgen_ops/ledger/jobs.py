@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..core import validate
+from ..core.durations import parse_duration
 from ..core.masking import MASK, MaskingRule
 from ..core.states import WAITING, WAITING_VALUES, State, check_transition
 from ..core.tasks import PRIORITIES, find_task, get_task
@@ -40,8 +41,6 @@ DETAIL_LIMIT = 4000
 # The excerpt of that detail each attempt keeps.
 ATTEMPT_ERROR_CHARS = 500
 DEFAULT_DEPTH = 64
-MAX_DELAY_SECONDS = 3650 * 86400.0
-_DELAY_FORMS = "seconds >= 0 or a timedelta (at most 3650 days)"
 _MASK_ESCAPED = json.dumps(MASK)[1:-1]
 
 
@@ -56,10 +55,11 @@ def refuse_masks(payload: Any, encoded: str, name: str = "payload") -> None:
         MaskingRule().restore(payload, what=name)
 
 
-def parse_delay(delay: float | timedelta | None) -> float:
+def parse_delay(delay: float | timedelta | str | None) -> float:
+    """Seconds to wait before a job is due: a duration (``core.durations``) from 0 up to 3650 days."""
     if delay is None:
         return 0.0
-    return validate.seconds(delay, "delay", hi=MAX_DELAY_SECONDS, allowed=_DELAY_FORMS)
+    return parse_duration(delay, "delay", minimum=0)
 
 
 def check_priority(priority: Any) -> str:

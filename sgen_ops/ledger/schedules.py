@@ -24,7 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..core import validate
-from ..core.schedule_timing import Timing, format_interval, parse_interval
+from ..core.durations import format_duration, parse_duration
+from ..core.schedule_timing import Timing
 from ..core.tasks import find_task, get_task
 from ..core.times import as_utc, utcnow
 from ..core.validate import describe
@@ -190,7 +191,7 @@ def parse_retention(value: int | float | timedelta | str | None) -> float | None
             days = float(text)
         except ValueError:
             try:
-                days = parse_interval(text) / 86400.0
+                days = parse_duration(text, "retention") / 86400.0
             except ValidationError:
                 raise ValidationError(f"{bad}; give {_RETENTION_FORMS}") from None
     else:
@@ -240,7 +241,7 @@ def record(schedule: Schedule) -> dict[str, Any]:
     return {
         "task": schedule.task,
         "cron": schedule.cron,
-        "every": format_interval(schedule.every_seconds) if schedule.every_seconds is not None else None,
+        "every": format_duration(schedule.every_seconds) if schedule.every_seconds is not None else None,
         "timezone": schedule.timezone,
         "payload": schedule.payload_template,
         "max_attempts": schedule.max_attempts,
@@ -525,7 +526,7 @@ def rows(
                 "id": s.id,
                 "task": s.task,
                 "cron": s.cron,
-                "every": format_interval(s.every_seconds) if s.every_seconds is not None else None,
+                "every": format_duration(s.every_seconds) if s.every_seconds is not None else None,
                 "timezone": s.timezone,
                 "enabled": s.enabled,
                 "next_run": s.next_run,

@@ -18,7 +18,7 @@ import pandas as pd
 from sqlalchemy import BigInteger, ColumnElement, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
-from ..core.schedule_timing import parse_interval
+from ..core.durations import as_timedelta
 from ..core.states import State
 from ..core.times import as_utc, utcnow
 from ..core.validate import describe
@@ -40,15 +40,9 @@ PERCENTILES = (0.5, 0.95, 0.99)
 TIMING_COLUMNS = ("task", "attempts", "run_p50", "run_p95", "run_p99", "wait_p50", "wait_p95", "wait_p99")
 
 
-def parse_window(window: str | float | timedelta, name: str = "window") -> timedelta:
-    """'15m', '1h', '24h', '7d', '1h30m' (the units of schedule intervals), seconds, or a timedelta; from
-    1 second up to 3650 days."""
-    return timedelta(seconds=parse_interval(window, name))
-
-
 def _window(window: str | timedelta, now: datetime | None) -> tuple[datetime, datetime]:
     end = as_utc(now) if now is not None else utcnow()
-    return end - parse_window(window), end
+    return end - as_timedelta(window, "window"), end
 
 
 def _event_scope(account: str | None) -> list[ColumnElement[bool]]:
@@ -143,7 +137,7 @@ def throughput_series(
     now: datetime | None = None,
 ) -> pd.DataFrame:
     """Long form for charts: one row per (interval start, task, state) with the count of events."""
-    step = int(parse_window(interval, "interval").total_seconds())
+    step = int(as_timedelta(interval, "interval").total_seconds())
     if step < 1:
         raise ValidationError(f"interval={describe(interval)} must be at least one second")
     start, end = _window(window, now)

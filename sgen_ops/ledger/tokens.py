@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import select, update
 
 from ..core import validate
+from ..core.durations import as_timedelta
 from ..core.times import utcnow
 from ..errors import ValidationError
-from .stats import parse_window
 from .store import ApiToken, Ledger, Operator
 
 PREFIX = "sgo_"
@@ -36,7 +36,7 @@ def parse_expiry(expires_in: float | timedelta | str | None) -> timedelta | None
     """'30d', '12h', '90m' (s, m, h, d, w), seconds, or a timedelta; None: never expires."""
     if expires_in is None:
         return None
-    return parse_window(expires_in, "expires_in")
+    return as_timedelta(expires_in, "expires_in")
 
 
 def create(ledger: Ledger, operator: str, expires_in: float | timedelta | str | None = None) -> str:

@@ -247,12 +247,12 @@ def result_of(path: Path) -> list[str]:
 def time_filter(text: str | None, name: str = "since") -> timedelta | str | None:
     """A runbook's time parameter as a filter: '24h', '7d' mean that long ago (a timedelta); any other
     text is passed on as an ISO time, which the surface checks. None: not filtered."""
-    from ..ledger.stats import parse_window
+    from ..core.durations import as_timedelta
 
     if text is None or not str(text).strip():
         return None
     try:
-        return parse_window(str(text), name)
+        return as_timedelta(str(text), name)
     except ValidationError:
         return str(text)
 

@@ -301,33 +301,36 @@ OPERATIONS: Mapping[str, Operation] = {
 # -- the operations that have no target record: reads, and the two creations -------------------------------
 @dataclass(frozen=True)
 class Read:
-    """A read, or a creation with no existing target (``enqueue``, ``create_schedule``): the method checks
-    ``capability`` itself (None: every operator, for an answer about themselves)."""
+    """A read, or a creation with no existing target (``enqueue``, ``create_schedule``): the method checks its
+    own action's capability (``core.permissions.PERMISSIONS``), unless ``checked`` is False (an answer about
+    the operator themselves)."""
 
-    action: str  # the method name
-    capability: str | None
+    action: str  # the method name, and the action whose capability it checks
+    checked: bool = True
+
+    @property
+    def capability(self) -> str | None:
+        return self.action if self.checked else None
 
 
 READS: Mapping[str, Read] = {
     r.action: r
     for r in (
-        Read("list_jobs", "list_jobs"),
-        Read("get_job", "get_job"),
-        Read("history", "get_job"),  # payloads, masked as get_job masks them
-        Read("archive_runs", "throughput"),
-        Read("dead_letter_groups", "list_jobs"),
-        Read("throughput", "throughput"),
-        Read("throughput_series", "throughput"),
-        Read("run_time_percentiles", "throughput"),
-        Read("activity_log", "activity_log"),
-        Read("verify_audit", "verify_audit"),
-        Read("list_schedules", "list_schedules"),
-        Read("preview_schedule", "list_schedules"),
-        Read("enqueue", "enqueue"),
-        Read("create_schedule", "create_schedule"),
-        Read("paused", "list_jobs"),
-        Read("can", None),
+        Read("list_jobs"),
+        Read("get_job"),
+        Read("history"),
+        Read("archive_runs"),
+        Read("dead_letter_groups"),
+        Read("throughput"),
+        Read("throughput_series"),
+        Read("run_time_percentiles"),
+        Read("activity_log"),
+        Read("verify_audit"),
+        Read("list_schedules"),
+        Read("preview_schedule"),
+        Read("enqueue"),
+        Read("create_schedule"),
+        Read("paused"),
+        Read("can", checked=False),
     )
 }
-
-

@@ -206,6 +206,7 @@ class Operations:
         """The request path for one record: capability, arguments, load, state, change, audit."""
         op = OPERATIONS[action]
         self._allow(action)
+        self.resolver.check_arguments(action, args)
         if op.check is not None:
             args = op.check(self.hub.settings, args)
         with self._writing() as w:
@@ -397,7 +398,7 @@ class Operations:
         last_error_code, payload, archived), masked as ``get_job`` masks. ``since``/``until`` bound created_at
         (a datetime, ISO text, or a timedelta meaning that long ago); ``task`` and ``state`` take one name or a
         list; ``account`` narrows an operator of every account to one. The archive is read through DuckDB."""
-        self._allow("get_job")
+        self._allow("history")
         now = utcnow()
         f = self._filters({"since": since, "until": until, "task": task, "state": state}, now,
                           ("since", "until", "task", "state"))
@@ -413,7 +414,7 @@ class Operations:
         """The archive's runs, newest first: when, the cutoff, the range of last changes moved, how many jobs and
         files, the checksum, and the live ledger's jobs and bytes before and after. Stack-wide, so for
         operators of every account."""
-        self._allow("throughput")
+        self._allow("archive_runs")
         if self.account is not None:
             raise AccessDenied(
                 f"operator {self.name!r} is bound to account {self.account!r}; the archive's runs count every "
@@ -429,12 +430,12 @@ class Operations:
 
     def throughput_series(self, window: str | timedelta = "24h", interval: str | timedelta = "1h") -> pd.DataFrame:
         """Event counts per interval, task and state over ``window``, in long form for charts."""
-        self._allow("throughput")
+        self._allow("throughput_series")
         return stats.throughput_series(self.hub.ledger, window, interval, account=self.account)
 
     def run_time_percentiles(self, window: str | timedelta = "24h") -> pd.DataFrame:
         """Per task, p50/p95/p99 of attempt run time and queue wait (seconds) over ``window``."""
-        self._allow("throughput")
+        self._allow("run_time_percentiles")
         return stats.run_time_percentiles(self.hub.ledger, window, account=self.account)
 
     def activity_log(
@@ -469,7 +470,7 @@ class Operations:
 
     def paused(self) -> pd.DataFrame:
         """The paused tasks and priority queues: kind ("task" or "queue"), name, paused_at, paused_by."""
-        self._allow("list_jobs")
+        self._allow("paused")
         return pd.DataFrame.from_records(pauses.rows(self.hub.ledger), columns=list(pauses.COLUMNS))
 
     # -- pauses -------------------------------------------------------------------------------
@@ -620,7 +621,7 @@ class Operations:
         """Dead letters counted per task and error code, biggest group first: task, error_code, count, newest,
         count_is_exact (each group is counted up to ``query.GROUP_COUNT_CAP``; past it, count is that cap and
         count_is_exact False)."""
-        self._allow("list_jobs")
+        self._allow("dead_letter_groups")
         now = utcnow()
         f = self._filters({"state": _DEAD, "task": task, "since": since, "until": until}, now)
         with self.hub.ledger.read() as session:
@@ -641,7 +642,7 @@ class Operations:
 
         A bad cron raises ValidationError with croniter's reason.
         """
-        self._allow("list_schedules")
+        self._allow("preview_schedule")
         return schedules.preview(cron=cron, every=every, timezone=timezone, count=count)
 
     # -- writes on many jobs ------------------------------------------------------------------

@@ -40,6 +40,11 @@ class Resolver:
         """AccessDenied unless the role may perform ``action``."""
         self.policy.check(self.operator.role, action, self.operator.name)
 
+    def check_arguments(self, action: str, arguments: Mapping[str, Any]) -> None:
+        """AccessDenied, with the reason, if an argument makes ``action`` count as one the role may not perform
+        (an editor's ``update_job`` with a ``payload`` changes what the job runs)."""
+        self.policy.check_arguments(self.operator.role, action, arguments, self.operator.name)
+
     def scope(self, model: Any) -> list[ColumnElement[bool]]:
         """The conditions that keep a query inside this operator's account."""
         account = self.operator.account

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 import pandas as pd
 
+from ..core.durations import as_timedelta
 from ..core.times import utcnow
 from ..errors import ValidationError
-from ..ledger.stats import parse_window
 from . import render
 from .base import View, button, denial
 
@@ -128,7 +128,7 @@ class ActivityLogView(View):
         if reason is not None:
             self.show_status(reason, "info")
             return
-        since = None if self.window.value == "all" else utcnow() - parse_window(self.window.value)
+        since = None if self.window.value == "all" else utcnow() - as_timedelta(self.window.value, "window")
         self.entries = self.ops.activity_log(since=since)
         self._offer(self.operator_filter, self.entries["operator"])
         self._offer(self.action_filter, self.entries["action"])

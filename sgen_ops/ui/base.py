@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as widgets
 
+from ..core.permissions import ARGUMENT_ACTIONS
 from ..errors import SgenOpsError
 from . import render
 
@@ -47,6 +48,8 @@ ACTION_WORDS: dict[str, str] = {
     "create_schedule": "create schedules", "edit_schedule": "edit schedules", "pause_schedule": "pause schedules",
     "resume_schedule": "resume schedules", "run_schedule_now": "run schedules now",
     "activity_log": "read the Activity Log", "verify_audit": "check the Activity Log's chain",
+    # What an argument makes of an operation (an editor's update_job with a payload): the policy's own words.
+    **dict(ARGUMENT_ACTIONS.values()),
 }
 
 

@@ -8,27 +8,31 @@ Its action buttons are the operations whose accepted states include the job's st
 and Re-run (the same return to the queue) only to one that may not; ``omit`` leaves out actions the hosting view
 already offers (the triage view's Replay and Dismiss). Buttons the role may not use are disabled with the
 reason, in plain words, as tooltip. The Worker field names the host and process id that last ran it.
-Dismiss asks first: it shows "Confirm dismiss" and "Keep". After a write, the view reloads and calls
-``on_change()`` so that the list it was opened from refreshes too.
+Dismiss asks first: it shows "Confirm dismiss" and "Keep". A queued job not yet run shows its payload in an
+editor with "Save payload" (``update_job``): read-only, with the reason as tooltip, for a role that may not
+change what a job runs (by default every role but Administrator); an edit in progress survives a refresh.
+After a write, the view reloads and calls ``on_change()`` so that the list it was opened from refreshes too.
 
 Widgets: ``header``, ``facts``, ``payload``, ``attempts_table``, ``error_log`` (Accordion) and
 ``error_log_text``, ``actions`` (the button bar), ``buttons`` (action -> Button), ``rerun_button``,
 ``cancel_button``, ``retry_now_button``, ``trigger_button``, ``send_to_dead_letter_button``,
 ``replay_button``, ``resolve_button``, ``dismiss_button``, ``confirm_dismiss_button``, ``keep_button``,
 ``resolve_note`` (Text: the note resolve needs, also the reason given when sending to the dead letter),
-``status``; ``detail`` is the last ``JobDetail`` read (None if it could not be read or was dismissed).
+``payload_editor`` (Textarea), ``save_payload_button``, ``payload_edit`` (the two, shown while the payload
+may change), ``status``; ``detail`` is the last ``JobDetail`` read (None if it could not be read or was dismissed).
 
 CSS classes: ``sgen-detail``, ``sgen-detail-header``, ``sgen-detail-facts``, ``sgen-payload``,
 ``sgen-attempts``, ``sgen-error-log``, ``sgen-detail-actions``, ``sgen-detail-<action>`` for each action
 button (``sgen-detail-rerun``, ``sgen-detail-cancel``, ``sgen-detail-retry-now``, ``sgen-detail-trigger``,
 ``sgen-detail-send-to-dead-letter``, ``sgen-detail-replay``, ``sgen-detail-resolve``,
 ``sgen-detail-dismiss``), ``sgen-detail-confirm-dismiss``, ``sgen-detail-keep``, ``sgen-resolve-note``,
-and ``sgen-status`` on the status line.
+``sgen-detail-payload-editor``, ``sgen-detail-save-payload``, and ``sgen-status`` on the status line.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -36,13 +40,13 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..config import Settings
-from ..core.schedule_timing import format_interval
+from ..core.durations import format_duration
 from ..core.states import WAITING
 from ..ledger.query import JobDetail
 from ..runtime import workers_info
 from ..surface.declarations import OPERATIONS
 from . import render
-from .base import View, button, gate
+from .base import View, button, denial, gate
 
 if TYPE_CHECKING:
     from ..surface.operations import Operations
@@ -72,6 +76,21 @@ DONE: dict[str, str] = {
 
 def css_name(action: str) -> str:
     return "sgen-detail-" + action.replace("_", "-")
+
+
+def parse_payload(text: str) -> Any:
+    """A payload editor's JSON; a ValueError saying where it is wrong."""
+    if not text.strip():
+        raise ValueError("the payload is empty; write JSON such as {} or null")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+
+
+def payload_editable(d: JobDetail) -> bool:
+    """Whether ``update_job`` may still change the job's payload: queued, before any attempt of any run."""
+    return d.state == "queued" and d.attempts == 0 and not d.attempt_history and d.replayed_as_id is None
 
 
 _WORKER_NAME = re.compile(r"^(?P<rest>.+)-(?P<pid>\d+)-[0-9a-f]{6}$")
@@ -113,7 +132,7 @@ def facts_html(d: JobDetail, worker: str | None = None, paused_by: str | None = 
         s = d.schedule
         every = s.get("every")
         # Seconds in the job's record; written as the schedules table and form write it ("1h", "5m").
-        every_text = format_interval(float(every)) if isinstance(every, int | float) else every
+        every_text = format_duration(float(every)) if isinstance(every, int | float) else every
         timing = f"cron {s['cron']}" if s.get("cron") else f"every {every_text}" if every else ""
         state = "enabled" if s.get("enabled") else "paused"
         schedule = (f"#{render.esc(s['id'])} {render.esc(s['task'])} · {render.esc(timing)} · {render.badge(state)}"
@@ -232,6 +251,21 @@ class JobDetailView(View):
         self.actions.add_class("sgen-detail-actions")
         self.confirming = False
 
+        # What the job runs: administrators' to change by default; read-only otherwise, saying why.
+        self.payload_editor = widgets.Textarea(layout=widgets.Layout(width="520px", height="160px"))
+        self.payload_editor.add_class("sgen-detail-payload-editor")
+        self.save_payload_button = button("Save payload", "sgen-detail-save-payload", icon="save")
+        may = gate(self.save_payload_button, ops, "update_job_payload",
+                   "Save the edited payload: the job runs it at its first attempt")
+        self.payload_editor.disabled = not may
+        self.payload_editor.tooltip = (
+            "The payload as JSON; it can change until the job's first attempt" if may
+            else denial(ops, "update_job_payload"))
+        self.save_payload_button.on_click(self.guard(lambda _b: self.save_payload()))
+        self.payload_edit = widgets.HBox([self.payload_editor, self.save_payload_button],
+                                         layout=widgets.Layout(display="none", align_items="flex-start"))
+        self._drawn_payload = ""  # the editor's text as last drawn: a different one is an edit in progress
+
         self.children = (
             self.header,
             self.actions,
@@ -239,6 +273,7 @@ class JobDetailView(View):
             self.facts,
             widgets.HTML(render.heading("Payload", 4)),
             self.payload,
+            self.payload_edit,
             widgets.HTML(render.heading("Attempt history", 4)),
             self.attempts_table,
             self.error_log,
@@ -247,7 +282,8 @@ class JobDetailView(View):
 
     def close(self) -> None:
         """Close the view and its buttons, shown or not."""
-        for w in (*self.buttons.values(), self.confirm_dismiss_button, self.keep_button, self.resolve_note):
+        for w in (*self.buttons.values(), self.confirm_dismiss_button, self.keep_button, self.resolve_note,
+                  self.payload_editor, self.save_payload_button, self.payload_edit):
             w.close()
         super().close()
 
@@ -278,6 +314,7 @@ class JobDetailView(View):
             for w in (self.facts, self.payload, self.attempts_table, self.error_log_text):
                 w.value = ""
             self.actions.children = ()
+            self.payload_edit.layout.display = "none"
             return
         self.header.value = render.heading(
             f"Job {d.id} · {render.esc(d.task)} &nbsp;{render.badge(d.state)}"
@@ -285,10 +322,19 @@ class JobDetailView(View):
         )
         self.facts.value = facts_html(d, self._worker(d.worker), self.paused_by)
         self.payload.value = render.pre(render.pretty_json(d.payload))
+        self._draw_payload_editor(d)
         self.attempts_table.value = attempts_html(d)
         self.error_log_text.value = render.pre(d.error_log or d.last_error_detail or "No errors logged.",
                                                max_height="420px")
         self._draw_actions()
+
+    def _draw_payload_editor(self, d: JobDetail) -> None:
+        editable = payload_editable(d)
+        self.payload_edit.layout.display = "" if editable else "none"
+        text = render.pretty_json(d.payload) if editable else ""
+        if self.payload_editor.value == self._drawn_payload:  # untouched: show the payload as it is now
+            self.payload_editor.value = text
+        self._drawn_payload = text
 
     def _worker(self, name: str | None) -> str:
         hub = getattr(self.ops, "hub", None)
@@ -341,6 +387,20 @@ class JobDetailView(View):
                 done = "Cancellation of running job {id} requested; the worker stops it at its next checkpoint."
             self.resolve_note.value = ""
             self._changed(done.format(id=self.job_id))
+
+    def save_payload(self) -> None:
+        """Change the waiting job's payload to the editor's JSON (``update_job``); the outcome is in ``.status``."""
+        try:
+            payload = parse_payload(self.payload_editor.value)
+        except ValueError as exc:
+            self.show_status(f"The payload is not valid JSON; nothing was saved: {exc}.", "error")
+            return
+        self.clear_status()
+        with self.busy(self.save_payload_button):
+            ok, _ = self.attempt(self.ops.update_job, self.job_id, payload=payload)
+        if ok:
+            self._drawn_payload = self.payload_editor.value  # saved: the next draw shows the stored payload
+            self._changed(f"Saved the payload of job {self.job_id}.")
 
     def ask_dismiss(self) -> None:
         self.confirming = True

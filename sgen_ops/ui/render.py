@@ -9,10 +9,12 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from ..core.durations import approximate
 from ..core.times import as_utc
+from ..core.times import relative as relative_time
 
 # State -> (text colour, background). Succeeded green, failures red, retrying amber.
 STATE_COLOURS: dict[str, tuple[str, str]] = {
@@ -43,28 +45,16 @@ def esc(value: Any) -> str:
     return DASH if value is None or value == "" else html.escape(str(value))
 
 
-def _plural(n: int, unit: str) -> str:
-    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
-
-
 def duration(seconds: float) -> str:
-    """'2 minutes', '3 hours', '45 seconds': the largest whole unit."""
-    s = abs(seconds)
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if s >= size:
-            return _plural(int(s // size), unit)
-    return _plural(int(s), "second")
+    """'2 minutes', '3 hours 5 minutes', '45 seconds' (``core.durations.approximate``)."""
+    return approximate(seconds)
 
 
 def relative(moment: datetime | None, now: datetime | None = None) -> str:
-    """'in 2 minutes', '5 hours ago', 'now' -- or a dash for no time."""
+    """'in 2 minutes', '5 hours ago', 'just now' (``core.times.relative``) -- or a dash for no time."""
     if moment is None:
         return DASH
-    now = now or datetime.now(UTC)
-    delta = (as_utc(moment) - now).total_seconds()
-    if abs(delta) < 5:
-        return "now"
-    return f"in {duration(delta)}" if delta > 0 else f"{duration(delta)} ago"
+    return relative_time(moment, now)
 
 
 def timestamp(moment: datetime | None) -> str:

@@ -30,7 +30,6 @@ CSS classes: ``sgen-triage``, ``sgen-groups``, ``sgen-dead-letter-table`` (plus 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -42,8 +41,8 @@ from ..core.tasks import registered
 from ..errors import SgenOpsError
 from ..ledger.query import JobRow
 from . import render
-from .base import View, button, close_tree, gate, run_each
-from .detail import JobDetailView
+from .base import View, button, close_tree, denial, gate, run_each
+from .detail import JobDetailView, parse_payload
 from .joblist import JobList
 from .live import LiveRefresh
 from .queue import error_cell, names
@@ -115,16 +114,6 @@ def group_label(task: str, code: str | None, count: int, newest: datetime, width
             f"newest {render.relative(newest)}")
 
 
-def parse_payload(text: str) -> Any:
-    """The editor's JSON; a ValueError saying where it is wrong."""
-    if not text.strip():
-        raise ValueError("the payload is empty; write JSON such as {} or null")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-
-
 class TriageView(View):
     """Dead letters grouped, listed, replayed, edited and dismissed; see the module docstring."""
 
@@ -182,6 +171,10 @@ class TriageView(View):
                                                layout=widgets.Layout(width="520px", height="180px"))
         self.payload_editor.add_class("sgen-payload-editor")
         self.payload_editor.observe(self.guard(lambda _c: self.check_payload()), names="value")
+        # Read-only, saying why, for a role that may not change what a job runs.
+        refusal = denial(ops, "edit_and_replay")
+        self.payload_editor.disabled = refusal is not None
+        self.payload_editor.tooltip = refusal
         self.payload_error = widgets.HTML(layout=widgets.Layout(width="320px"))
         self.payload_error.add_class("sgen-payload-error")
         self.edit_replay_button = button("Replay edited", "sgen-edit-replay", style="primary", icon="edit")

@@ -73,11 +73,18 @@ class App:
     seeded: Seeded
 
 
+@pytest.fixture(scope="module")
+def app_operator() -> str:
+    """The operator the app runs as (a test parametrizes it to another, with ``scope="module"``)."""
+    return ADMIN
+
+
 @pytest.fixture(scope="module", params=["local", "served"])
 def voila(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path, redis_url: str
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, migrated_sqlite: Path, redis_url: str,
+    app_operator: str,
 ) -> Iterator[App]:
-    """``voila notebooks/app.ipynb`` on a seeded stack as an administrator, one server (and one stack) for the
+    """``voila notebooks/app.ipynb`` on a seeded stack as ``app_operator``, one server (and one stack) for the
     module's tests of each kind. Local: the kernel holds the ledger's settings. Served: it holds only the URL of
     ``sgen-ops serve`` and a token (the ledger and Redis settings it gets point nowhere), so every operation
     goes over HTTP. Each page a test opens starts a kernel of its own; the tests share the ledger, and none
@@ -90,10 +97,10 @@ def voila(
     log = home / "voila.log"
     try:
         seeded = seed(stack)
-        env = seeded.env(ADMIN)
+        env = seeded.env(app_operator)
         if request.param == "served":
             server, url = start_server(seeded.stack)
-            env.update(SGEN_OPS_API_URL=url, SGEN_OPS_API_TOKEN=seeded.hub.create_token(ADMIN),
+            env.update(SGEN_OPS_API_URL=url, SGEN_OPS_API_TOKEN=seeded.hub.create_token(app_operator),
                        SGEN_OPS_DATABASE_URL="postgresql://nobody@127.0.0.1:1/nothing",
                        SGEN_OPS_REDIS_URL="redis://127.0.0.1:1/0")
             env.pop("SGEN_OPS_OPERATOR")
@@ -119,7 +126,7 @@ def voila(
         stack.close()
         if log.exists():
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(log, ARTIFACTS / f"voila-{request.param}.log")
+            shutil.copyfile(log, ARTIFACTS / f"voila-{request.param}-{app_operator}.log")
 
 
 @pytest.fixture
@@ -254,6 +261,32 @@ def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, re
         page.screenshot(path=str(ARTIFACTS / f"workers-{request.node.callspec.id}.png"), full_page=True)
     finally:
         worker.register_death()
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("app_operator", ["ops-editor"], scope="module")
+def test_an_editor_sees_a_waiting_jobs_payload_read_only_and_why(page: Any, seeded: Seeded) -> None:
+    """An editor opens a queued job's detail: the payload editor and its Save button are disabled, with the
+    reason as their tooltip; the job's own actions (Run now, Cancel) stay theirs."""
+    from playwright.sync_api import expect
+
+    reason = "Only administrators can change what a job runs; you are signed in as an editor."
+    queue = page.locator(".sgen-queue")
+    expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    queue.locator(f".sgen-job-{seeded.queued} input[type=checkbox]").check()
+    queue.locator("button.sgen-open-detail").click()
+    detail = queue.locator(".sgen-detail")
+    expect(detail).to_contain_text(str(seeded.queued))
+    editor = detail.locator(".sgen-detail-payload-editor textarea")
+    expect(editor).to_be_disabled()
+    expect(editor).to_have_value(re.compile(r'"later": true'))
+    expect(editor).to_have_attribute("title", reason)
+    save = detail.locator("button.sgen-detail-save-payload")
+    expect(save).to_be_disabled()
+    expect(save).to_have_attribute("title", reason)
+    expect(detail.locator("button.sgen-detail-trigger")).to_be_enabled()
+    page.screenshot(path=str(ARTIFACTS / "editor-payload-read-only.png"), full_page=True)
+    assert seeded.hub.as_operator(ADMIN).get_job(seeded.queued).payload == {"later": True}
 
 
 @SQLITE_ONLY

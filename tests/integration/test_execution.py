@@ -155,7 +155,7 @@ def test_duplicate_and_stale_deliveries_run_once(hub: sgen_ops.Hub, work: Work, 
         ({"task": "test.ok", "payload": {"nan": float("nan")}}, "payload is not JSON-serialisable"),
         ({"task": "test.ok", "payload": {"blob": "x" * (1024 * 1024)}}, "the limit is 1048576 bytes"),
         ({"task": "test.ok", "priority": "urgent"}, "allowed: high, normal, low"),
-        ({"task": "test.ok", "delay": -5}, "give seconds >= 0"),
+        ({"task": "test.ok", "delay": -5}, "invalid delay -5: it is negative, it must be at least 0 seconds"),
         ({"task": "test.ok", "max_attempts": 0}, "give a whole number >= 1"),
     ],
 )

@@ -15,7 +15,8 @@ from sgen_ops.core.masking import MASK
 from .test_surface_fixtures import SECRET_PAYLOAD, add_operators, job_row, ledger_state
 
 
-def test_an_editor_saves_a_masked_payload_and_the_secrets_stay(hub: sgen_ops.Hub) -> None:
+def test_a_masked_payload_saved_back_keeps_the_secrets(hub: sgen_ops.Hub) -> None:
+    """An administrator saves what an editor's masked view showed (the payload is the administrators' to change)."""
     ops = add_operators(hub)
     job_id = hub.enqueue("test.secret", SECRET_PAYLOAD, delay=3600)
     shown = ops["editor"].get_job(job_id).payload
@@ -23,7 +24,7 @@ def test_an_editor_saves_a_masked_payload_and_the_secrets_stay(hub: sgen_ops.Hub
     edited = copy.deepcopy(shown)
     edited["region"] = "us-east-1"
     edited["rows"].append({"card": "4000000000000002", "id": 3})
-    ops["editor"].update_job(job_id, payload=edited)
+    ops["administrator"].update_job(job_id, payload=edited)
     stored = job_row(hub, job_id)["payload"]
     assert stored == {**SECRET_PAYLOAD, "region": "us-east-1",
                       "rows": [*SECRET_PAYLOAD["rows"], {"card": "4000000000000002", "id": 3}]}
@@ -62,7 +63,7 @@ def test_a_mask_anywhere_else_is_refused_and_changes_nothing(hub: sgen_ops.Hub, 
     job_id = hub.enqueue("test.secret", SECRET_PAYLOAD, delay=3600)
     before = ledger_state(hub)
     with pytest.raises(ValidationError, match="mask"):
-        ops["editor"].update_job(job_id, payload=payload)
+        ops["administrator"].update_job(job_id, payload=payload)
     assert ledger_state(hub) == before
 
 

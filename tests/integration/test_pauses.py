@@ -159,7 +159,7 @@ def test_only_administrators_pause_unless_configured(make_hub: Callable[..., sge
     with hub.ledger.read() as session:
         assert session.scalar(select(func.count()).select_from(Pause)) == 0
 
-    configured = make_hub(capabilities={"editor": ["list_jobs", "pause_task", "resume_task"]})
+    configured = make_hub(capabilities={"editor": ["list_jobs", "paused", "pause_task", "resume_task"]})
     configured.add_operator("erin", "editor")
     erin = configured.as_operator("erin")
     erin.pause_task("test.ok")

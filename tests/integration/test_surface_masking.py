@@ -116,10 +116,10 @@ def test_activity_log_masks_administrator_entries_for_other_readers(hub: sgen_op
     assert snapshot["last_error_detail"] == f"provider rejected key {MASK}"
 
 
-def test_an_editors_own_writes_are_logged_masked(hub: sgen_ops.Hub) -> None:
+def test_a_payload_update_is_logged_masked(hub: sgen_ops.Hub) -> None:
     ops = add_operators(hub)
     job_id = hub.enqueue("test.secret", SECRET_PAYLOAD, delay=3600)
-    ops["editor"].update_job(job_id, payload={**SECRET_PAYLOAD, "credentials": {"api_key": "sk-new-999"}})
+    ops["administrator"].update_job(job_id, payload={**SECRET_PAYLOAD, "credentials": {"api_key": "sk-new-999"}})
     [entry] = log_entries(hub)
     assert entry.change["before"]["payload"] == MASKED_PAYLOAD
     assert entry.change["after"]["payload"]["credentials"] == {"api_key": MASK}

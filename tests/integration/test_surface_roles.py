@@ -13,9 +13,10 @@ from sgen_ops import AccessDenied, NotFound
 from sgen_ops.surface.operations import Operations
 from tests.integration.test_surface_fixtures import Jobs, add_operators, job_row, ledger_state, log_entries
 from tests.integration.test_surface_schedules import SCHEDULE_MATRIX
+from tests.unit.test_permissions import readme_permissions
 
-# The product spec's capability map (seed 000, and permissions.py for seed 003's extra operations),
-# written out here independently of the code under test.
+# The product spec's capability map (seed 000's, and what every other operation counts as), written out here
+# independently of the code under test, and checked against the README's "Who may do what" table.
 EVERYONE = {"administrator", "editor", "viewer"}
 EDITORS = {"administrator", "editor"}
 ADMINS = {"administrator"}
@@ -82,6 +83,12 @@ EFFECT: dict[str, Callable[[dict[str, Any]], bool]] = {
     "replay_dead_letters": lambda row: row["state"] == "queued",
     "dismiss_dead_letters": lambda row: row == {},
 }
+
+
+def test_matrix_is_the_readmes_table() -> None:
+    shown = readme_permissions()
+    assert {op: allowed for op, (allowed, *_) in (MATRIX | SCHEDULE_MATRIX).items()} == {
+        op: set(shown[op][1]) for op in (MATRIX | SCHEDULE_MATRIX)}
 
 
 def test_matrix_covers_every_operation() -> None:

@@ -184,3 +184,37 @@ def test_a_waiting_job_held_by_a_pause_says_so(hub: sgen_ops.Hub, ops: dict[str,
     admin.resume_queue("low")
     view.refresh()
     assert "sgen-paused-badge" not in view.facts.value
+
+
+def test_an_editor_sees_the_payload_read_only_and_why(hub: sgen_ops.Hub, ops: dict[str, Operations]) -> None:
+    job_id = hub.enqueue("test.ok", {"n": 1}, delay=3600)
+    editor = JobDetailView(ops["editor"], job_id)
+    assert editor.payload_edit.layout.display == "" and '"n": 1' in editor.payload_editor.value
+    reason = "Only administrators can change what a job runs; you are signed in as an editor."
+    assert editor.payload_editor.disabled and editor.payload_editor.tooltip == reason
+    assert editor.save_payload_button.disabled and editor.save_payload_button.tooltip == reason
+    # What the editor may change is still theirs (the view's other buttons), and the payload stays as it was.
+    assert not editor.trigger_button.disabled and not editor.cancel_button.disabled
+    before = ledger_state(hub)
+    editor.payload_editor.value = '{"n": 2}'
+    editor.save_payload()
+    assert status_of(editor)[0] == "error" and "only administrators can change what a job runs" in status_of(editor)[1]
+    assert ledger_state(hub) == before
+
+
+def test_an_administrator_edits_a_waiting_jobs_payload(hub: sgen_ops.Hub, admin: Operations, jobs: Jobs) -> None:
+    job_id = hub.enqueue("test.ok", {"n": 1}, delay=3600)
+    view = JobDetailView(admin, job_id)
+    assert not view.payload_editor.disabled and not view.save_payload_button.disabled
+    view.payload_editor.value = "{not json"
+    view.save_payload()
+    assert status_of(view)[0] == "error" and "invalid JSON" in status_of(view)[1]
+    view.payload_editor.value = '{"n": 2}'
+    view.refresh()  # an edit in progress survives a refresh
+    assert view.payload_editor.value == '{"n": 2}'
+    view.save_payload()
+    assert status_of(view) == ("ok", f"✔ Saved the payload of job {job_id}.")
+    assert job_row(hub, job_id)["payload"] == {"n": 2}
+    assert '"n": 2' in text(view.payload.value)
+    # Once the job has run, its payload is no longer editable.
+    assert JobDetailView(admin, jobs.make("succeeded")).payload_edit.layout.display == "none"

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import CroniterError, croniter  # type: ignore[import-untyped,unused-ignore]
 
-from sgen_ops.core.schedule_timing import Timing, format_interval, parse_interval, validate_cron, validate_timezone
+from sgen_ops.core.schedule_timing import Timing, validate_cron, validate_timezone
 from sgen_ops.errors import ValidationError
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -22,74 +22,6 @@ NEW_YORK = ZoneInfo("America/New_York")
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-
-
-# --------------------------------------------------------------------------- parse_interval
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        (90, 90.0),
-        (1, 1.0),
-        (90.5, 90.5),
-        ("90", 90.0),
-        ("2.5", 2.5),
-        (timedelta(minutes=5), 300.0),
-        ("15m", 900.0),
-        (" 15M ", 900.0),
-        ("90s", 90.0),
-        ("1h30m", 5400.0),
-        ("1h 30m", 5400.0),
-        ("1.5h", 5400.0),
-        ("2d", 172800.0),
-        ("1w", 604800.0),
-        ("45 minutes", 2700.0),
-        ("1 hour", 3600.0),
-        ("1 hour and 30 minutes", 5400.0),
-        ("2 days, 3 hours", 2 * 86400.0 + 3 * 3600.0),
-        ("10 secs", 10.0),
-    ],
-)
-def test_parse_interval_accepts(value: int | float | timedelta | str, seconds: float) -> None:
-    assert parse_interval(value) == seconds
-
-
-@pytest.mark.parametrize(
-    ("value", "fragment"),
-    [
-        (True, "bool"),
-        (False, "bool"),
-        (0, "zero"),
-        ("0s", "zero"),
-        (timedelta(0), "zero"),
-        (-5, "negative"),
-        ("-5m", "negative"),
-        ("-5", "negative"),
-        (0.5, "under the minimum of 1 second"),
-        ("500ms", "unknown unit 'ms'"),
-        ("", "empty"),
-        ("   ", "empty"),
-        ("abc", "cannot understand 'abc'"),
-        ("5 parsecs", "unknown unit 'parsecs'"),
-        ("1h30", "cannot understand '30'"),
-        ("1h1h", "more than once"),
-        (float("nan"), "finite"),
-        (float("inf"), "finite"),
-        (None, "NoneType"),
-        ([60], "list"),
-        ("3651d", "maximum of 3650 days"),
-    ],
-)
-def test_parse_interval_rejects_with_reason_and_allowed_forms(value: object, fragment: str) -> None:
-    with pytest.raises(ValidationError) as info:
-        parse_interval(value)  # type: ignore[arg-type]
-    message = str(info.value)
-    assert fragment in message
-    assert repr(value) in message
-    assert "allowed:" in message
-    assert "'15m'" in message
-    assert "'1h30m'" in message
 
 
 # --------------------------------------------------------------------------- validate_cron / validate_timezone
@@ -461,7 +393,7 @@ def test_latest_due_agrees_with_next_after_around_dst(zone: str, expr: str) -> N
             assert t.latest_due(start, now) == expected
 
 
-# --------------------------------------------------------------------------- describe / format_interval
+# --------------------------------------------------------------------------- describe
 
 
 def test_describe() -> None:
@@ -471,24 +403,3 @@ def test_describe() -> None:
     assert Timing.build(every=5400).describe() == "every 1h30m"
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [
-        (900, "15m"),
-        (5400, "1h30m"),
-        (172800, "2d"),
-        (90, "1m30s"),
-        (45, "45s"),
-        (3661, "1h1m1s"),
-        (86401, "1d1s"),
-        (604800, "1w"),
-        (694800, "1w1d1h"),
-        (1.5, "1.5s"),
-        (61.25, "1m1.25s"),
-        (0, "0s"),
-    ],
-)
-def test_format_interval(seconds: float, text: str) -> None:
-    assert format_interval(seconds) == text
-    if seconds >= 1:
-        assert parse_interval(text) == seconds  # round trip
