@@ -222,6 +222,7 @@ class Soak:
         (self.workdir / "workers").mkdir(exist_ok=True)
         self.workers: list[Worker | None] = [None] * options.workers
         self.worker_serial = 0
+        self.kills = 0  # SIGKILLs the chaos phase sent
         self.redis_pid = 0
         self.redis_pids: list[int] = []  # every redis-server the soak started
         self.redis_port = 0
@@ -517,7 +518,10 @@ class Soak:
         next_kill = begin + self.rng.uniform(o.kill_min, o.kill_max)
         next_pg = begin + o.pg_every
         outage_at = begin + o.seconds * o.db_outage_at if self.cluster is not None else math.inf
-        while (now := time.monotonic()) < end or self.outage_ends:
+        # A chaos phase that killed nothing (on a loaded machine no worker may have been busy at the moments it
+        # tried) goes on, up to twice its length again, until its first kill: a soak without one proves little.
+        while (now := time.monotonic()) < end or self.outage_ends or (
+                o.kill_max > 0 and self.kills == 0 and now < end + 2 * o.seconds):
             self.keep_workers()
             if self.outage_ends and now >= self.outage_ends:
                 self.start_database()
@@ -534,7 +538,9 @@ class Soak:
                 with contextlib.suppress(Exception):
                     self.terminate_pg_backends()
             elif o.kill_max > 0 and now >= next_kill:
-                next_kill = now + (self.rng.uniform(o.kill_min, o.kill_max) if self.kill_something() else 0.5)
+                killed = self.kill_something()
+                self.kills += killed
+                next_kill = now + (self.rng.uniform(o.kill_min, o.kill_max) if killed else 0.5)
             time.sleep(0.1)
 
     def drain(self) -> float:

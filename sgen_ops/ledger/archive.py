@@ -303,6 +303,8 @@ def _move_batch(ledger: Ledger, store: Store, run_id: int, number: int, ids: Seq
         attempts = session.execute(select(ATTEMPTS).where(ATTEMPTS.c.job_id.in_(ids))
                                    .order_by(ATTEMPTS.c.job_id, ATTEMPTS.c.run, ATTEMPTS.c.number)).all()
         events = session.execute(select(EVENTS).where(EVENTS.c.job_id.in_(ids)).order_by(EVENTS.c.id)).all()
+    if not jobs:
+        return 0, 0  # another archiver moved the whole batch after it was chosen
     by_job: dict[int, list[Any]] = defaultdict(list)
     for a in attempts:
         by_job[a.job_id].append(a)

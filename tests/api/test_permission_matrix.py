@@ -28,6 +28,8 @@ Call = Callable[[Any, Any], Any]
 CALLS: dict[str, tuple[str | None, Call]] = {
     "list_jobs": (None, lambda ops, t: ops.list_jobs(state="queued")),
     "get_job": ("succeeded", lambda ops, t: ops.get_job(t)),
+    "history": (None, lambda ops, t: ops.history(state="succeeded")),
+    "archive_runs": (None, lambda ops, t: ops.archive_runs()),
     "dead_letter_groups": (None, lambda ops, t: ops.dead_letter_groups()),
     "paused": (None, lambda ops, t: ops.paused()),
     "list_schedules": (None, lambda ops, t: ops.list_schedules()),

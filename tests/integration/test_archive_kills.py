@@ -146,3 +146,26 @@ def test_without_the_lock_the_delete_transaction_still_keeps_them_apart(
     exactly_once(hub, everything)
     files_intact(hub)
     pd.testing.assert_frame_equal(hub.as_operator("dana").throughput("24h"), before)
+
+
+def test_a_batch_another_archiver_moved_whole_is_skipped(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the lock, a second archiver may move every job of a batch between the first one choosing it and
+    reading it: the first then finds nothing to write and carries on (it once failed on the empty batch)."""
+    hub, everything, before = seeded(stack)
+    monkeypatch.setattr(archive, "archive_lock", lambda ledger, wait=True: contextlib.nullcontext(True))
+    other = stack.hub()
+    move = archive._move_batch
+    calls: list[str] = []
+
+    def late(*args: object, **kwargs: object) -> tuple[int, int]:
+        if not calls:
+            calls.append("the other archiver")  # before it runs: its own batches go straight through
+            calls.append(str(archive.run(other.ledger, other.settings, now=NOW, batch=JOBS).jobs))
+        return move(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(archive, "_move_batch", late)
+    first = archive.run(hub.ledger, hub.settings, now=NOW, batch=JOBS)
+    assert (calls, first.jobs, first.files) == (["the other archiver", str(JOBS)], 0, 0)
+    exactly_once(hub, everything)
+    files_intact(hub)
+    pd.testing.assert_frame_equal(hub.as_operator("dana").throughput("24h"), before)

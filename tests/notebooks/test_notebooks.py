@@ -262,6 +262,12 @@ def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path
         assert [pid for pid in started if _alive(pid)] == []
     finally:
         log.close()
+        # Whatever the demo started, also when the test failed before reading its pids: its descendants, and
+        # any process working in its home (JupyterLab's --notebook-dir names it).
+        if demo.poll() is None:
+            started += [c.pid for c in psutil.Process(demo.pid).children(recursive=True)]
+        started += [p.pid for p in psutil.process_iter(["cmdline"])
+                    if p.pid != os.getpid() and str(home) in " ".join(p.info["cmdline"] or ())]
         for pid in started:
             if _alive(pid):
                 stop_process(pid)
