@@ -153,6 +153,7 @@ def checkout(tmp_path: Path, database_url: str) -> Iterator[tuple[Path, dict[str
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # every command of the README as its own process, twice as many on a loaded machine
 def test_the_readme_examples_run_in_order_on_the_demo(
     checkout: tuple[Path, dict[str, str]], record_property: Any
 ) -> None:
