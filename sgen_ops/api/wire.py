@@ -232,7 +232,8 @@ def decode(cls: type[T], data: dict[str, Any]) -> T:
             if dataclasses.is_dataclass(item):
                 value = [decode(item, v) for v in value]  # type: ignore[arg-type]
         elif isinstance(value, dict):
-            nested = [o for o in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(o)]
+            options = typing.get_args(hint) or (hint,)
+            nested = [o for o in options if isinstance(o, type) and dataclasses.is_dataclass(o)]
             times = DICT_TIMES.get((cls.__name__, f.name), ())
             if nested:
                 value = decode(nested[0], value)

@@ -1,7 +1,8 @@
 """The ``sgen-ops`` command line, in the style of ``rq`` and ``kubectl``: readable tables by default, ``--json``
 for scripts, and every operation through the Jobs surface as the acting operator.
 
-Exit status: 0 done; 1 an operation was refused (a ``SgenOpsError``: the reason on stderr, no traceback);
+Exit status: 0 done; 1 an operation was refused (a ``SgenOpsError``: the reason on stderr, no traceback), or
+the command needs the stack itself where only the API is reached (``base.NeedsLocalStack``);
 2 the command line itself was wrong (argparse's usage errors); 69 the ledger or Redis (or the API) could not be
 reached (``Unavailable``: one line on stderr, nothing recorded; try again later).
 """
@@ -85,10 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     asked, args.log_level = args.log_level, (args.log_level or "INFO").upper()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if asked is None:
-        # A library's own lines (httpx logs every request at INFO) only when --log-level asks for them.
-        for chatty in ("alembic", "papermill", "httpx", "httpcore"):
-            logging.getLogger(chatty).setLevel(logging.WARNING)
+    # A library's own lines (httpx logs every request at INFO) only when --log-level asks for them.
+    for chatty in ("alembic", "papermill", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING if asked is None else logging.NOTSET)
     COMMAND[1:] = [args.command, *filter(None, [getattr(args, f"{args.command}_command", None)])]
     try:
         status = int(args.func(args))

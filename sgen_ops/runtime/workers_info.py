@@ -3,9 +3,9 @@ queue's depth, with the ledger's view of what waits longest and when a schedule 
 
 ``snapshot(hub)`` reads Redis (the workers' registrations and heartbeats, the queues and their scheduled
 registries) and the ledger (jobs waiting, delayed and running and the oldest job due but not yet started, per
-priority; the latest schedule tick emitted; the enabled schedules; the archive's summary). It changes nothing. A worker is *stale* when its last heartbeat is older than its
-own time to live (a live RQ worker beats at least that often, even idle), or when it was registered on
-this host by a process that no longer exists.
+priority; the latest schedule tick emitted; the enabled schedules; the archive's summary). It changes nothing.
+A worker is *stale* when its last heartbeat is older than its own time to live (a live RQ worker beats at
+least that often, even idle), or when it was registered on this host by a process that no longer exists.
 """
 
 from __future__ import annotations
