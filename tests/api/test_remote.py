@@ -4,7 +4,6 @@ DataFrames (columns, dtypes, values), masked alike -- and raises the same errors
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
