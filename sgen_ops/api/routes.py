@@ -61,6 +61,7 @@ ROUTES: Mapping[str, tuple[Route, ...]] = {
     "preview_schedule": (Route("GET", "/api/schedules/preview", args=s.PreviewQuery),),
     "can": (Route("GET", "/api/me"),),
     "paused": (Route("GET", "/api/paused"),),
+    "workers": (Route("GET", "/api/workers"),),
     "history": (Route("GET", f"{_ACCOUNT}/history", args=s.HistoryQuery),),
     "archive_runs": (Route("GET", "/api/archive/runs", args=s.ArchiveRunsQuery),),
     # creations

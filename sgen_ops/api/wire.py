@@ -207,38 +207,40 @@ def _is_time(hint: Any) -> bool:
     return union and datetime in typing.get_args(hint)
 
 
+# The times inside a dataclass's dict fields, by class and field: a job's schedule summary, the archive's last run.
+DICT_TIMES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("JobDetail", "schedule"): ("next_run", "last_run"),
+    ("Summary", "last_run"): ("started_at", "finished_at", "cutoff", "oldest", "newest"),
+}
+
+
 def decode(cls: type[T], data: dict[str, Any]) -> T:
-    """A dataclass from ``encode``'s JSON: its time fields parsed, lists of dataclasses rebuilt."""
+    """A dataclass from ``encode``'s JSON: its time fields parsed (and the times ``DICT_TIMES`` names inside
+    its dict fields), dataclasses and lists of them rebuilt."""
     hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name not in data:
             continue
         value, hint = data[f.name], hints[f.name]
-        if value is not None and _is_time(hint):
+        if value is None:
+            pass
+        elif _is_time(hint):
             value = parse_time(value)
-        elif typing.get_origin(hint) is list and value is not None:
+        elif typing.get_origin(hint) is list:
             (item,) = typing.get_args(hint)
             if dataclasses.is_dataclass(item):
                 value = [decode(item, v) for v in value]  # type: ignore[arg-type]
+        elif isinstance(value, dict):
+            options = typing.get_args(hint) or (hint,)
+            nested = [o for o in options if isinstance(o, type) and dataclasses.is_dataclass(o)]
+            times = DICT_TIMES.get((cls.__name__, f.name), ())
+            if nested:
+                value = decode(nested[0], value)
+            elif times:
+                value = {k: parse_time(v) if k in times and isinstance(v, str) else v for k, v in value.items()}
         values[f.name] = value
     return cls(**values)
-
-
-# The times inside JobDetail.schedule (``query.read_detail``), the one dict of times in a dataclass.
-SCHEDULE_TIMES = ("next_run", "last_run")
-
-
-def decode_detail(data: dict[str, Any]) -> Any:
-    """A ``JobDetail`` from its JSON, the times of its schedule summary included."""
-    from ..ledger.query import JobDetail
-
-    detail = decode(JobDetail, data)
-    if detail.schedule:
-        schedule = {k: parse_time(v) if k in SCHEDULE_TIMES and isinstance(v, str) else v
-                    for k, v in detail.schedule.items()}
-        detail = dataclasses.replace(detail, schedule=schedule)
-    return detail
 
 
 # -- an operation's answer -----------------------------------------------------------------------------
@@ -271,8 +273,6 @@ def codec(method: Callable[..., Any], status: int) -> Codec:
         return Codec("fire_times", lambda value: {"fire_times": encode(value)},
                      lambda data: [parse_time(t) for t in data["fire_times"]])
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        from ..ledger.query import JobDetail
-
         cls: type[Any] = hint
-        return Codec(cls, encode, decode_detail if cls is JobDetail else (lambda data: decode(cls, data)))
+        return Codec(cls, encode, lambda data: decode(cls, data))
     raise TypeError(f"{getattr(method, '__qualname__', method)} answers {hint!r}, which has no shape over HTTP")

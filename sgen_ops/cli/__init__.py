@@ -1,7 +1,8 @@
 """The ``sgen-ops`` command line, in the style of ``rq`` and ``kubectl``: readable tables by default, ``--json``
 for scripts, and every operation through the Jobs surface as the acting operator.
 
-Exit status: 0 done; 1 an operation was refused (a ``SgenOpsError``: the reason on stderr, no traceback);
+Exit status: 0 done; 1 an operation was refused (a ``SgenOpsError``: the reason on stderr, no traceback), or
+the command needs the stack itself where only the API is reached (``base.NeedsLocalStack``);
 2 the command line itself was wrong (argparse's usage errors); 69 the ledger or Redis (or the API) could not be
 reached (``Unavailable``: one line on stderr, nothing recorded; try again later).
 """
@@ -18,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from ..errors import SgenOpsError, Unavailable
 from ..transport.reach import REDIS_DOWN
 from . import archive, audit, info, jobs, pauses, schedules, stack
-from .base import UsageError, close_opened, operator_from_env
+from .base import COMMAND, UsageError, close_opened, operator_from_env
 
 __all__ = ["build_parser", "main", "operator_from_env"]
 
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "69 the ledger, Redis or the API could not be reached",
     )
     parser.add_argument("--version", action="version", version=_version())
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    parser.add_argument("--log-level", default=None,
+                        help="logging level (default INFO for sgen-ops' own lines, WARNING for the libraries')")
     sub = parser.add_subparsers(dest="command", required=True)
     stack.register(sub)
     jobs.register(sub)
@@ -82,9 +84,12 @@ def _redis_unavailable(exc: BaseException) -> Unavailable:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("alembic", "papermill"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    asked, args.log_level = args.log_level, (args.log_level or "INFO").upper()
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A library's own lines (httpx logs every request at INFO) only when --log-level asks for them.
+    for chatty in ("alembic", "papermill", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING if asked is None else logging.NOTSET)
+    COMMAND[1:] = [args.command, *filter(None, [getattr(args, f"{args.command}_command", None)])]
     try:
         status = int(args.func(args))
         sys.stdout.flush()

@@ -26,8 +26,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ..config import load_settings
     from ..ledger import audit
     from ..ledger.store import Ledger
+    from ..ui.session import served_only
 
-    result = audit.verify(opened(Ledger(load_settings().effective_database_url)))
+    if served_only() is not None:
+        # Through the API, as the token's operator (verify_audit is the administrators').
+        result = operations(args).verify_audit()
+    else:
+        result = audit.verify(opened(Ledger(load_settings().effective_database_url)))
     if args.json:
         print_json(result)
     else:
@@ -77,6 +82,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     audit = sub.add_parser("audit", help="the Activity Log").add_subparsers(dest="audit_command", required=True)
     p = audit.add_parser("verify", help="check the Activity Log's hash chain; names the first altered entry")
+    p.set_defaults(operator=None)  # through the API, the token's operator
     add_json(p)
     p.set_defaults(func=cmd_verify)
 

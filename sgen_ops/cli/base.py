@@ -48,9 +48,35 @@ def operator_from_env() -> str | None:
     return os.environ.get("SGEN_OPS_OPERATOR") or os.environ.get("JUPYTERHUB_USER") or None
 
 
+class NeedsLocalStack(SgenOpsError):
+    """A command that works on the stack itself (its ledger, its Redis, its processes), run where only the API
+    is reached: ``SGEN_OPS_API_URL`` set and no stack named here."""
+
+
+# The command running, for refusals ("sgen-ops tokens create"); main() sets it.
+COMMAND = ["sgen-ops"]
+
+
+def local_stack() -> None:
+    """Refuse, in words, a command that needs the stack itself when this shell reaches only the API: it would
+    otherwise create a ledger and start a Redis server here."""
+    from ..ui.session import served_only
+
+    url = served_only()
+    if url is not None:
+        raise NeedsLocalStack(
+            f"`{' '.join(COMMAND)}` works on the stack itself (its ledger and Redis), which this shell reaches "
+            f"only through the API at {url} (SGEN_OPS_API_URL), and the API does not offer it; run it on the "
+            "machine that runs `sgen-ops serve`, or name a stack here with SGEN_OPS_HOME or SGEN_OPS_DATABASE_URL"
+        )
+
+
 def hub() -> Hub:
+    """The stack's hub (the embedded stack of SGEN_OPS_HOME, or the URLs); refused when only the API is reached
+    (``local_stack``)."""
     from ..hub import connect
 
+    local_stack()
     return opened(connect())
 
 

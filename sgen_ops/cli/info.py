@@ -1,91 +1,22 @@
 """``sgen-ops info``: the stack at a glance, read-only, as ``rq info`` shows it: the live RQ workers of this
 stack's queues (host, pid, state, current job, last heartbeat, jobs done and failed; stale ones flagged), each
-priority queue's depth and oldest waiting job, and the scheduler's last tick. Ledger counts are scoped to
-the operator's account."""
+priority queue's depth and oldest waiting job, and the scheduler's last tick: ``Operations.workers``, the
+ledger's or, with SGEN_OPS_API_URL set, the server's (``GET /api/workers``). Ledger counts are scoped to the
+operator's account."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
-from ..core.states import WAITING_VALUES, State
-from ..core.tasks import PRIORITIES
-from ..core.times import as_utc, utcnow
-from ..ledger.store import Job, Schedule
+from ..core.times import as_utc
 from . import table
-from .base import add_json, add_operator, hub, operator_from_env, print_json
+from .base import add_json, add_operator, operations, print_json
 
 if TYPE_CHECKING:
-    from ..hub import Hub
     from ..ledger import archive
-    from ..runtime import workers_info
-    from ..surface.operations import Operations
-
-
-@dataclass(frozen=True)
-class QueueInfo:
-    priority: str
-    waiting: int  # due now, in the ledger
-    delayed: int  # waiting for a later time
-    running: int
-    in_redis: int  # deliveries on the RQ queue
-    oldest_due: datetime | None  # the earliest due time among the waiting jobs
-
-
-@dataclass(frozen=True)
-class StackInfo:
-    workers: list[workers_info.WorkerInfo]
-    queues: list[QueueInfo]
-    last_tick: datetime | None
-    enabled_schedules: int
-    at: datetime
-    # The archive's last run and totals: stack-wide, so shown to operators of every account only.
-    archive: archive.Summary | None = None
-
-
-def gather(args: argparse.Namespace) -> StackInfo:
-    """What ``info`` shows, read from RQ and the ledger as the command's operator."""
-    with hub() as h:
-        return _gather(h, h.as_operator(args.operator or operator_from_env()))
-
-
-def _gather(h: Hub, ops: Operations) -> StackInfo:
-    # Read here, not at import: it brings the schedules module and pandas, which `sgen-ops worker` never needs.
-    from ..runtime import workers_info
-
-    ops.resolver.check("list_jobs")
-    now = utcnow()
-    workers = list(workers_info.live_workers(h, now))
-    scope = ops.resolver.scope(Job)
-    waiting = Job.state.in_(WAITING_VALUES)
-    schedule_scope = ops.resolver.scope(Schedule)
-    with h.ledger.read() as session:
-        carrying = [w.current_job for w in workers if w.current_job is not None]
-        visible = set(session.scalars(select(Job.id).where(Job.id.in_(carrying), *scope))) if carrying else set()
-        # Another account's job is not named to an operator bound to one account.
-        workers = [w if w.current_job in visible else replace(w, current_job=None, current_task=None)
-                   for w in workers]
-        per_priority = workers_info.per_priority
-        due = per_priority(session, workers_info.due_now(now), *scope)
-        oldest = per_priority(session, workers_info.due_now(now), *scope, value=func.min(Job.scheduled_for))
-        later = per_priority(session, waiting, Job.scheduled_for > now, *scope)
-        running = per_priority(session, Job.state == State.RUNNING.value, *scope)
-        last_tick = workers_info.last_schedule_tick(session, *schedule_scope)
-        enabled = session.scalar(
-            select(func.count()).select_from(Schedule).where(Schedule.enabled.is_(True), *schedule_scope))
-    queues = [
-        QueueInfo(p, int(due.get(p, 0)), int(later.get(p, 0)), int(running.get(p, 0)), h.transport.queues[p].count,
-                  as_utc(oldest[p]) if oldest.get(p) is not None else None)
-        for p in PRIORITIES
-    ]
-    from ..ledger import archive
-
-    summary = archive.summary(h.ledger) if ops.account is None else None
-    return StackInfo(workers, queues, last_tick, int(enabled or 0), now, summary)
 
 
 WORKER_COLUMNS = (
@@ -104,14 +35,14 @@ QUEUE_COLUMNS = (
     table.Column("WAITING", "waiting", right=True),
     table.Column("DELAYED", "delayed", right=True),
     table.Column("RUNNING", "running", right=True),
-    table.Column("IN REDIS", "in_redis", right=True),
+    table.Column("IN REDIS", "ready", right=True),
     table.Column("OLDEST WAITING", lambda q: table.relative(q["oldest_due"]).removesuffix(" ago") if q["oldest_due"]
                  else ""),
 )
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    info = gather(args)
+    info = operations(args).workers()
     if args.json:
         print_json(info)
         return 0
@@ -124,8 +55,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(table.render([asdict(q) for q in info.queues], QUEUE_COLUMNS, now=info.at))
     print()
     tick = "none yet"
-    if info.last_tick:
-        tick = f"{table.relative(info.last_tick, info.at)} ({table.text(info.last_tick)} UTC)"
+    if info.last_schedule_tick:
+        tick = f"{table.relative(info.last_schedule_tick, info.at)} ({table.text(info.last_schedule_tick)} UTC)"
     print(f"scheduler: last tick {tick}; {info.enabled_schedules} enabled schedule(s)")
     if info.archive is not None:
         print(archive_line(info.archive, info.at))

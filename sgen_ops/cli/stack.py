@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from .base import UsageError, add_json, add_operator, hub, opened, operator_from_env, print_json
+from .base import UsageError, add_json, add_operator, hub, local_stack, opened, operator_from_env, print_json
 
 APP_HOST = "127.0.0.1"
 APP_PORT = 8866
@@ -62,6 +62,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from ..config import load_settings
     from ..ledger.store import Ledger
 
+    local_stack()
     ledger = opened(Ledger(load_settings().effective_database_url))
     ledger.upgrade(args.revision)
     print(f"ledger schema at {ledger.current_revision()} ({ledger.engine.url.render_as_string(hide_password=True)})")
@@ -76,7 +77,7 @@ def cmd_operators_add(args: argparse.Namespace) -> int:
 
 
 def cmd_operators_enable(args: argparse.Namespace) -> int:
-    enabled = args.ops_command == "enable"
+    enabled = args.operators_command == "enable"
     hub().set_operator_enabled(args.name, enabled)
     print(f"operator {args.name!r} {'enabled' if enabled else 'disabled'}")
     return 0
@@ -100,6 +101,7 @@ def cmd_operators_list(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..api import server
 
+    local_stack()
     return server.run(host=args.host, port=args.port, workers=args.workers, log_level=args.log_level)
 
 
@@ -162,12 +164,14 @@ def cmd_runbook(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..ops import demo
 
+    local_stack()
     return demo.main(headless=args.headless)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     from ..ops import demo
 
+    local_stack()
     demo.down()
     return 0
 
@@ -233,7 +237,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_db_upgrade)
 
     ops = sub.add_parser("operators", help="operators and their roles").add_subparsers(
-        dest="ops_command", required=True
+        dest="operators_command", required=True
     )
     p = ops.add_parser("add", help="register an operator")
     p.add_argument("name")

@@ -62,6 +62,8 @@ PERMISSIONS: Mapping[str, CountsAs] = MappingProxyType({
                                                       "no job's data"),
     "dead_letter_groups": CountsAs("List jobs", "counts the dead letters the queue list shows, by task and error code"),
     "paused": CountsAs("List jobs", "which tasks and queues are held back, as the queue list marks them"),
+    "workers": CountsAs("List jobs", "which workers run which jobs and how many wait in each queue, as the queue "
+                                     "list shows the jobs; another account's job is not named"),
     "list_schedules": CountsAs("List jobs", "the schedule list is the Jobs module's third view, beside the queue; "
                                             "its templates are masked as payloads are"),
     "preview_schedule": CountsAs("List jobs", "the fire times of a timing not yet saved: it reads no record"),

@@ -434,8 +434,11 @@ def down() -> None:
 
 def serve_app(port: int = 8866, *, host: str = "127.0.0.1", operator: str | None = None) -> int:
     """Serve the operator views as a Voila app (no code cells) on ``host``:``port``, as ``operator``."""
-    home = load_settings().home
-    env = dict(os.environ, SGEN_OPS_HOME=str(home))
+    from ..ui.session import served_only
+
+    env = dict(os.environ)
+    if served_only() is None:  # a client of the API names no home: its kernels keep nothing here
+        env["SGEN_OPS_HOME"] = str(load_settings().home)
     if operator:
         env["SGEN_OPS_OPERATOR"] = operator
     argv = [sys.executable, "-m", "voila", str(NOTEBOOKS / "app.ipynb"), f"--port={port}", f"--Voila.ip={host}",

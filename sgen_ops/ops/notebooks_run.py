@@ -22,6 +22,14 @@ def notebooks() -> list[Path]:
     return sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
+def notebook_parameters(notebook: Path, reports: Path) -> dict[str, Any]:
+    """The parameters of an operator notebook for a headless run: what it exports goes under ``reports``, not
+    beside the notebook."""
+    import papermill
+
+    return {"export_dir": str(reports)} if "export_dir" in papermill.inspect_notebook(str(notebook)) else {}
+
+
 def dry_run_parameters(name: str, reports: Path, operator: str) -> dict[str, Any]:
     """The parameters of runbook ``name`` for a headless run: dry runs (never a change), artifacts under
     ``reports``."""
@@ -49,7 +57,7 @@ def execute_all(home: Path, *, operator: str, parallel: int | None = None, repor
     reports = reports or home / "reports"
     kernel_env = {"SGEN_OPS_HOME": str(home), "SGEN_OPS_OPERATOR": operator}
     jobs: list[tuple[str, Path, Path, dict[str, Any]]] = [
-        (nb.name, nb, reports / nb.name, {}) for nb in notebooks()
+        (nb.name, nb, reports / nb.name, notebook_parameters(nb, reports)) for nb in notebooks()
     ]
     for name in runbooks.available():
         label = f"runbooks/{name}.ipynb"

@@ -271,14 +271,14 @@ def run_path(home: Path, name: str, operator: str, now: datetime | None = None) 
 def run(name: str, params: Mapping[str, Any], operator: str | None = None) -> Path:
     """Execute runbook ``name`` as ``operator`` with ``params`` (``-p`` values, coerced to the declared
     types) on the caller's stack, in the caller's working directory, and return the executed copy under
-    ``$SGEN_OPS_HOME/runs/``.
+    ``$SGEN_OPS_HOME/runs/`` (a client of the API that names no stack here: under ``ui.session.client_home()``).
 
     Raises ValidationError (unknown runbook or parameter, bad value), AccessDenied (no or unknown
     operator) before anything runs, and RunbookFailed when a cell fails.
     """
     from ..config import load_settings
     from ..hub import connect
-    from ..ui.session import served_session
+    from ..ui.session import client_home, served_only, served_session
 
     notebook = path_of(name)
     declared = parameters(name)
@@ -292,7 +292,8 @@ def run(name: str, params: Mapping[str, Any], operator: str | None = None) -> Pa
         # Served: the server's admin gate answered for the token, which names the acting operator.
         acting = served.name
         served.close()
-        home = load_settings().home
+        # A client of the API only keeps its copies in the user's data folder, not the working directory.
+        home = client_home() if served_only() is not None else load_settings().home
         env = {f"{ENV_PREFIX}HOME": str(home), f"{ENV_PREFIX}OPERATOR": acting}
     else:
         hub = connect()

@@ -2,17 +2,18 @@
 queue's depth, with the ledger's view of what waits longest and when a schedule last ticked.
 
 ``snapshot(hub)`` reads Redis (the workers' registrations and heartbeats, the queues and their scheduled
-and started registries) and the ledger (the oldest job due but not yet started, per priority; the latest
-schedule tick emitted). It changes nothing. A worker is *stale* when its last heartbeat is older than its
-own time to live (a live RQ worker beats at least that often, even idle), or when it was registered on
-this host by a process that no longer exists.
+registries) and the ledger (jobs waiting, delayed and running and the oldest job due but not yet started, per
+priority; the latest schedule tick emitted; the enabled schedules; the archive's summary). It changes nothing.
+A worker is *stale* when its last heartbeat is older than its own time to live (a live RQ worker beats at
+least that often, even idle), or when it was registered on this host by a process that no longer exists.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ from sqlalchemy.orm import Session
 from ..core.states import WAITING_VALUES, State
 from ..core.tasks import PRIORITIES
 from ..core.times import as_utc, utcnow
+from ..ledger import archive
+from ..ledger.archive import Summary
 from ..ledger.schedules import TICK
 from ..ledger.store import Job, Schedule, ScheduleTick
 
@@ -52,22 +55,29 @@ class WorkerInfo:
 
 @dataclass(frozen=True)
 class QueueInfo:
-    """One priority queue: deliveries ready and scheduled for later in Redis, jobs running per the ledger; the
-    oldest due job's wait."""
+    """One priority queue: jobs waiting (due now) and delayed (due later) and running per the ledger;
+    deliveries ready and scheduled for later in Redis; the oldest due job's due time."""
 
     priority: str
+    waiting: int
+    delayed: int
+    running: int
     ready: int
     scheduled: int
-    running: int
     oldest_due: datetime | None
 
 
 @dataclass(frozen=True)
 class Snapshot:
+    """What ``sgen-ops info`` and the Workers view show (``Operations.workers``, ``GET /api/workers``)."""
+
     at: datetime
-    workers: tuple[WorkerInfo, ...]
-    queues: tuple[QueueInfo, ...]
+    workers: list[WorkerInfo]
+    queues: list[QueueInfo]
     last_schedule_tick: datetime | None
+    enabled_schedules: int = 0
+    # The archive's last run and totals: stack-wide, so given to operators of every account only.
+    archive: Summary | None = None
 
     def oldest_wait_seconds(self, queue: QueueInfo) -> float | None:
         return None if queue.oldest_due is None else max(0.0, (self.at - queue.oldest_due).total_seconds())
@@ -152,24 +162,46 @@ def live_workers(hub: Stack, now: datetime | None = None) -> tuple[WorkerInfo, .
     return tuple(workers)
 
 
-def snapshot(hub: Stack, now: datetime | None = None) -> Snapshot:
-    """The hub's workers and queues now (read-only)."""
+def snapshot(
+    hub: Stack,
+    now: datetime | None = None,
+    *,
+    jobs: Sequence[ColumnElement[bool]] = (),
+    schedules: Sequence[ColumnElement[bool]] = (),
+    stack_wide: bool = True,
+) -> Snapshot:
+    """The hub's workers and queues now (read-only). Ledger counts are of the jobs ``jobs`` selects and the
+    schedules ``schedules`` selects (an operator's account scope); a worker's current job outside them is not
+    named. ``stack_wide``: the archive's summary too."""
     now = now or utcnow()
     queues = hub.transport.queues
-    workers = live_workers(hub, now)
+    found = live_workers(hub, now)
     with hub.ledger.read() as session:
-        due = per_priority(session, due_now(now), value=func.min(Job.scheduled_for))
+        carrying = [w.current_job for w in found if w.current_job is not None]
+        visible = set(session.scalars(select(Job.id).where(Job.id.in_(carrying), *jobs))) if carrying else set()
+        # Another account's job is not named to an operator bound to one account.
+        workers = [w if w.current_job in visible else replace(w, current_job=None, current_task=None)
+                   for w in found]
+        waiting = Job.state.in_(WAITING_VALUES)
+        due = per_priority(session, due_now(now), *jobs)
+        oldest = per_priority(session, due_now(now), *jobs, value=func.min(Job.scheduled_for))
+        later = per_priority(session, waiting, Job.scheduled_for > now, *jobs)
         # Running per the ledger: sgen-ops' workers keep no RQ started registry of their deliveries.
-        running = per_priority(session, Job.state == State.RUNNING.value)
-        last_tick = last_schedule_tick(session)
-    infos = tuple(
+        running = per_priority(session, Job.state == State.RUNNING.value, *jobs)
+        last_tick = last_schedule_tick(session, *schedules)
+        enabled = session.scalar(
+            select(func.count()).select_from(Schedule).where(Schedule.enabled.is_(True), *schedules))
+    infos = [
         QueueInfo(
             priority=priority,
+            waiting=int(due.get(priority, 0)),
+            delayed=int(later.get(priority, 0)),
+            running=int(running.get(priority, 0)),
             ready=queues[priority].count,
             scheduled=ScheduledJobRegistry(queue=queues[priority]).count,
-            running=running.get(priority, 0),
-            oldest_due=as_utc(due[priority]) if due.get(priority) is not None else None,
+            oldest_due=as_utc(oldest[priority]) if oldest.get(priority) is not None else None,
         )
         for priority in PRIORITIES
-    )
-    return Snapshot(now, workers, infos, last_tick)
+    ]
+    summary = archive.summary(hub.ledger) if stack_wide else None
+    return Snapshot(now, workers, infos, last_tick, int(enabled or 0), summary)

@@ -331,6 +331,7 @@ READS: Mapping[str, Read] = {
         Read("enqueue"),
         Read("create_schedule"),
         Read("paused"),
+        Read("workers"),
         Read("can", checked=False),
     )
 }

@@ -30,6 +30,7 @@ from ..errors import AccessDenied, InvalidTransition, NotFound, ValidationError
 from ..ledger import archive, audit, notes, pauses, query, schedules, stats
 from ..ledger.jobs import check_priority
 from ..ledger.store import Attempt, Job, Operator, Schedule
+from ..runtime import workers_info
 from .declarations import _DEAD, _RUNNING, CREATED, OPERATIONS, Operation, replaced
 from .resolver import Resolver, note_ids
 from .write import Write, changed, chunks, full_snapshot, snapshot
@@ -472,6 +473,16 @@ class Operations:
         """The paused tasks and priority queues: kind ("task" or "queue"), name, paused_at, paused_by."""
         self._allow("paused")
         return pd.DataFrame.from_records(pauses.rows(self.hub.ledger), columns=list(pauses.COLUMNS))
+
+    def workers(self) -> workers_info.Snapshot:
+        """The live workers of the stack (host, pid, state, current job, last heartbeat, jobs done and failed;
+        stale ones flagged), each priority queue's depth and oldest due job, the scheduler's last tick and the
+        enabled schedules: what ``sgen-ops info`` and the Workers view show. Ledger counts are of the operator's
+        account, and a worker's job of another account is not named; the archive's totals are for operators
+        of every account only."""
+        self._allow("workers")
+        return workers_info.snapshot(self.hub, jobs=self.resolver.scope(Job), schedules=self.resolver.scope(Schedule),
+                                     stack_wide=self.account is None)
 
     # -- pauses -------------------------------------------------------------------------------
     def pause_task(self, task: str) -> None:

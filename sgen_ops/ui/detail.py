@@ -341,7 +341,7 @@ class JobDetailView(View):
         if hub is None or not name or _WORKER_NAME.match(name):
             # A client of the API does not know the stack's queue prefix: the default one is left out.
             return worker_label(name, hub.settings.queue_prefix if hub is not None else Settings.queue_prefix)
-        live = {w.name: (w.host, w.pid) for w in workers_info.snapshot(hub).workers if w.pid is not None}
+        live = {w.name: (w.host, w.pid) for w in workers_info.live_workers(hub) if w.pid is not None}
         return worker_label(name, hub.settings.queue_prefix, live)
 
     def available(self) -> list[str]:

@@ -1,11 +1,11 @@
 """The workers and queues view, read-only: who is working, on what, and what waits.
 
-``WorkersView(ops)`` shows ``workers_info.snapshot``: each live RQ worker of the stack (host, pid, state,
-the job it runs, last heartbeat, jobs succeeded and failed; stale ones flagged with the reason), each
-priority queue's depth (ready, scheduled for later, running) with how long its oldest due job has waited,
-and when a schedule last emitted a tick. It reads Redis, so it needs the local surface: as a client of
-``sgen-ops serve``, or as an operator bound to one account (queues are shared by every account), it says
-so instead. A ``LiveRefresh`` bar refreshes it on its own.
+``WorkersView(ops)`` shows ``ops.workers()`` (the local surface's, or ``GET /api/workers`` through the remote
+client): each live RQ worker of the stack (host, pid, state, the job it runs, last heartbeat, jobs succeeded
+and failed; stale ones flagged with the reason), each priority queue's depth (ready, scheduled for later,
+running) with how long its oldest due job has waited, and when a schedule last emitted a tick. To an
+operator bound to one account (queues are shared by every account) it says so instead. A ``LiveRefresh`` bar
+refreshes it on its own.
 
 Widgets: ``summary``, ``paused_line``, ``queues_table``, ``workers_table`` (HTML), ``refresh_button``, ``live``
 (``LiveRefresh``), ``status``; ``snapshot`` is the last one read.
@@ -113,9 +113,6 @@ class WorkersView(View):
         self.attempt(self.refresh)
 
     def _unavailable(self) -> str | None:
-        if getattr(self.ops, "hub", None) is None:
-            return ("Workers and queues are read from the stack's Redis, which this notebook does not reach: it "
-                    "is a client of the sgen-ops API. Open this view on the machine that runs sgen-ops.")
         if self.ops.account is not None:
             return (f"Workers and queues are shared by every account; you see account {self.ops.account!r} only. "
                     "Ask an operator who sees every account.")
@@ -127,7 +124,7 @@ class WorkersView(View):
         if reason is not None:
             self.show_status(reason, "info")
             return
-        snap = workers_info.snapshot(self.ops.hub)
+        snap = self.ops.workers()
         paused = self.ops.paused()
         self.snapshot = snap
         # An unchanged value is not sent again (traitlets compares before notifying).

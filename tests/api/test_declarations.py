@@ -158,6 +158,7 @@ CALLS: dict[str, Callable[[Operations], Any]] = {
     "paused": lambda ops: ops.paused(),
     "history": lambda ops: ops.history(),
     "archive_runs": lambda ops: ops.archive_runs(),
+    "workers": lambda ops: ops.workers(),
 }
 
 

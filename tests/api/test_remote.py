@@ -3,6 +3,7 @@ DataFrames (columns, dtypes, values), masked alike -- and raises the same errors
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -72,6 +73,8 @@ READS: dict[str, tuple[str, Read]] = {
     "history_filtered": ("history", lambda ops: ops.history(since=timedelta(days=1), state=["succeeded", "failed"],
                                                             task="test.ok")),
     "archive_runs": ("archive_runs", lambda ops: ops.archive_runs()),
+    # When each was read aside (tests/api/test_served_client.py compares them with a live worker).
+    "workers": ("workers", lambda ops: dataclasses.replace(ops.workers(), at=None)),
 }
 
 

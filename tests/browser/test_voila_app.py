@@ -232,8 +232,7 @@ def test_activity_log_tab_shows_entries_filters_and_the_chain(page: Any, seeded:
 
 @SQLITE_ONLY
 def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, request: pytest.FixtureRequest) -> None:
-    """The Workers tab: a registered worker with its host and pid, the priority queues; served, the page
-    says the view needs the machine that runs sgen-ops."""
+    """The Workers tab: a registered worker with its host and pid, the priority queues, served as locally."""
     import socket as _socket
 
     from playwright.sync_api import expect
@@ -250,14 +249,12 @@ def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, re
         page.get_by_role("tab", name="Workers").click()
         view = page.locator(".sgen-workers")
         expect(view).to_be_visible()
-        if "served" in request.node.callspec.id:
-            expect(view.locator(".sgen-status")).to_contain_text("client of the sgen-ops API")
-        else:
-            table = view.locator(".sgen-workers-table")
-            expect(table).to_contain_text(_socket.gethostname())
-            expect(table).to_contain_text(str(worker.pid))
-            expect(view.locator(".sgen-queues-table")).to_contain_text("normal")
-            expect(view.locator(".sgen-live-toggle")).to_be_visible()
+        # Served too: the view reads GET /api/workers.
+        table = view.locator(".sgen-workers-table")
+        expect(table).to_contain_text(_socket.gethostname())
+        expect(table).to_contain_text(str(worker.pid))
+        expect(view.locator(".sgen-queues-table")).to_contain_text("normal")
+        expect(view.locator(".sgen-live-toggle")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / f"workers-{request.node.callspec.id}.png"), full_page=True)
     finally:
         worker.register_death()

@@ -170,9 +170,9 @@ def test_info_shows_workers_queues_the_scheduler_and_flags_a_dead_worker(stack: 
         assert job_row(hub, done).state == "succeeded"
         assert alive["host"] == socket.gethostname() and alive["state"] in ("idle", "busy")
         assert alive["stale"] is False and alive["last_heartbeat"] is not None and alive["failed"] == 0
-        assert info()["last_tick"] is None
+        assert info()["last_schedule_tick"] is None
         hub.tick(now=utcnow() + timedelta(minutes=2))
-        assert info()["last_tick"] is not None and info()["enabled_schedules"] == 1
+        assert info()["last_schedule_tick"] is not None and info()["enabled_schedules"] == 1
     finally:
         # Killed as a crash kills it; RQ's scheduler, a process it forked, is stopped after it.
         forked = children(worker.pid)
@@ -191,7 +191,7 @@ def test_info_shows_workers_queues_the_scheduler_and_flags_a_dead_worker(stack: 
     assert gone["stale"] is True and gone["stale_reason"].startswith(f"process {gone['pid']} no longer runs")
     queues = {q["priority"]: q for q in shown["queues"]}
     assert queues["high"]["delayed"] == 1 and queues["high"]["waiting"] == 0
-    assert queues["normal"]["waiting"] == 2 and queues["normal"]["in_redis"] == 2
+    assert queues["normal"]["waiting"] == 2 and queues["normal"]["ready"] == 2
     assert queues["low"]["waiting"] + queues["low"]["delayed"] == 1  # the tick's job
     assert queues["normal"]["oldest_due"] is not None
 

@@ -95,8 +95,10 @@ def test_every_notebook_and_runbook_runs_headless(seeded: Seeded, tmp_path: Path
     assert re.search(r"\b\d+d\b", schedules) and not re.search(r"\b\d+\.0\b", schedules)
     assert "5m" in schedules
 
-    # 04: a CSV under exports/ with one row per task that had events, counts as throughput says.
-    exported = sorted((home / "exports").glob("throughput_24h_*.csv"))
+    # 04: a CSV in export_dir (reports/ when headless) with one row per task that had events, counts as
+    # throughput says; nothing beside the notebooks.
+    exported = sorted(reports.glob("throughput_24h_*.csv"))
+    assert not list(notebooks_run.NOTEBOOKS.glob("*.csv"))
     assert len(exported) == 1
     with exported[0].open() as fh:
         rows = {r["task"]: r for r in csv.DictReader(fh)}
