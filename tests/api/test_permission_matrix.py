@@ -33,8 +33,6 @@ CALLS: dict[str, tuple[str | None, Call]] = {
     "dead_letter_groups": (None, lambda ops, t: ops.dead_letter_groups()),
     "paused": (None, lambda ops, t: ops.paused()),
     "workers": (None, lambda ops, t: ops.workers()),
-    "history": (None, lambda ops, t: ops.history()),
-    "archive_runs": (None, lambda ops, t: ops.archive_runs()),
     "list_schedules": (None, lambda ops, t: ops.list_schedules()),
     "preview_schedule": (None, lambda ops, t: ops.preview_schedule(cron="*/5 * * * *")),
     "throughput": (None, lambda ops, t: ops.throughput()),
