@@ -17,7 +17,6 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from rq import Queue, SimpleWorker, Worker
-from rq.exceptions import StopRequested
 from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
@@ -27,7 +26,7 @@ from rq.worker_pool import WorkerPool
 from ..core.backoff import ride_out
 from ..errors import Unavailable
 from ..transport.reach import REDIS_DOWN
-from ..transport.rq import DeliveryWorker, RidingScheduler
+from ..transport.rq import DeliveryWorker, RidingScheduler, StopRequested
 from . import execution
 
 if TYPE_CHECKING:

@@ -28,10 +28,17 @@ from rq.scheduler import RQScheduler
 from rq.utils import as_text, now, utcformat
 from rq.worker import BaseWorker, WorkerStatus
 
+try:  # rq 2.6-3.0
+    from rq.exceptions import StopRequested
+except ImportError:  # rq 2.0-2.5: defined beside the worker
+    from rq.worker import StopRequested  # type: ignore[attr-defined,no-redef]
+
 from ..core.backoff import ride_out
 from .reach import REDIS_DOWN
 
 log = logging.getLogger(__name__)
+
+__all__ = ["CHECKED", "DeliveryWorker", "RidingScheduler", "StopRequested", "enqueue_job", "push_script"]
 
 # The RQ releases this module was checked against (pyproject.toml's bounds).
 CHECKED = ">=2.0,<3.1"
@@ -109,11 +116,22 @@ class RidingScheduler(RQScheduler):
     (``on_start``: the worker sets it up in the scheduler's process). Checked against rq 2.0-3.0:
     ``RQScheduler.start`` forks a process running ``work``; ``_install_signal_handlers``, ``_stop_requested``,
     ``_process``, ``should_reacquire_locks``, ``acquire_locks(auto_start=)``, ``heartbeat``,
-    ``enqueue_scheduled_jobs``, ``register_birth``, ``stop``."""
+    ``enqueue_scheduled_jobs``, ``stop``; ``register_birth``/``register_death`` from rq 2.10 on."""
 
     def start(self) -> Any:
         self.worker_pid = os.getpid()
         return super().start()  # type: ignore[no-untyped-call]
+
+    def birth(self) -> None:
+        """Register in RQ's scheduler registry (rq 2.10-3.0; rq 2.0-2.9 keeps none)."""
+        register = getattr(self, "register_birth", None)
+        if register is not None:
+            register()
+
+    def death(self) -> None:
+        register = getattr(self, "register_death", None)
+        if register is not None:
+            register()
 
     def on_start(self, worker_pid: int) -> None:
         """Called first in the scheduler's process, with the pid of the worker that started it."""
@@ -130,7 +148,7 @@ class RidingScheduler(RQScheduler):
         def stopping() -> bool:
             return bool(self._stop_requested)
 
-        ride_out(self.register_birth, retry_on=REDIS_DOWN, what="RQ's scheduler: registering",
+        ride_out(self.birth, retry_on=REDIS_DOWN, what="RQ's scheduler: registering",
                  should_stop=stopping, logger=log)
         while not self._stop_requested:
             try:
@@ -143,7 +161,7 @@ class RidingScheduler(RQScheduler):
                     ride_out(self.connection.ping, retry_on=REDIS_DOWN, what="RQ's scheduler: Redis",
                              should_stop=stopping, logger=log)
                     # Redis may be back empty: the locks (and this scheduler's registration) are taken again.
-                    self.register_birth()
+                    self.birth()
                     self.acquire_locks()  # type: ignore[no-untyped-call]
                 continue
             time.sleep(self.interval)
@@ -318,11 +336,11 @@ class DeliveryWorker(BaseWorker):
             self.scheduler.start()
             return
         try:
-            self.scheduler.register_birth()
+            self.scheduler.birth()
             self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
         finally:
             self.scheduler.release_locks()  # type: ignore[no-untyped-call]
-            self.scheduler.register_death()
+            self.scheduler.death()
 
     def standby(self) -> bool:
         """Whether this worker keeps an RQ scheduler that is not running (another worker holds the locks)."""
