@@ -174,13 +174,13 @@ class RidingScheduler(RQScheduler):
 # from, its timeout; a job that is not a ledger delivery is read whole before RQ handles it.
 _FIELDS = ("data", "origin", "timeout", "description", "status")
 # What RQ's own tools (``rq info``, rq-dashboard: ``Worker.get_current_job_id``) read to tell which job a
-# worker runs, written by the same script call that takes a delivery and cleared by the one that settles
-# it. ARGV of both scripts (after their own): the worker's name, the time as a Unix timestamp, the
-# execution id (one per worker), the seconds an execution hash outlives its delivery's timeout (it
-# expires then if its worker was killed), RQ's default timeout for a delivery that sets none. Checked
-# against rq 2.0-2.12 (the ``current_job`` field of the worker's hash: ``set_current_job_id``,
-# ``get_current_job_id``) and rq 3.0 (``Execution.save``/``restore``, the worker's execution index,
-# ``get_current_executions``).
+# worker runs, written by the same script call that takes a delivery (``running``) and cleared by the one
+# that settles it (``settled``; ``idle`` when no delivery follows). ARGV of both scripts (after their own):
+# the worker's name, the time as a Unix timestamp, the execution id (one per worker), the seconds an
+# execution hash outlives its delivery's timeout (it expires then if its worker was killed), RQ's default
+# timeout for a delivery that sets none. Checked against rq 2.0-2.12 (the ``current_job`` field of the
+# worker's hash: ``set_current_job_id``, ``get_current_job_id``) and rq 3.0 (``Execution.save``/``restore``,
+# the worker's execution index, ``get_current_executions``).
 if EXECUTION_INDEX:
     _RUNNING_LUA = """
 local function running(wkey, ekey, id, name, stamp, eid, grace, timeout)
@@ -194,8 +194,10 @@ local function running(wkey, ekey, id, name, stamp, eid, grace, timeout)
   redis.call('SADD', ekey, member)
   redis.call('HSET', wkey, 'state', 'busy')
 end
-local function settled(wkey, ekey, jkey, id, eid)
+local function settled(ekey, jkey, id, eid)
   redis.call('DEL', jkey, EPREFIX .. id .. ':' .. eid, ekey)
+end
+local function idle(wkey)
   redis.call('HSET', wkey, 'state', 'idle')
 end
 """
@@ -204,28 +206,41 @@ else:
 local function running(wkey, ekey, id, name, stamp, eid, grace, timeout)
   redis.call('HSET', wkey, 'state', 'busy', 'current_job', id)
 end
-local function settled(wkey, ekey, jkey, id, eid)
+local function settled(ekey, jkey, id, eid)
   redis.call('DEL', jkey)
+end
+local function idle(wkey)
   redis.call('HSET', wkey, 'state', 'idle')
   redis.call('HDEL', wkey, 'current_job')
 end
 """
+# A delivery's hash marked taken by this worker, and the fields the worker reads (its status as now stored);
+# nil if the hash is gone (removed meanwhile), as RQ's dequeue skips such an id.
 _LUA_HEAD = (
     "local FIELDS = {" + ", ".join(f"'{f}'" for f in _FIELDS) + "}\n"
-    "local EPREFIX = 'rq:execution:'\n" + _RUNNING_LUA
+    "local EPREFIX = 'rq:execution:'\n" + _RUNNING_LUA + """
+local function taken(jkey, name, at)
+  local fields = redis.call('HMGET', jkey, unpack(FIELDS))
+  if not (fields[1] or fields[2] or fields[5]) then return nil end
+  redis.call('HSET', jkey, 'status', 'started', 'worker_name', name, 'started_at', at)
+  fields[5] = 'started'
+  return fields
+end
+"""
 )
 # Taking a delivery, in one round trip: pop the first waiting delivery of the queues in order, mark its
 # job hash taken by this worker (so that ``Transport.held`` counts it while this worker lives), mark the
-# worker busy with it, and return the delivery's fields. A popped id whose hash is gone (removed meanwhile)
-# is skipped, as RQ's dequeue does. With ARGV[4] set, the delivery this worker finished last is settled
-# first (its hash deleted, the worker's statistics counted: see ``DeliveryWorker.delivery_done``). KEYS: the
+# worker busy with it, and return the delivery's fields. With ARGV[4] set, the delivery this worker finished
+# last is settled first (its hash deleted, the worker's statistics counted: see
+# ``DeliveryWorker.delivery_done``), and the worker marked idle only if no delivery follows. KEYS: the
 # queues in order, then the worker's key, then its execution index. ARGV: the job key prefix, the worker's
 # name, the time, the finished delivery's id or '', the statistic it counts towards or '', its seconds,
 # then the running fields (see above).
 _TAKE_LUA = _LUA_HEAD + """
 local wkey, ekey = KEYS[#KEYS - 1], KEYS[#KEYS]
-if ARGV[4] ~= '' then
-  settled(wkey, ekey, ARGV[1] .. ARGV[4], ARGV[4], ARGV[9])
+local settling = ARGV[4] ~= ''
+if settling then
+  settled(ekey, ARGV[1] .. ARGV[4], ARGV[4], ARGV[9])
   if ARGV[5] ~= '' then redis.call('HINCRBY', wkey, ARGV[5], 1) end
   redis.call('HINCRBYFLOAT', wkey, 'total_working_time', ARGV[6])
 end
@@ -233,23 +248,21 @@ for i = 1, #KEYS - 2 do
   while true do
     local id = redis.call('LPOP', KEYS[i])
     if not id then break end
-    local jkey = ARGV[1] .. id
-    if redis.call('EXISTS', jkey) == 1 then
-      redis.call('HSET', jkey, 'status', 'started', 'worker_name', ARGV[2], 'started_at', ARGV[3])
-      local fields = redis.call('HMGET', jkey, unpack(FIELDS))
+    local fields = taken(ARGV[1] .. id, ARGV[2], ARGV[3])
+    if fields then
       running(wkey, ekey, id, ARGV[7], ARGV[8], ARGV[9], ARGV[10], fields[3] or ARGV[11])
       return {KEYS[i], id, fields}
     end
   end
 end
+if settling then idle(wkey) end
 return false
 """
 # The same marking for a delivery a blocking pop took. KEYS: the job's hash, the worker's key, its
 # execution index. ARGV: the delivery's id, the time, then the running fields.
 _MARK_LUA = _LUA_HEAD + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HSET', KEYS[1], 'status', 'started', 'worker_name', ARGV[3], 'started_at', ARGV[2])
-local fields = redis.call('HMGET', KEYS[1], unpack(FIELDS))
+local fields = taken(KEYS[1], ARGV[3], ARGV[2])
+if not fields then return false end
 running(KEYS[2], KEYS[3], ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], fields[3] or ARGV[7])
 return fields
 """
