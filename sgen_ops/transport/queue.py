@@ -180,8 +180,8 @@ class Transport:
             return
         with self.redis.pipeline(transaction=False) as pipe:
             for rq_id in ids:
-                pipe.hget(RQJob.key_for(rq_id), "origin")
-            origins = pipe.execute()
+                rq_internals.read_job_fields(pipe, rq_id, "origin")
+            origins = [row[0] for row in pipe.execute()]
         live = [(rq_id, origin) for rq_id, origin in zip(ids, origins, strict=True) if origin is not None]
         if not live:
             return
@@ -213,7 +213,7 @@ class Transport:
         snapshot = self._queue_snapshot()
         with self.redis.pipeline(transaction=False) as pipe:
             for rq_id in rq_job_ids:
-                pipe.hmget(RQJob.key_for(rq_id or "-"), "status", "worker_name", "origin", "enqueued_at")
+                rq_internals.read_job_fields(pipe, rq_id or "-", "status", "worker_name", "origin", "enqueued_at")
             found = pipe.execute()
         held = [False] * len(rq_job_ids)
         taken: list[tuple[int, str]] = []

@@ -38,7 +38,9 @@ from .reach import REDIS_DOWN
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKED", "DeliveryWorker", "RidingScheduler", "StopRequested", "enqueue_job", "push_script"]
+__all__ = [
+    "CHECKED", "DeliveryWorker", "RidingScheduler", "StopRequested", "enqueue_job", "push_script", "read_job_fields",
+]
 
 # The RQ releases this module was checked against (pyproject.toml's bounds).
 CHECKED = ">=2.0,<3.1"
@@ -67,6 +69,12 @@ def enqueue_job(queue: Queue, job: RQJob, pipeline: Any) -> None:
     """Put an existing job on its queue within ``pipeline``, as RQ's scheduler does with a due job. Checked
     against rq 2.0-3.0: ``Queue._enqueue_job(job, pipeline=None, at_front=False)``."""
     queue._enqueue_job(job, pipeline=pipeline)
+
+
+def read_job_fields(pipeline: Any, rq_job_id: str, *fields: str) -> None:
+    """Queue on ``pipeline`` a read of named fields of RQ's job hash (their values, None where absent). Checked
+    against rq 2.0-3.0: ``origin``, ``status``, ``worker_name``, ``enqueued_at`` as ``Job.to_dict`` writes them."""
+    pipeline.hmget(RQJob.key_for(rq_job_id), *fields)
 
 
 # The fields RQ's job hash shares across deliveries of one (priority, timeout) are written into the

@@ -162,3 +162,12 @@ def test_the_check_finds_each_kind_of_use(source: str) -> None:
 )
 def test_the_check_leaves_other_names_alone(source: str) -> None:
     assert not violations(source, PACKAGE / "runtime" / "example.py")
+
+
+def test_pyproject_allows_the_releases_the_transport_was_checked_against() -> None:
+    """``pyproject.toml`` bounds RQ to ``CHECKED``, and the installed RQ is one of those releases."""
+    from sgen_ops.transport.rq import CHECKED, RQ_VERSION
+
+    assert f'"rq{CHECKED}"' in (PACKAGE.parent / "pyproject.toml").read_text()
+    low, high = (tuple(int(p) for p in bound.lstrip("<>=").split(".")) for bound in CHECKED.split(","))
+    assert low <= RQ_VERSION < high
