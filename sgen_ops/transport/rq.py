@@ -188,7 +188,10 @@ _FIELDS = ("data", "origin", "timeout", "description", "status")
 # execution hash outlives its delivery's timeout (it expires then if its worker was killed), RQ's default
 # timeout for a delivery that sets none. Checked against rq 2.0-2.12 (the ``current_job`` field of the
 # worker's hash: ``set_current_job_id``, ``get_current_job_id``) and rq 3.0 (``Execution.save``/``restore``,
-# the worker's execution index, ``get_current_executions``).
+# the worker's execution index, ``get_current_executions``). On rq 3 the index is deleted with the delivery
+# it names, so it has a time to live only once a heartbeat set one: a worker killed mid-delivery before its
+# next heartbeat leaves its index (one small set; its worker key expires, so no tool lists it) rather than
+# every delivery paying one more command to expire it.
 if EXECUTION_INDEX:
     _RUNNING_LUA = """
 local function running(wkey, ekey, id, name, stamp, eid, grace, timeout)
