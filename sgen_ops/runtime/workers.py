@@ -17,19 +17,16 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from rq import Queue, SimpleWorker, Worker
-from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
-from rq.exceptions import StopRequested
 from rq.job import Job as RQJob
-from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
-from rq.utils import as_text, now, utcformat
-from rq.worker import BaseWorker, WorkerStatus
+from rq.worker import BaseWorker
 from rq.worker_pool import WorkerPool
 
 from ..core.backoff import ride_out
 from ..errors import Unavailable
 from ..transport.reach import REDIS_DOWN
+from ..transport.rq import DeliveryWorker, RidingScheduler, StopRequested
 from . import execution
 
 if TYPE_CHECKING:
@@ -38,95 +35,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# -- riding out Redis, and RQ's scheduler through outages and kills (issue 20; docs/fencing.md) ---------------
-# RQ private names used here, checked against rq 2.x and 3.0: RQScheduler._install_signal_handlers,
-# ._stop_requested, ._process, .should_reacquire_locks, .acquire_locks, .heartbeat, .enqueue_scheduled_jobs,
-# .register_birth, .stop; BaseWorker.last_cleaned_at (None: upkeep is due).
-
 # A worker without a live scheduler process tries for RQ's scheduler locks this often (RQ: every maintenance
 # interval), and waits for work at most this long between tries, so that when the worker running the scheduler
 # dies its locks (released by its scheduler process on the way out) are taken within about a second.
 SCHEDULER_STANDBY_EVERY = 1.0
 
 
-class _Scheduler(RQScheduler):
-    """RQ's scheduler process, which rides out Redis restarts and ends with the worker that forked it: it gets
-    SIGTERM when its worker dies, and releases its locks on the way out, so that another worker's scheduler
-    takes over at once instead of after the locks' minute-long expiry."""
+class _Scheduler(RidingScheduler):
+    """RQ's scheduler process (riding out Redis restarts: ``sgen_ops.transport.rq``), ending with the worker that
+    forked it: it gets SIGTERM when its worker dies, and releases its locks on the way out, so that another
+    worker's scheduler takes over at once instead of after the locks' minute-long expiry."""
 
-    def start(self) -> Any:
-        self._worker_pid = os.getpid()
-        return super().start()  # type: ignore[no-untyped-call]
-
-    def work(self) -> None:
-        execution.die_with_parent(self._worker_pid, signal.SIGTERM)
-        self._install_signal_handlers()  # type: ignore[no-untyped-call]
-
-        def stopping() -> bool:
-            return bool(self._stop_requested)
-
-        ride_out(self.register_birth, retry_on=REDIS_DOWN, what="RQ's scheduler: registering",
-                 should_stop=stopping, logger=log)
-        while not self._stop_requested:
-            try:
-                if self.should_reacquire_locks:
-                    self.acquire_locks()  # type: ignore[no-untyped-call]
-                self.heartbeat()  # type: ignore[no-untyped-call]
-                self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
-            except REDIS_DOWN:
-                with contextlib.suppress(*REDIS_DOWN):
-                    ride_out(self.connection.ping, retry_on=REDIS_DOWN, what="RQ's scheduler: Redis",
-                             should_stop=stopping, logger=log)
-                    # Redis may be back empty: the locks (and this scheduler's registration) are taken again.
-                    self.register_birth()
-                    self.acquire_locks()  # type: ignore[no-untyped-call]
-                continue
-            time.sleep(self.interval)
-        with contextlib.suppress(*REDIS_DOWN):
-            self.stop()  # type: ignore[no-untyped-call]
+    def on_start(self, worker_pid: int) -> None:
+        execution.die_with_parent(worker_pid, signal.SIGTERM)
 
 
-# The fields of a delivery's hash a worker reads: what it carries (the function and the ledger id), where
-# from, its timeout; a job that is not a ledger delivery is read whole before RQ handles it.
-_FIELDS = ("data", "origin", "timeout", "description", "status")
-_LUA_FIELDS = "local FIELDS = {" + ", ".join(f"'{f}'" for f in _FIELDS) + "}\n"
-# Taking a delivery, in one round trip: pop the first waiting delivery of the queues in order, mark its
-# job hash taken by this worker (so that ``Transport.held`` counts it while this worker lives), mark the
-# worker busy, and return the delivery's fields. A popped id whose hash is gone (removed meanwhile) is
-# skipped, as RQ's dequeue does. With ARGV[4] set, the delivery this worker finished last is settled first
-# (its hash deleted, the worker's statistics counted: see ``execute_job``). KEYS: the queues in order, then
-# the worker's key. ARGV: the job key prefix, the worker's name, the time, the finished delivery's id or
-# '', the statistic it counts towards or '', its seconds.
-_TAKE_LUA = _LUA_FIELDS + """
-local wkey = KEYS[#KEYS]
-if ARGV[4] ~= '' then
-  redis.call('DEL', ARGV[1] .. ARGV[4])
-  if ARGV[5] ~= '' then redis.call('HINCRBY', wkey, ARGV[5], 1) end
-  redis.call('HINCRBYFLOAT', wkey, 'total_working_time', ARGV[6])
-  redis.call('HSET', wkey, 'state', 'idle')
-end
-for i = 1, #KEYS - 1 do
-  while true do
-    local id = redis.call('LPOP', KEYS[i])
-    if not id then break end
-    local jkey = ARGV[1] .. id
-    if redis.call('EXISTS', jkey) == 1 then
-      redis.call('HSET', jkey, 'status', 'started', 'worker_name', ARGV[2], 'started_at', ARGV[3])
-      redis.call('HSET', wkey, 'state', 'busy')
-      return {KEYS[i], id, redis.call('HMGET', jkey, unpack(FIELDS))}
-    end
-  end
-end
-return false
-"""
-# The same marking for a delivery a blocking pop took. KEYS: the job's hash, the worker's key. ARGV: the
-# worker's name, the time.
-_MARK_LUA = _LUA_FIELDS + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-redis.call('HSET', KEYS[1], 'status', 'started', 'worker_name', ARGV[1], 'started_at', ARGV[2])
-redis.call('HSET', KEYS[2], 'state', 'busy')
-return redis.call('HMGET', KEYS[1], unpack(FIELDS))
-"""
 # The worker's own Redis housekeeping (heartbeat, suspension check) at most this often; RQ's worker does
 # both before and after every job. A worker's key lives worker_ttl + 60 s (480 s by default).
 HOUSEKEEPING_EVERY = 1.0
@@ -135,16 +58,16 @@ _FAILED = frozenset({"failed", "timeout", "worker-lost"})
 _COUNTED = frozenset({"succeeded", "cancelled"}) | _FAILED
 
 
-class _LedgerUpkeep(BaseWorker):
+class _LedgerUpkeep(DeliveryWorker):
     """An RQ worker whose transport bookkeeping is the ledger's, with ledger upkeep on its own interval.
 
-    RQ is the transport: a delivery carries a ledger job id. What RQ's worker writes about every job
-    (execution records, the started and finished registries, the job's status changes, its result, the
-    worker's statistics in their own round trips) duplicates what the ledger records durably, so on
-    sgen-ops' deliveries this worker keeps only what the transport needs: taking a delivery marks its hash
-    with this worker (one script call, which also settles the previous delivery: its hash deleted, the
-    worker's statistics counted); the attempt is claimed, run and recorded on the ledger. A job that is
-    not a ledger delivery still gets RQ's own handling. Upkeep, busy or idle: reap lost attempts,
+    RQ is the transport: a delivery carries a ledger job id. What RQ's worker writes about every job (execution
+    records, the started and finished registries, the job's status changes, its result, the worker's statistics
+    in their own round trips) duplicates what the ledger records durably, so on sgen-ops' deliveries this worker
+    keeps only what the transport needs (``DeliveryWorker``): taking a delivery marks its hash with this worker
+    and shows RQ's tools which job it runs (one script call, which also settles the previous delivery: its hash
+    deleted, the worker's statistics counted); the attempt is claimed, run and recorded on the ledger. A job
+    that is not a ledger delivery still gets RQ's own handling. Upkeep, busy or idle: reap lost attempts,
     reconcile Redis with the ledger. A Redis outage is ridden out: the worker waits, with bounded
     backoff, and carries on.
     """
@@ -157,21 +80,14 @@ class _LedgerUpkeep(BaseWorker):
         hub = ride_out(execution.current_hub, retry_on=Unavailable, what="worker starting: the ledger", logger=log)
         self.maintenance_interval = hub.settings.maintenance_interval
         execution.RUNTIME.name = self.name
-        self._take = self.connection.register_script(_TAKE_LUA)
-        self._mark = self.connection.register_script(_MARK_LUA)
-        self._by_key = {q.key: q for q in self.queues}
-        self._job_prefix = self.job_class.redis_job_namespace_prefix
-        self._finished: tuple[str, str, float] | None = None  # (delivery id, statistic, seconds)
         self._last_heartbeat = float("-inf")
         self._last_suspension_check = float("-inf")
-        self._upkeep_started = False
-        self._scheduling = False  # this worker keeps an RQ scheduler (not a burst)
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
         # The first upkeep waits for the first job, or for the queues to be found empty: a claim needs none
         # (it is a compare-and-set on the ledger), and the worker starts on its first job sooner.
-        return self._upkeep_started and bool(super().should_run_maintenance_tasks)
+        return self.upkeep_started and bool(super().should_run_maintenance_tasks)
 
     @property
     def dequeue_timeout(self) -> int:
@@ -179,35 +95,7 @@ class _LedgerUpkeep(BaseWorker):
         # worker wakes on the upkeep interval instead.
         return max(1, min(super().dequeue_timeout, int(self.maintenance_interval)))
 
-    def _start_scheduler(
-        self,
-        burst: bool = False,
-        logging_level: str | None = "INFO",
-        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
-        log_format: str = DEFAULT_LOGGING_FORMAT,
-    ) -> None:
-        """RQ's own, with a scheduler process that rides out Redis and ends with this worker."""
-        self._scheduling = not burst
-        self.scheduler = _Scheduler(
-            self.queues,
-            connection=self.connection,
-            logging_level=logging_level if logging_level is not None else self.log.level,
-            date_format=date_format,
-            log_format=log_format,
-            serializer=self.serializer,
-        )
-        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
-        if not self.scheduler.acquired_locks:
-            return
-        if not burst:
-            self.scheduler.start()
-            return
-        try:
-            self.scheduler.register_birth()
-            self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
-        finally:
-            self.scheduler.release_locks()  # type: ignore[no-untyped-call]
-            self.scheduler.register_death()
+    scheduler_class = _Scheduler
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         ride_out(lambda: super(_LedgerUpkeep, self).bootstrap(*args, **kwargs), retry_on=REDIS_DOWN,
@@ -217,7 +105,7 @@ class _LedgerUpkeep(BaseWorker):
         try:
             super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
         except REDIS_DOWN as exc:
-            self._ride_out(exc)
+            self.ride_out_redis(exc)
         hub = execution.current_hub()
         runtime = execution.RUNTIME
         try:
@@ -243,7 +131,7 @@ class _LedgerUpkeep(BaseWorker):
         try:
             super().check_for_suspension(burst)
         except REDIS_DOWN as exc:
-            self._ride_out(exc)
+            self.ride_out_redis(exc)
         self._last_suspension_check = time.monotonic()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
@@ -255,23 +143,10 @@ class _LedgerUpkeep(BaseWorker):
             return
         try:
             super().heartbeat(timeout)
-            self._keep_scheduler()
+            self.keep_scheduler()
         except REDIS_DOWN as exc:
-            self._ride_out(exc)
+            self.ride_out_redis(exc)
         self._last_heartbeat = at
-
-    def _standby(self) -> bool:
-        """Whether this worker keeps an RQ scheduler that is not running (another worker holds the locks)."""
-        scheduler = self.scheduler
-        if not self._scheduling or scheduler is None or self.is_horse:
-            return False
-        process = scheduler._process
-        return process is None or not process.is_alive()
-
-    def _keep_scheduler(self) -> None:
-        """Take RQ's scheduler locks if their holder is gone, and start this worker's scheduler process."""
-        if self._standby() and self.scheduler is not None:
-            self.scheduler.acquire_locks(auto_start=True)
 
     def _keep_registered(self, _exc: BaseException | None = None) -> None:
         """While waiting for the ledger: keep this worker's registration in Redis alive."""
@@ -282,89 +157,6 @@ class _LedgerUpkeep(BaseWorker):
             super().heartbeat()
             self._last_heartbeat = at
 
-    def set_state(self, state: str, pipeline: Any = None) -> None:
-        # RQ sets the worker idle before every dequeue; taking and settling deliveries keep the stored
-        # state current, so an unchanged state is not written again.
-        if pipeline is None and state == self._state:
-            return
-        super().set_state(state, pipeline)
-
-    # -- taking deliveries ----------------------------------------------------------------------
-    def dequeue_job_and_maintain_ttl(
-        self, timeout: int | None, max_idle_time: int | None = None
-    ) -> tuple[RQJob, Queue] | None:
-        """Take the next delivery of the queues in order (see ``_TAKE_LUA``); with ``timeout`` None (burst)
-        return None when they are empty, else wait for one up to ``timeout`` seconds at a time, running
-        upkeep between waits, and give up after ``max_idle_time`` seconds idle."""
-        self.procline("Listening on " + ",".join(self.queue_names()))  # type: ignore[no-untyped-call]
-        idle_since = time.monotonic()
-        while True:
-            try:
-                self.heartbeat()
-                if self.should_run_maintenance_tasks:
-                    self.run_maintenance_tasks()
-                taken = self._take_next()
-                if taken is not None:
-                    return taken
-                if not self._upkeep_started:
-                    self._upkeep_started = True
-                    continue
-                self.set_state(WorkerStatus.IDLE)
-                if timeout is None:
-                    return None
-                wait = 1 if self._standby() else timeout
-                if max_idle_time is not None:
-                    left = max_idle_time - (time.monotonic() - idle_since)
-                    if left <= 0:
-                        return None
-                    wait = max(1, min(wait, math.ceil(left)))
-                popped = self.connection.blpop(self.queue_keys(), wait)
-                if popped is None:
-                    continue
-                taken = self._mark_popped(*(as_text(v) for v in popped))
-                if taken is not None:
-                    return taken
-            except REDIS_DOWN as exc:
-                self._ride_out(exc)
-
-    def _take_next(self, queue_keys: list[str] | None = None) -> tuple[RQJob, Queue] | None:
-        """Settle the delivery finished last and take the next one of ``queue_keys`` (default: this worker's
-        queues in order), in one script call; with no queue keys it only settles."""
-        done_id, statistic, seconds = self._finished or ("", "", 0.0)
-        found = self._take(
-            keys=[*(self.queue_keys() if queue_keys is None else queue_keys), self.key],
-            args=[self._job_prefix, self.name, utcformat(now()), done_id, statistic, repr(seconds)],
-        )
-        self._finished = None
-        if not found:
-            return None
-        queue_key, rq_id, fields = found
-        return self._taken(as_text(queue_key), as_text(rq_id), fields)
-
-    def _mark_popped(self, queue_key: str, rq_id: str) -> tuple[RQJob, Queue] | None:
-        fields = self._mark(keys=[self._job_prefix + rq_id, self.key], args=[self.name, utcformat(now())])
-        return self._taken(queue_key, rq_id, fields) if fields else None
-
-    def _taken(self, queue_key: str, rq_id: str, fields: list[bytes]) -> tuple[RQJob, Queue]:
-        job = self.job_class(rq_id, connection=self.connection, serializer=self.serializer)
-        job.restore({k: v for k, v in zip(_FIELDS, fields, strict=True) if v is not None})
-        queue = self._by_key[queue_key]
-        self._state = WorkerStatus.BUSY  # the script stored it; a warm shutdown now waits for the attempt
-        self.log.debug("Worker %s: %s: %s", self.name, queue.name, rq_id)
-        return job, queue
-
-    def _settle_now(self) -> None:
-        """Settle the delivery finished last right away, when stopping (every take settles it otherwise)."""
-        if self._finished is not None:
-            self._take_next(queue_keys=[])
-            self._state = WorkerStatus.IDLE  # the script stored it
-
-    def teardown(self) -> None:
-        if not self.is_horse:
-            with contextlib.suppress(*REDIS_DOWN):
-                self._settle_now()
-        super().teardown()  # type: ignore[no-untyped-call]
-
     # -- running deliveries ---------------------------------------------------------------------
     def execute_job(self, job: RQJob, queue: Queue) -> None:
         job_id = execution.ledger_job_id(job)
@@ -374,7 +166,7 @@ class _LedgerUpkeep(BaseWorker):
                 job.refresh()
                 super().execute_job(job, queue)
             except REDIS_DOWN as exc:
-                self._ride_out(exc)
+                self.ride_out_redis(exc)
             return
         started = time.monotonic()
         outcome = "skipped"
@@ -394,9 +186,7 @@ class _LedgerUpkeep(BaseWorker):
             statistic = ""
             if outcome in _COUNTED:
                 statistic = "failed_job_count" if outcome in _FAILED else "successful_job_count"
-            self._finished = (job.id, statistic, time.monotonic() - started)
-            self._state = WorkerStatus.IDLE
-            self._upkeep_started = True
+            self.delivery_done(job.id, statistic, time.monotonic() - started)
         self.log.info("Worker %s: job %s (delivery %s): %s", self.name, job_id, job.id, outcome)
 
     def run_attempt(self, job: RQJob, queue: Queue, job_id: int) -> dict[str, Any]:
@@ -406,7 +196,7 @@ class _LedgerUpkeep(BaseWorker):
                                      should_stop=self._stopping, on_wait=self._keep_registered)
 
     def _stopping(self) -> bool:
-        return bool(self._stop_requested)
+        return self.stop_requested
 
     def job_timeout(self, job: RQJob) -> float:
         """The seconds a delivery's handler may run: its timeout, or RQ's default where it sets none."""
@@ -419,7 +209,7 @@ class _LedgerUpkeep(BaseWorker):
     def _time_limit(self, timeout: float, rq_job_id: str) -> Any:
         return self.death_penalty_class(math.ceil(timeout), JobTimeoutException, job_id=rq_job_id)
 
-    def _ride_out(self, exc: BaseException) -> None:
+    def ride_out_redis(self, exc: BaseException) -> None:
         """Wait until Redis answers again (the one backoff helper); a worker of the embedded stack follows its
         Redis to the address it has after a restart. Upkeep then runs at once: Redis may be back empty, and the
         deliveries it lost are sent again now rather than a maintenance interval later."""
@@ -477,7 +267,7 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
         recorded: dict[str, Any] | None = None
         with execution.handed_over(hub, job.id, ctx, self._end_horse) as handover:
             try:
-                if not self._horse_pid or self._horse_ran >= self.horse_attempts or not self._sent(
+                if not self.horse_pid or self._horse_ran >= self.horse_attempts or not self._sent(
                     handover.message(self.job_timeout(job))
                 ):
                     self._start_horse(job, queue)
@@ -498,7 +288,7 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
     def _end_horse(self, reason: str) -> None:
         """The attempt's lease could not be renewed in time: its horse is killed before the lease ends, so no
         other attempt of the job ever runs beside it (called from the lease watchdog's thread)."""
-        pid = self._horse_pid
+        pid = self.horse_pid
         if pid:
             log.warning("worker %s kills work horse %d: %s", self.name, pid, reason)
             with contextlib.suppress(ProcessLookupError):
@@ -541,9 +331,9 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
             if fd >= 0:
                 os.close(fd)
         self._horse_in = self._horse_out = -1
-        if self._horse_pid:
-            self._exiting.append(self._horse_pid)
-            self._horse_pid = 0
+        if self.horse_pid:
+            self._exiting.append(self.horse_pid)
+            self.horse_pid = 0
 
     def main_work_horse(self, job: RQJob, queue: Queue) -> None:
         execution.die_with_parent(self._worker_pid)
@@ -556,7 +346,7 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
                 os.close(fd)
         random.seed()
         self.setup_work_horse_signals()  # type: ignore[no-untyped-call]
-        self._is_horse = True
+        self.become_horse()
         try:
             handover.run_in_horse(execution.ledger_job_id(job) or 0, self.time_limit(job))
             os.write(self._reported_fd, b"1")
@@ -609,7 +399,7 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
 
     def _outlive_horse(self) -> None:
         """Wait for the running horse to end, noting how it ended."""
-        pid = self._horse_pid
+        pid = self.horse_pid
         for fd in (self._horse_in, self._horse_out):
             if fd >= 0:
                 os.close(fd)
@@ -620,7 +410,7 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
             _pid, status, _rusage = os.wait4(pid, 0)
         except ChildProcessError:
             return
-        self._horse_pid = 0
+        self.horse_pid = 0
         self._horse_exit = _wait_status(status)
 
     def _reap(self, *, wait: bool = False) -> None:

@@ -12,7 +12,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import redis
 from rq import Queue
@@ -26,6 +26,7 @@ from rq.worker import BaseWorker
 
 from ..core.tasks import PRIORITIES
 from ..core.times import as_utc, utcnow
+from . import rq as rq_internals
 
 PERFORM = "sgen_ops.runtime.execution.perform"
 # What deliveries sent before the package was split into layers name: still ledger deliveries to a worker.
@@ -42,29 +43,6 @@ _WAITING_STATUSES = frozenset({JobStatus.QUEUED.value, JobStatus.SCHEDULED.value
 SNAPSHOT_DEPTH = 2000
 # A delivery is judged popped-and-lost only if it was pushed this many seconds before the queues were read.
 POP_GRACE = 10.0
-# The fields of RQ's job hash that hold the time it was made: filled in afresh for every send.
-_TIMESTAMPS = ("created_at", "enqueued_at")
-
-# The fields RQ's job hash shares across deliveries of one (priority, timeout) are written into the
-# script itself (``_push_script``), so a call carries only what differs. KEYS: the queue, then each job's
-# hash. ARGV: the time, then (job id, data, description) per job.
-_PUSH_LUA = """
-local fields = {%s}
-local a = 2
-for k = 2, #KEYS do
-  redis.call('HSET', KEYS[k], 'data', ARGV[a + 1], 'description', ARGV[a + 2], unpack(fields))
-  redis.call('PERSIST', KEYS[k])
-  redis.call('RPUSH', KEYS[1], ARGV[a])
-  a = a + 3
-end
-return #KEYS - 1
-"""
-
-
-def _lua_bytes(value: bytes) -> str:
-    """A Lua string literal of any bytes (every byte as a decimal escape)."""
-    return '"' + "".join(f"\\{b:03d}" for b in value) + '"'
-
 
 @dataclass(frozen=True)
 class _Snapshot:
@@ -186,17 +164,7 @@ class Transport:
         script = self._scripts.get(key)
         if script is None:
             template = self._rq_job(Delivery(0, "-", priority, None, timeout), JobStatus.QUEUED)
-            self.queues[priority]._prepare_for_queue(template)
-            common = template.to_dict()
-            common.pop("data")
-            common.pop("description", None)
-            if not set(_TIMESTAMPS) <= set(common):
-                raise RuntimeError(f"RQ's job hash lacks {_TIMESTAMPS}: {sorted(common)}")
-            encode = cast(Any, self.redis).get_encoder().encode
-            fields = []
-            for field, value in common.items():
-                fields += [_lua_bytes(encode(field)), "ARGV[1]" if field in _TIMESTAMPS else _lua_bytes(encode(value))]
-            script = self._scripts[key] = self.redis.register_script(_PUSH_LUA % ", ".join(fields))
+            script = self._scripts[key] = rq_internals.push_script(self.redis, self.queues[priority], template)
         return script
 
     def remove(self, rq_job_ids: Sequence[str | None]) -> None:
@@ -212,8 +180,8 @@ class Transport:
             return
         with self.redis.pipeline(transaction=False) as pipe:
             for rq_id in ids:
-                pipe.hget(RQJob.key_for(rq_id), "origin")
-            origins = pipe.execute()
+                rq_internals.read_job_fields(pipe, rq_id, "origin")
+            origins = [row[0] for row in pipe.execute()]
         live = [(rq_id, origin) for rq_id, origin in zip(ids, origins, strict=True) if origin is not None]
         if not live:
             return
@@ -245,7 +213,7 @@ class Transport:
         snapshot = self._queue_snapshot()
         with self.redis.pipeline(transaction=False) as pipe:
             for rq_id in rq_job_ids:
-                pipe.hmget(RQJob.key_for(rq_id or "-"), "status", "worker_name", "origin", "enqueued_at")
+                rq_internals.read_job_fields(pipe, rq_id or "-", "status", "worker_name", "origin", "enqueued_at")
             found = pipe.execute()
         held = [False] * len(rq_job_ids)
         taken: list[tuple[int, str]] = []
@@ -313,7 +281,7 @@ class Transport:
             with self.redis.pipeline() as pipe:
                 for rq_id, job in zip(ids, jobs, strict=True):
                     if job is not None:
-                        queue._enqueue_job(job, pipeline=pipe)
+                        rq_internals.enqueue_job(queue, job, pipe)
                         moved += 1
                     registry.remove(rq_id, pipeline=pipe)
                 pipe.execute()
