@@ -62,7 +62,7 @@ from .throughput import _truncate
 RQ_QUEUES = ("rqbench-high", "rqbench-normal", "rqbench-low")
 SCHEMA = "bench_workers"
 SQL_COUNTING = Path(__file__).with_name("sqlcount")  # holds the counting sitecustomize.py
-SETUPS = ("simple:1", "fork:1", "simple:2", "fork:2", "prefork:1", "prefork:2")
+SETUPS = ("simple:1", "fork:1", "simple:2", "fork:2", "simple:4", "fork:4", "prefork:1", "prefork:2")
 # prefork: sgen-ops' forking worker with a work horse reused for this many attempts (--horse-attempts),
 # against RQ's forking worker, which forks a horse per job.
 PREFORK_ATTEMPTS = 100

@@ -10,12 +10,9 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from ..core.states import WAITING_VALUES, State
 from ..core.tasks import PRIORITIES
 from ..core.times import as_utc, utcnow
-from ..ledger.store import Job, Schedule
 from . import table
 from .base import add_json, add_operator, hub, operator_from_env, print_json
 
@@ -54,7 +51,11 @@ def gather(args: argparse.Namespace) -> StackInfo:
 
 
 def _gather(h: Hub, ops: Operations) -> StackInfo:
-    # Read here, not at import: it brings the schedules module and pandas, which `sgen-ops worker` never needs.
+    # Read here, not at import: the ledger's modules (and the schedules module, pandas) that `sgen-ops worker`,
+    # `--version` and `--help` never need.
+    from sqlalchemy import func, select
+
+    from ..ledger.store import Job, Schedule
     from ..runtime import workers_info
 
     ops.resolver.check("list_jobs")
