@@ -94,7 +94,7 @@ def processes(runs: int, env: dict[str, str]) -> None:
         for _ in range(max(1, runs // 4)):
             a.append(idle_peak_rss([str(BIN / "sgen-ops"), "worker", "--concurrency", "1"], sgen_env, Path(tmp)))
             b.append(idle_peak_rss(rq, env, Path(tmp)))
-        rows.append(("idle `sgen-ops worker`", statistics.median(a), "idle `rq worker` (SimpleWorker)",
+        rows.append(("sgen-ops worker --concurrency 1, idle", statistics.median(a), "rq worker -w SimpleWorker, idle",
                      statistics.median(b), "MiB"))
     print("| sgen-ops | median | RQ | median | ratio |\n|---|---|---|---|---|")
     for ours_name, ours_v, theirs_name, theirs_v, unit in rows:
