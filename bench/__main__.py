@@ -60,6 +60,10 @@ def main() -> None:
         "--rollup-rounds", type=int, default=0,
         help="workers: interleaved rounds of a worker with and without a roll-up loop beside it (0: none)",
     )
+    parser.add_argument(
+        "--procrastinate-venv", default=None,
+        help="workers, with --postgres: a venv with procrastinate and psycopg[binary], to run it beside RQ",
+    )
     parser.add_argument("--keep-postgres", action="store_true", help="keep the generated PostgreSQL databases")
     parser.add_argument("--record", action="store_true", help="write the results into bench/RESULTS.md")
     parser.add_argument(

@@ -62,7 +62,7 @@ from .throughput import _truncate
 RQ_QUEUES = ("rqbench-high", "rqbench-normal", "rqbench-low")
 SCHEMA = "bench_workers"
 SQL_COUNTING = Path(__file__).with_name("sqlcount")  # holds the counting sitecustomize.py
-SETUPS = ("simple:1", "fork:1", "simple:2", "fork:2", "prefork:1", "prefork:2")
+SETUPS = ("simple:1", "fork:1", "simple:2", "fork:2", "simple:4", "fork:4", "prefork:1", "prefork:2")
 # prefork: sgen-ops' forking worker with a work horse reused for this many attempts (--horse-attempts),
 # against RQ's forking worker, which forks a horse per job.
 PREFORK_ATTEMPTS = 100
@@ -321,20 +321,20 @@ def latency(redis_url: str, *, k: int, database_url: str | None = None, gap: flo
 
 
 @contextmanager
-def pg_schema(url: str) -> Iterator[str]:
+def pg_schema(url: str, schema: str = SCHEMA) -> Iterator[str]:
     """A fresh schema in the database of ``url``; yields a URL whose sessions use it; dropped at the end."""
     engine = create_engine(sqlalchemy_url(url), isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
     parts = urlsplit(sqlalchemy_url(url))
     query = dict(parse_qsl(parts.query))
-    query["options"] = (query.get("options", "") + f" -c search_path={SCHEMA}").strip()
+    query["options"] = (query.get("options", "") + f" -c search_path={schema}").strip()
     try:
         yield parts._replace(query=urlencode(query)).geturl()
     finally:
         with engine.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
         engine.dispose()
 
 
@@ -428,6 +428,43 @@ def rollup_cost(redis_url: str, *, n: int, rounds: int, setup: str = "simple:1",
     return line
 
 
+PROCRASTINATE_SCHEMA = "bench_procrastinate"
+
+
+def procrastinate_rates(venv: Path, url: str, *, n: int, rounds: int, processes: tuple[int, ...]) -> str:
+    """Procrastinate (``bench.procrastinate_app``, in the venv ``venv`` of its own) on the same PostgreSQL:
+    ``p`` processes of ``procrastinate worker --one-shot`` over ``n`` no-op jobs deferred beforehand, timed from
+    spawn to the last exit, every job checked succeeded; a fresh schema per run. Skipped without that venv."""
+    python, cli = venv / "bin" / "python", venv / "bin" / "procrastinate"
+    if not cli.exists():
+        return f"(Procrastinate skipped: {cli} not found; `pip install procrastinate psycopg[binary]` into {venv})"
+    lines = [f"| processes | Procrastinate jobs/s, median of {rounds} |", "|---|---|"]
+    for p in processes:
+        rates = []
+        for _ in range(rounds):
+            with pg_schema(url, schema=PROCRASTINATE_SCHEMA):
+                base = sqlalchemy_url(url).split("?")[0].replace("postgresql+psycopg://", "postgresql://", 1)
+                env = _env(BENCH_PROCRASTINATE_DSN=f"{base}?options=-csearch_path%3D{PROCRASTINATE_SCHEMA}")
+                app = [str(python), "-m", "bench.procrastinate_app"]
+                subprocess.run([*app, "setup", str(n)], env=env, cwd=ROOT, check=True, capture_output=True)
+                start = time.perf_counter()
+                workers = [
+                    subprocess.Popen([str(cli), "--app", "bench.procrastinate_app.app", "worker", "--one-shot"],
+                                     env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    for _ in range(p)
+                ]
+                codes = [w.wait(timeout=max(120.0, n / 5)) for w in workers]
+                seconds = time.perf_counter() - start
+                done = int(subprocess.run([*app, "count"], env=env, cwd=ROOT, check=True, capture_output=True,
+                                          text=True).stdout.split()[-1])
+            check(codes == [0] * p, f"procrastinate workers exited {codes}")
+            check(done == n, f"procrastinate: {done} of {n} jobs succeeded")
+            rates.append(n / seconds)
+        lines.append(f"| {p} | {median(rates):,.0f} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -449,6 +486,11 @@ def run(redis_url: str, args: argparse.Namespace) -> str:
             parts.append(each(database_url=url))
             if args.latency_jobs:
                 parts[-1] += "\n" + latency(redis_url, k=args.latency_jobs, database_url=url)
+    if args.postgres and getattr(args, "procrastinate_venv", None):
+        counts = tuple(sorted({int(s.split(":")[1]) for s in setups}))
+        parts.append("#### Procrastinate on the same PostgreSQL (run after the rounds above, not interleaved)\n\n"
+                     + procrastinate_rates(Path(args.procrastinate_venv), args.postgres, n=args.jobs,
+                                           rounds=args.repeats, processes=counts))
     if getattr(args, "rollup_rounds", 0):
         rows = [rollup_cost(redis_url, n=args.jobs, rounds=args.rollup_rounds)]
         if args.postgres:

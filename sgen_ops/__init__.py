@@ -22,10 +22,10 @@ from .errors import (
     Unavailable,
     ValidationError,
 )
-from .hub import Hub, connect
 
 if TYPE_CHECKING:
     from .api.client import RemoteOperations, remote
+    from .hub import Hub, connect
 
 __all__ = [
     "AccessDenied",
@@ -47,9 +47,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# The HTTP client (httpx, pandas and the surface's modules) is imported on first use: a worker, which never
-# uses it, starts without it.
-_LAZY = {"RemoteOperations": "api.client", "remote": "api.client"}
+# Imported on first use: the HTTP client (httpx, pandas and the surface's modules), which a worker never uses,
+# and the hub (SQLAlchemy, redis, RQ), which `sgen-ops --version` and `--help` never use.
+_LAZY = {"RemoteOperations": "api.client", "remote": "api.client", "Hub": "hub", "connect": "hub"}
 
 
 def __getattr__(name: str) -> Any:

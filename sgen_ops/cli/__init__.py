@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from ..errors import SgenOpsError, Unavailable
-from ..transport.reach import REDIS_DOWN
 from . import archive, audit, info, jobs, pauses, schedules, stack
 from .base import COMMAND, UsageError, close_opened, operator_from_env
 
@@ -107,7 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return PIPE_CLOSED
-    except REDIS_DOWN as exc:  # after BrokenPipeError, itself a ConnectionError
+    except Exception as exc:  # after BrokenPipeError, itself a ConnectionError
+        # Redis's errors are named here, not at import: `--version` and `--help` load neither redis nor the hub.
+        from ..transport.reach import REDIS_DOWN
+
+        if not isinstance(exc, REDIS_DOWN):
+            raise
         print(f"sgen-ops: {_redis_unavailable(exc)}", file=sys.stderr)
         return UNAVAILABLE
     except KeyboardInterrupt:

@@ -23,10 +23,9 @@ COLUMNS = (
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ..config import load_settings
+    from ..config import load_settings, served_only
     from ..ledger import audit
     from ..ledger.store import Ledger
-    from ..ui.session import served_only
 
     if served_only() is not None:
         # Through the API, as the token's operator (verify_audit is the administrators').

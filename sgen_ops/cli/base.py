@@ -60,7 +60,7 @@ COMMAND = ["sgen-ops"]
 def local_stack() -> None:
     """Refuse, in words, a command that needs the stack itself when this shell reaches only the API: it would
     otherwise create a ledger and start a Redis server here."""
-    from ..ui.session import served_only
+    from ..config import served_only
 
     url = served_only()
     if url is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
@@ -194,6 +193,8 @@ TRIGRAM_MIN_CHARS = 3
 def sqlite_trigram() -> bool:
     """True if this process's SQLite has FTS5 with the trigram tokenizer (3.34 and later), as migration 0003
     requires to create ``jobs_fts``; without it text search on SQLite scans."""
+    import sqlite3  # the SQLite driver, on a SQLite ledger only
+
     try:
         with closing(sqlite3.connect(":memory:")) as conn:
             conn.execute("CREATE VIRTUAL TABLE probe USING fts5(t, tokenize='trigram')")

@@ -434,7 +434,7 @@ def down() -> None:
 
 def serve_app(port: int = 8866, *, host: str = "127.0.0.1", operator: str | None = None) -> int:
     """Serve the operator views as a Voila app (no code cells) on ``host``:``port``, as ``operator``."""
-    from ..ui.session import served_only
+    from ..config import served_only
 
     env = dict(os.environ)
     if served_only() is None:  # a client of the API names no home: its kernels keep nothing here

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import json
 import logging
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -630,6 +630,13 @@ def _record_stop_core(hub: Stack, ctx: TaskContext, outcome: str) -> dict[str, A
 _RUN, _OK, _CANCELLED = State.RUNNING.value, State.SUCCEEDED.value, State.CANCELLED.value
 
 
+def _sqlite_version() -> tuple[int, ...]:
+    """The SQLite library's version; its driver is imported on a SQLite ledger only."""
+    import sqlite3
+
+    return sqlite3.sqlite_version_info
+
+
 class HotPath:
     """The worker's claim and record on one DBAPI connection of this process, held across attempts.
 
@@ -647,7 +654,7 @@ class HotPath:
         self.dialect = engine.dialect
         self.dialect_url = engine.url
         self.postgres = self.dialect.name == "postgresql"
-        self.returning = not self.postgres and sqlite3.sqlite_version_info >= (3, 35, 0)
+        self.returning = not self.postgres and _sqlite_version() >= (3, 35, 0)
         processor = UTCDateTime().dialect_impl(self.dialect).bind_processor(self.dialect)
         self._time: Callable[[Any], Any] = processor if processor is not None else (lambda v: v)
         payload_type = JOBS.c.payload.type.dialect_impl(self.dialect)
@@ -888,6 +895,10 @@ class WorkerRuntime:
     def hub(self) -> Stack:
         """The bound hub; after a fork, the inherited one drops its parent's connections first."""
         if self._hub is None:
+            if self.connect is None and "sgen_ops.hub" not in sys.modules:
+                # A process that imported the runtime alone (RQ importing ``perform``): ``import sgen_ops`` no
+                # longer loads the hub, whose module hands ``connect`` down when it is loaded.
+                importlib.import_module("sgen_ops.hub")
             if self.connect is None:
                 raise RuntimeError("no hub is bound in this process: call sgen_ops.connect() first")
             self.bind(self.connect())

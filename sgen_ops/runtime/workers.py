@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import inspect
 import logging
 import math
 import os
@@ -30,6 +31,8 @@ from ..transport.rq import DeliveryWorker, RidingScheduler, StopRequested
 from . import execution
 
 if TYPE_CHECKING:
+    from redis.client import PubSubWorkerThread
+
     from ..ledger.stack import Stack
 
 log = logging.getLogger(__name__)
@@ -156,6 +159,20 @@ class _LedgerUpkeep(DeliveryWorker):
         with contextlib.suppress(*REDIS_DOWN):
             super().heartbeat()
             self._last_heartbeat = at
+
+    # -- stopping at once (issue 25; docs/worker-exit.md) ----------------------------------------
+    def unsubscribe(self) -> None:
+        """RQ's, without waiting for the pubsub thread: its running flag is cleared before UNSUBSCRIBE is sent,
+        so the reply wakes the thread's read and it ends at once, closing its pubsub. RQ sends first and then
+        waits (redis-py 8.2: for as long as the thread sleeps, up to RQ's 60 s; earlier: up to 1 s)."""
+        thread, pubsub = self.pubsub_thread, self.pubsub
+        if thread is None or pubsub is None:
+            return
+        self.pubsub_thread = None
+        stop_without_waiting(thread)
+        if thread.is_alive():  # else it has ended and closed its pubsub
+            with contextlib.suppress(*REDIS_DOWN):
+                pubsub.unsubscribe()
 
     # -- running deliveries ---------------------------------------------------------------------
     def execute_job(self, job: RQJob, queue: Queue) -> None:
@@ -430,6 +447,15 @@ class SgenForkWorker(_LedgerUpkeep, Worker):
             self._let_horse_go()
             self._reap(wait=True)
         super().teardown()
+
+
+def stop_without_waiting(thread: PubSubWorkerThread) -> None:
+    """Clear a pubsub thread's running flag and return: redis-py 8.2's ``stop`` joins the thread unless given a
+    timeout, earlier versions take none and never wait."""
+    if "timeout" in inspect.signature(thread.stop).parameters:
+        thread.stop(timeout=0)  # type: ignore[call-arg]  # redis-py 8.2 and later
+    else:
+        thread.stop()
 
 
 def _read_message(fd: int) -> bytes | None:

@@ -8,9 +8,9 @@ ledger or Redis credentials. Local: the ledger itself, as ``SGEN_OPS_OPERATOR`` 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config import API_URL_VARIABLE
 from ..errors import AccessDenied
 
 if TYPE_CHECKING:
@@ -19,28 +19,6 @@ if TYPE_CHECKING:
     from ..surface.operations import Operations
 
 OPERATOR_VARIABLES = ("SGEN_OPS_OPERATOR", "JUPYTERHUB_USER")
-API_URL_VARIABLE = "SGEN_OPS_API_URL"
-
-
-def served_only() -> str | None:
-    """The API's URL when this process reaches the stack only through it: ``SGEN_OPS_API_URL`` set, and no
-    stack named here (no ``SGEN_OPS_HOME``, no database URL in the environment or ``sgen-ops.toml``, no
-    embedded home in the working directory). None otherwise. Nothing is then written under the working
-    directory: what a command keeps goes to ``client_home()``."""
-    from ..config import load_settings
-
-    url = os.environ.get(API_URL_VARIABLE, "").strip()
-    if not url or os.environ.get("SGEN_OPS_HOME", "").strip():
-        return None
-    settings = load_settings()
-    return None if settings.database_url or settings.home.exists() else url
-
-
-def client_home() -> Path:
-    """Where a client of the API keeps what it makes (a runbook's executed copies, a report): the user's data
-    folder (``$XDG_DATA_HOME/sgen-ops``, default ``~/.local/share/sgen-ops``), never the working directory."""
-    base = os.environ.get("XDG_DATA_HOME", "").strip()
-    return (Path(base) if base else Path.home() / ".local" / "share") / "sgen-ops"
 
 
 def served_session(operator: str | None = None) -> RemoteOperations | None:

@@ -1,10 +1,13 @@
 """`sgen-ops worker` imports only what it runs: none of the notebook, HTTP or migration stacks (pandas,
-ipywidgets, papermill, Jupyter, FastAPI, uvicorn, httpx, Alembic) is loaded on its way to the first job.
-Each check runs in a fresh interpreter, since this one has imported everything."""
+ipywidgets, papermill, Jupyter, FastAPI, uvicorn, httpx, Alembic), nor the archive's (pyarrow, DuckDB), nor a
+database driver before the ledger's URL picks one, is loaded on its way to the first job; `sgen-ops --version`
+and `--help` load neither the ledger nor Redis. Each check runs in a fresh interpreter, since this one has
+imported everything."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -66,3 +69,50 @@ def test_the_client_is_reached_through_the_package() -> None:
     assert (sgen_ops.remote, sgen_ops.RemoteOperations) == (remote, RemoteOperations)
     with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
         _ = sgen_ops.nothing_here
+
+
+# What no worker start-up loads: the stacks above, the archive's, and either SQL driver (the ledger's URL picks
+# one when it connects; the other is never loaded).
+HEAVY = (*NOT_FOR_WORKERS, "pyarrow", "duckdb", "jupyter*", "notebook", "voila")
+DRIVERS = ("psycopg", "psycopg2", "sqlite3", "_sqlite3")
+# What `--version` and `--help` do not use either: the ledger, Redis, RQ.
+STACK = ("sqlalchemy", "redis", "rq")
+_IMPORTED = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)$")
+
+
+def imported_by(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter imports running ``code``, read from ``-X importtime``."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return {m.group(1).split(".")[0] for line in out.stderr.splitlines() if (m := _IMPORTED.match(line))}
+
+
+def named(modules: set[str], names: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == n or (n.endswith("*") and m.startswith(n[:-1])) for n in names))
+
+
+def cli(*argv: str) -> str:
+    """The console script's entry with ``argv`` (``--version`` and ``--help`` end in SystemExit(0))."""
+    return (f"import sgen_ops.cli\ntry:\n    sgen_ops.cli.main({list(argv)!r})\n"
+            "except SystemExit as e:\n    assert not e.code")
+
+
+@pytest.mark.parametrize(
+    "code", ["import sgen_ops.runtime.workers", WORKER_PATH], ids=["the worker module", "the worker command"]
+)
+def test_the_worker_imports_no_heavy_stack_and_no_driver(code: str) -> None:
+    imported = imported_by(code)
+    assert {"sqlalchemy", "redis", "rq"} <= imported  # what it runs
+    assert named(imported, HEAVY + DRIVERS) == []
+
+
+@pytest.mark.parametrize("argv", [("--version",), ("worker", "--help"), ("--help",)])
+def test_version_and_help_load_neither_the_ledger_nor_redis(argv: tuple[str, ...]) -> None:
+    assert named(imported_by(cli(*argv)), HEAVY + DRIVERS + STACK) == []
+
+
+def test_the_import_probe_sees_the_stack_and_a_heavy_import() -> None:
+    """So that the checks above can fail."""
+    imported = imported_by(cli("--version") + "\nimport sgen_ops.hub, sgen_ops.api.client, sqlite3")
+    assert {"sqlalchemy", "redis", "rq", "pandas", "sqlite3"} <= set(named(imported, HEAVY + DRIVERS + STACK))
