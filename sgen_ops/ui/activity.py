@@ -9,8 +9,8 @@ Widgets: ``operator_filter`` and ``action_filter`` (Dropdown, "any" first, then 
 window), ``target_filter`` (Text), ``window`` (Dropdown: 1h, 24h, 7d, 30d, all), ``apply_button``,
 ``refresh_button``, ``prev_button``, ``next_button``, ``page_label``, ``log_table`` (HTML), ``chain`` (HTML),
 ``controls`` (the boxes of the filters) and ``pager``, hidden with the table and the chain from an operator who
-may not read the log, ``status``; ``frame`` is the filtered log shown (newest first), ``chain_ok`` the last verification (None
-when not checked).
+may not read the log, ``status``; ``frame`` is the filtered log shown (newest first), ``chain_ok`` the last
+verification (None when not checked).
 
 CSS classes: ``sgen-activity``, ``sgen-activity-operator``, ``sgen-activity-action``, ``sgen-activity-target``,
 ``sgen-activity-window``, ``sgen-apply``, ``sgen-refresh``, ``sgen-prev``, ``sgen-next``, ``sgen-page-label``,
