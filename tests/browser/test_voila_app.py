@@ -333,7 +333,7 @@ def test_state_chips_throughput_and_schedules_as_an_operator_sees_them(
 
     page.get_by_role("tab", name="Throughput").click()
     view = page.locator(".sgen-throughput")
-    expect(view.locator(".sgen-throughput-summary")).to_contain_text("Last 24h:", timeout=ACTION_TIMEOUT_MS)
+    expect(view.locator(".sgen-throughput-summary")).to_contain_text("Last 7d:", timeout=ACTION_TIMEOUT_MS)
     expect(view).not_to_have_class(re.compile("sgen-loading"))
     counts = view.locator(".sgen-counts-chart")
     for task in ("webhook.dispatch", "import.products", "test.boom"):
