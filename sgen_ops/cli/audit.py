@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from ..errors import ValidationError
+from ..ledger.audit import target_label
 from . import table
 from .base import add_json, opened, operations, print_json, time_arg
 
@@ -15,7 +16,7 @@ COLUMNS = (
     table.Column("WHEN", "at", when=True),
     table.Column("OPERATOR", "operator"),
     table.Column("ACTION", "action"),
-    table.Column("TARGET", lambda e: f"{e['target_type']} {table.text(e['target_id'])}".strip()),
+    table.Column("TARGET", lambda e: target_label(e["target_type"], e["target_id"], e["change"])),
     table.Column("ACCOUNT", "account"),
     table.Column("CHANGE", lambda e: json.dumps(e["change"], sort_keys=True, default=str)
                  if not table.missing(e["change"]) else "", cut=True),

@@ -30,6 +30,7 @@ import pandas as pd
 from ..core.durations import as_timedelta
 from ..core.times import utcnow
 from ..errors import ValidationError
+from ..ledger.audit import target_label
 from . import render
 from .base import View, button, denial
 
@@ -60,20 +61,6 @@ def change_text(change: Any) -> str:
         return ""
     shown = json.dumps(change, ensure_ascii=False, default=str, sort_keys=True)
     return shown if len(shown) <= CHANGE_CHARS else shown[: CHANGE_CHARS - 1] + "…"
-
-
-# The change's key that names a target without an id: a paused task by its name, a paused queue by its priority.
-_NAMED_BY = {"task": "task", "queue": "priority"}
-
-
-def target_label(kind: Any, target_id: Any, change: Any = None) -> str:
-    """'job 42', 'schedule 3', 'task webhook.dispatch', 'queue low' (a pause names its task or queue in
-    the change), or the kind alone for an entry about no one row."""
-    kind = kind if isinstance(kind, str) else ""
-    if pd.notna(target_id):
-        return f"{kind} {int(target_id)}".strip()
-    name = change.get(_NAMED_BY.get(kind, "")) if isinstance(change, dict) else None
-    return f"{kind} {name}" if isinstance(name, str) and name else kind
 
 
 def blank(value: Any) -> str:
