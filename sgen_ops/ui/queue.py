@@ -159,11 +159,16 @@ class StateChips(widgets.HBox):  # type: ignore[misc]  # ipywidgets ships no typ
             chip.description = f"{state} · {render.count(counts[state])}{more}" if state in counts else state
 
 
-def task_choices(paused: Iterable[str]) -> list[tuple[str, str | None]]:
-    """The task picker's options: a prompt, then every registered task and every paused one, marked."""
+# How far back the task picker looks for the tasks the ledger has seen (a client of the API registers none).
+KNOWN_TASKS_WINDOW = "30d"
+
+
+def task_choices(paused: Iterable[str], known: Iterable[str] = ()) -> list[tuple[str, str | None]]:
+    """The task picker's options: a prompt, then every task registered here, seen by the ledger (``known``) or
+    paused, a paused one marked."""
     held = set(paused)
     return [("choose a task…", None), *((f"{t} (paused)" if t in held else t, t)
-                                        for t in sorted(set(registered()) | held))]
+                                        for t in sorted(set(registered()) | set(known) | held))]
 
 
 class QueueView(View):
@@ -242,8 +247,12 @@ class QueueView(View):
         gate(self.resume_task_button, ops, "resume_task",
              "Resume the task picked beside it: its waiting jobs are delivered again")
         # A role that may neither pause nor resume sees no picker: there is nothing it could do with it.
+        self.known_tasks: frozenset[str] = frozenset()
         if self.pause_task_button.disabled and self.resume_task_button.disabled:
             self.task_picker.layout.display = "none"
+        else:  # served, the tasks the server runs are not registered here: those the ledger counted lately
+            read, counted = self.attempt(ops.throughput, KNOWN_TASKS_WINDOW)
+            self.known_tasks = frozenset(counted["task"]) if read and counted is not None else frozenset()
         self.pause_task_button.on_click(self.guard(lambda _b: self.set_task_paused(True)))
         self.resume_task_button.on_click(self.guard(lambda _b: self.set_task_paused(False)))
         self.close_detail_button = button("Close detail", "sgen-close-detail", icon="times")
@@ -308,7 +317,7 @@ class QueueView(View):
         if done_paused and paused is not None:
             self.paused_tasks = frozenset(paused.loc[paused["kind"] == "task", "name"])
             self.paused_line.value = render.paused_line(paused)
-            options = task_choices(self.paused_tasks)
+            options = task_choices(self.paused_tasks, self.known_tasks)
             if list(self.task_picker.options) != options:
                 picked = self.task_picker.value
                 self.task_picker.options = options
