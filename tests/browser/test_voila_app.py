@@ -73,10 +73,12 @@ class App:
     seeded: Seeded
 
 
-@pytest.fixture(scope="module")
-def app_operator() -> str:
-    """The operator the app runs as (a test parametrizes it to another, with ``scope="module"``)."""
-    return ADMIN
+@pytest.fixture(scope="module", params=[ADMIN])
+def app_operator(request: pytest.FixtureRequest) -> str:
+    """The operator the app runs as (a test parametrizes it to another, with ``scope="module"``). A parameter,
+    not a constant: so pytest knows which operator each module-wide server was started for, and starts another
+    for a test of another operator, whatever order it runs the tests in."""
+    return str(request.param)
 
 
 @pytest.fixture(scope="module", params=["local", "served"])
