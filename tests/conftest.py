@@ -208,7 +208,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Tests that share a fixture wider than one test (a module's server, say) run on one xdist worker: under
 # --dist loadgroup the tests whose ids start with one of these are one unit of work. (pytest-xdist 3.8's
 # xdist_group mark has no effect under pytest 9.2: it renames item._nodeid, which pytest 9.2 no longer reads.)
-SAME_WORKER = ("tests/browser/test_voila_app.py::",)
+SAME_WORKER = ("tests/browser/test_voila_app.py::", "tests/browser/test_voila_editor.py::")
 
 
 @pytest.hookimpl(optionalhook=True)

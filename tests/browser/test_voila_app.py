@@ -73,12 +73,11 @@ class App:
     seeded: Seeded
 
 
-@pytest.fixture(scope="module", params=[ADMIN])
-def app_operator(request: pytest.FixtureRequest) -> str:
-    """The operator the app runs as (a test parametrizes it to another, with ``scope="module"``). A parameter,
-    not a constant: so pytest knows which operator each module-wide server was started for, and starts another
-    for a test of another operator, whatever order it runs the tests in."""
-    return str(request.param)
+@pytest.fixture(scope="module")
+def app_operator() -> str:
+    """The operator the app runs as. A module of tests for another operator overrides it
+    (``test_voila_editor.py``): a module-wide server serves one operator, whatever order pytest runs tests in."""
+    return ADMIN
 
 
 @pytest.fixture(scope="module", params=["local", "served"])
@@ -263,32 +262,6 @@ def test_workers_tab_shows_live_workers_and_queues(page: Any, seeded: Seeded, re
         page.screenshot(path=str(ARTIFACTS / f"workers-{request.node.callspec.id}.png"), full_page=True)
     finally:
         worker.register_death()
-
-
-@SQLITE_ONLY
-@pytest.mark.parametrize("app_operator", ["ops-editor"], scope="module")
-def test_an_editor_sees_a_waiting_jobs_payload_read_only_and_why(page: Any, seeded: Seeded) -> None:
-    """An editor opens a queued job's detail: the payload editor and its Save button are disabled, with the
-    reason as their tooltip; the job's own actions (Run now, Cancel) stay theirs."""
-    from playwright.sync_api import expect
-
-    reason = "Only administrators can change what a job runs; you are signed in as an editor."
-    queue = page.locator(".sgen-queue")
-    expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    queue.locator(f".sgen-job-{seeded.queued} input[type=checkbox]").check()
-    queue.locator("button.sgen-open-detail").click()
-    detail = queue.locator(".sgen-detail")
-    expect(detail).to_contain_text(str(seeded.queued))
-    editor = detail.locator(".sgen-detail-payload-editor textarea")
-    expect(editor).to_be_disabled()
-    expect(editor).to_have_value(re.compile(r'"later": true'))
-    expect(editor).to_have_attribute("title", reason)
-    save = detail.locator("button.sgen-detail-save-payload")
-    expect(save).to_be_disabled()
-    expect(save).to_have_attribute("title", reason)
-    expect(detail.locator("button.sgen-detail-trigger")).to_be_enabled()
-    page.screenshot(path=str(ARTIFACTS / "editor-payload-read-only.png"), full_page=True)
-    assert seeded.hub.as_operator(ADMIN).get_job(seeded.queued).payload == {"later": True}
 
 
 @SQLITE_ONLY
