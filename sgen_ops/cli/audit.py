@@ -10,12 +10,19 @@ from ..errors import ValidationError
 from . import table
 from .base import add_json, opened, operations, print_json, time_arg
 
+
+def _target_cell(entry: Any) -> str:
+    from ..ledger.audit import target_label  # with pandas: not on the worker's import path
+
+    return target_label(entry["target_type"], entry["target_id"], entry["change"])
+
+
 COLUMNS = (
     table.Column("AT", "at"),
     table.Column("WHEN", "at", when=True),
     table.Column("OPERATOR", "operator"),
     table.Column("ACTION", "action"),
-    table.Column("TARGET", lambda e: f"{e['target_type']} {table.text(e['target_id'])}".strip()),
+    table.Column("TARGET", lambda e: _target_cell(e)),
     table.Column("ACCOUNT", "account"),
     table.Column("CHANGE", lambda e: json.dumps(e["change"], sort_keys=True, default=str)
                  if not table.missing(e["change"]) else "", cut=True),

@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from . import table
 from .base import UsageError, add_json, add_operator, hub, local_stack, opened, operator_from_env, print_json
 
 APP_HOST = "127.0.0.1"
@@ -113,6 +114,16 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
     return 0
 
 
+TOKEN_COLUMNS = (
+    table.Column("ID", "id", right=True),
+    table.Column("OPERATOR", "operator"),
+    table.Column("STATUS", "status"),
+    table.Column("CREATED", "created_at", when=True),
+    table.Column("EXPIRES", "expires_at", when=True),
+    table.Column("LAST USED", "last_used_at", when=True),
+)
+
+
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     from ..ledger import tokens
 
@@ -123,12 +134,7 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
     if not found:
         print("no tokens")
         return 0
-    print("id\toperator\tstatus\tcreated\texpires\tlast used")
-    for t in found:
-        def when(moment: Any) -> str:
-            return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "-"
-
-        print(f"{t.id}\t{t.operator}\t{t.status()}\t{when(t.created_at)}\t{when(t.expires_at)}\t{when(t.last_used_at)}")
+    print(table.render([{**asdict(t), "status": t.status()} for t in found], TOKEN_COLUMNS))
     return 0
 
 

@@ -42,6 +42,21 @@ NOTE_KEYS = frozenset(NOTE_FIELDS)
 RuleFor = Callable[[str | None], MaskingRule]
 
 
+
+# The change's key that names a target without an id: a paused task by its name, a paused queue by its priority.
+_NAMED_BY = {"task": "task", "queue": "priority"}
+
+
+def target_label(kind: Any, target_id: Any, change: Any = None) -> str:
+    """'job 42', 'schedule 3', 'task webhook.dispatch', 'queue low' (a pause names its task or queue in
+    the change), or the kind alone for an entry about no one row."""
+    kind = kind if isinstance(kind, str) else ""
+    if pd.notna(target_id):
+        return f"{kind} {int(target_id)}".strip()
+    name = change.get(_NAMED_BY.get(kind, "")) if isinstance(change, dict) else None
+    return f"{kind} {name}" if isinstance(name, str) and name else kind
+
+
 @dataclass(frozen=True)
 class Entry:
     """An Activity Log entry to append: who did what to which record, and the change it made.

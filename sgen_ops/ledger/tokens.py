@@ -99,6 +99,16 @@ def revoke(ledger: Ledger, token_id: int) -> None:
             token.revoked_at = utcnow()
 
 
+def revoke_digest(ledger: Ledger, token_hash: str) -> bool:
+    """Revoke the token whose hash is ``token_hash`` (``digest``), if it is not revoked yet; True if it was."""
+    with ledger.write() as session:
+        result: Any = session.execute(
+            update(ApiToken).where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return bool(result.rowcount)
+
+
 def revoke_all(ledger: Ledger, operator: str) -> int:
     """Revoke every token of ``operator`` not revoked yet; returns how many."""
     with ledger.write() as session:

@@ -11,6 +11,7 @@ exits non-zero if anything failed.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import random
@@ -42,6 +43,8 @@ from ..runtime.workers import SgenWorker, worker_name
 PROJECT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = PROJECT / "notebooks"
 DEMO_OPERATOR = "ops-admin"
+# The hash of the administrator token the demo made last (the next run revokes it).
+DEMO_TOKEN_FILE = "demo-token.sha256"
 API_PORT = 8765
 
 
@@ -291,7 +294,31 @@ def start_api(hub: Hub) -> tuple[str, str]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the API (pid {pid}) did not answer within 60 s; see {hub.home / 'logs' / 'api.log'}")
         time.sleep(0.2)
-    return url, hub.create_token(DEMO_OPERATOR, expires_in="30d")
+    return url, demo_token(hub)
+
+
+def demo_token(hub: Hub) -> str:
+    """A new 30-day administrator token for this run of the demo; the one its last run made is revoked first,
+    so that runs do not pile up live administrator tokens (a headless run's was never shown to anyone).
+    Only the token's hash is kept, in ``DEMO_TOKEN_FILE`` under the home."""
+    from ..ledger import tokens
+
+    revoke_demo_token(hub)
+    token = hub.create_token(DEMO_OPERATOR, expires_in="30d")
+    hub.home.mkdir(parents=True, exist_ok=True)
+    (hub.home / DEMO_TOKEN_FILE).write_text(tokens.digest(token) + "\n")
+    return token
+
+
+def revoke_demo_token(hub: Hub) -> bool:
+    """Revoke the token the demo made last (if still live); True if there was one to revoke."""
+    from ..ledger import tokens
+
+    record = hub.home / DEMO_TOKEN_FILE
+    if not record.exists() or not tokens.revoke_digest(hub.ledger, record.read_text().strip()):
+        return False
+    hub.access_changed()
+    return True
 
 
 def workspace(home: Path) -> Path:
@@ -342,6 +369,7 @@ def run_headless(hub: Hub) -> int:
     finally:
         del os.environ["SGEN_OPS_API_URL"], os.environ["SGEN_OPS_API_TOKEN"]
         stop_background(hub.home, "api")
+        revoke_demo_token(hub)  # nobody was shown it
     return local or served
 
 
@@ -365,17 +393,30 @@ def main(*, headless: bool = False) -> int:
     print(f"API: {url} (OpenAPI at {url}/docs)")
     print("To run the notebooks as clients of the API instead of on the ledger, start JupyterLab with")
     print(f"  SGEN_OPS_API_URL={url} SGEN_OPS_API_TOKEN=<the token below>")
-    print(f"administrator token ({DEMO_OPERATOR}, expires in 30 days; shown once):")
+    print(f"administrator token ({DEMO_OPERATOR}, expires in 30 days; shown once; the next `make demo` revokes it):")
     print(token, flush=True)
     notebooks = workspace(hub.home)
     print(f"JupyterLab opens a working copy of notebooks/ in {notebooks} (the checkout stays clean)", flush=True)
-    argv = [sys.executable, "-m", "jupyter", "lab", f"--notebook-dir={notebooks}",
-            # No "receive Jupyter news?" pop-up and no update check: the demo is about the queue.
-            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    argv = [sys.executable, "-m", "jupyter", "lab", *lab_arguments(hub.home, notebooks)]
     if os.geteuid() == 0:
         argv.append("--allow-root")  # containers and CI machines often run as root
     lab = start_background(hub.home, "jupyterlab", argv, logged=False)
     return wait_for(lab, children)
+
+
+# JupyterLab's settings the demo overrides: no "get notified about official Jupyter news?" prompt (it shows
+# while fetchNews is "none", whatever the server's news_url) and no update check: the demo is about the queue.
+LAB_OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False}}
+
+
+def lab_arguments(home: Path, notebooks: Path) -> list[str]:
+    """``jupyter lab``'s arguments for the demo: the working copy of the notebooks, no news and no update
+    check; the settings overrides go to a folder of the home (the operator's own settings stay as they are)."""
+    settings = home / "jupyterlab-settings"
+    settings.mkdir(parents=True, exist_ok=True)
+    (settings / "overrides.json").write_text(json.dumps(LAB_OVERRIDES, indent=2) + "\n")
+    return [f"--notebook-dir={notebooks}", f"--LabApp.app_settings_dir={settings}", "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
 
 
 def wait_for(lab: subprocess.Popen[bytes], children: list[int]) -> int:

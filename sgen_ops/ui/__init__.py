@@ -25,15 +25,16 @@ CSS classes for browser tests (each view's module docstring lists its own):
   queue          sgen-queue, sgen-state-filter, sgen-task-filter, sgen-since-filter, sgen-until-filter,
                  sgen-text-filter, sgen-error-code-filter, sgen-include-old-filter, sgen-apply, sgen-reset,
                  sgen-job-table, sgen-throughput-line, sgen-rerun, sgen-cancel, sgen-open-detail,
-                 sgen-close-detail, sgen-detail-area
+                 sgen-task-picker, sgen-pause-task, sgen-resume-task, sgen-close-detail, sgen-detail-area
   detail         sgen-detail, sgen-detail-header, sgen-detail-facts, sgen-payload, sgen-attempts,
                  sgen-error-log, sgen-detail-actions, sgen-detail-<action> (rerun, cancel, retry-now, trigger,
                  send-to-dead-letter, replay, resolve, dismiss), sgen-detail-confirm-dismiss, sgen-detail-keep,
                  sgen-resolve-note
   triage         sgen-triage, sgen-groups, sgen-dead-letter-table, sgen-replay, sgen-dismiss,
-                 sgen-confirm-dismiss, sgen-keep, sgen-payload-editor, sgen-payload-error, sgen-edit-replay,
-                 sgen-bulk-task, sgen-bulk-error-code, sgen-bulk-since, sgen-bulk-preview, sgen-bulk-count,
-                 sgen-bulk-replay, sgen-bulk-dismiss, sgen-bulk-confirm-dismiss, sgen-progress
+                 sgen-confirm-dismiss, sgen-keep, sgen-payload-editor, sgen-payload-error, sgen-editing,
+                 sgen-edit-replay, sgen-bulk-task, sgen-bulk-error-code, sgen-bulk-since, sgen-bulk-preview,
+                 sgen-bulk-count, sgen-bulk-replay, sgen-bulk-dismiss, sgen-bulk-confirm-replay,
+                 sgen-bulk-confirm-dismiss, sgen-bulk-keep, sgen-bulk-result, sgen-progress
   schedules      sgen-schedules, sgen-schedule-table, sgen-pause, sgen-resume, sgen-run-now, sgen-edit-schedule,
                  sgen-schedule-form, sgen-form-title, sgen-form-task, sgen-timing-kind, sgen-cron, sgen-every,
                  sgen-timezone, sgen-cron-feedback, sgen-payload-input, sgen-max-attempts, sgen-priority,

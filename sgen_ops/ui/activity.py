@@ -8,8 +8,9 @@ first, filtered by operator, action and target ("job 42", "schedule 3", or an id
 Widgets: ``operator_filter`` and ``action_filter`` (Dropdown, "any" first, then the values seen in the
 window), ``target_filter`` (Text), ``window`` (Dropdown: 1h, 24h, 7d, 30d, all), ``apply_button``,
 ``refresh_button``, ``prev_button``, ``next_button``, ``page_label``, ``log_table`` (HTML), ``chain`` (HTML),
-``status``; ``frame`` is the filtered log shown (newest first), ``chain_ok`` the last verification (None
-when not checked).
+``controls`` (the boxes of the filters) and ``pager``, hidden with the table and the chain from an operator who
+may not read the log, ``status``; ``frame`` is the filtered log shown (newest first), ``chain_ok`` the last
+verification (None when not checked).
 
 CSS classes: ``sgen-activity``, ``sgen-activity-operator``, ``sgen-activity-action``, ``sgen-activity-target``,
 ``sgen-activity-window``, ``sgen-apply``, ``sgen-refresh``, ``sgen-prev``, ``sgen-next``, ``sgen-page-label``,
@@ -29,6 +30,7 @@ import pandas as pd
 from ..core.durations import as_timedelta
 from ..core.times import utcnow
 from ..errors import ValidationError
+from ..ledger.audit import target_label
 from . import render
 from .base import View, button, denial
 
@@ -61,10 +63,9 @@ def change_text(change: Any) -> str:
     return shown if len(shown) <= CHANGE_CHARS else shown[: CHANGE_CHARS - 1] + "…"
 
 
-def target_label(kind: Any, target_id: Any) -> str:
-    """'job 42', 'schedule 3', or the kind alone for an entry about no one row."""
-    kind = kind if isinstance(kind, str) else ""
-    return f"{kind} {int(target_id)}".strip() if pd.notna(target_id) else kind
+def blank(value: Any) -> str:
+    """A cell's text: the value, or a dash for none (a missing value read through pandas is NaN, never "nan")."""
+    return str(value) if isinstance(value, str) and value else render.DASH
 
 
 class ActivityLogView(View):
@@ -108,17 +109,19 @@ class ActivityLogView(View):
         self.prev_button.on_click(self.guard(lambda _b: self._turn(-1)))
         self.next_button.on_click(self.guard(lambda _b: self._turn(1)))
 
-        self.children = (
-            widgets.HTML(render.heading("Activity Log")),
-            self.chain,
+        self.controls = (
             widgets.HBox([self.window, self.operator_filter, self.action_filter],
                          layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([self.target_filter, self.apply_button, self.refresh_button]),
-            self.status,
-            self.log_table,
-            widgets.HBox([self.prev_button, self.page_label, self.next_button],
-                         layout=widgets.Layout(align_items="center")),
         )
+        self.pager = widgets.HBox([self.prev_button, self.page_label, self.next_button],
+                                  layout=widgets.Layout(align_items="center"))
+        self.children = (widgets.HTML(render.heading("Activity Log")), self.chain, *self.controls, self.status,
+                         self.log_table, self.pager)
+        # An operator who may not read the log sees why, and none of the filters or paging it could not use.
+        if denial(ops, "activity_log") is not None:
+            for box in (*self.controls, self.pager, self.chain, self.log_table):
+                box.layout.display = "none"
         self.attempt(self.refresh)
 
     # -- reading ------------------------------------------------------------------------------
@@ -200,10 +203,10 @@ class ActivityLogView(View):
         rows = [
             (
                 render.when(r.at),
-                f'<span style="white-space:nowrap">{render.esc(r.operator)}</span>',
+                f'<span style="white-space:nowrap">{render.esc(blank(r.operator))}</span>',
                 f"<code>{render.esc(r.action)}</code>",
-                render.esc(target_label(r.target_type, r.target_id)),
-                render.esc(r.account or render.DASH),
+                render.esc(target_label(r.target_type, r.target_id, r.change)),
+                render.esc(blank(r.account)),
                 f'<span style="{render.MONO};word-break:break-word">{render.esc(change_text(r.change))}</span>'
                 + (f"<br>{render.muted('reason: ' + render.esc(r.reason))}" if isinstance(r.reason, str) else ""),
             )

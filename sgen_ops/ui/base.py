@@ -48,6 +48,11 @@ ACTION_WORDS: dict[str, str] = {
     "create_schedule": "create schedules", "edit_schedule": "edit schedules", "pause_schedule": "pause schedules",
     "resume_schedule": "resume schedules", "run_schedule_now": "run schedules now",
     "activity_log": "read the Activity Log", "verify_audit": "check the Activity Log's chain",
+    "pause_task": "pause tasks", "resume_task": "resume tasks", "pause_queue": "pause queues",
+    "resume_queue": "resume queues", "history": "read the job history", "archive_runs": "see the archive's runs",
+    "dead_letter_groups": "count dead letters", "paused": "see what is paused",
+    "preview_schedule": "preview schedules", "throughput_series": "see throughput",
+    "run_time_percentiles": "see run times",
     # What an argument makes of an operation (an editor's update_job with a payload): the policy's own words.
     **dict(ARGUMENT_ACTIONS.values()),
 }

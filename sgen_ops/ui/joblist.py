@@ -5,8 +5,12 @@ of the dead-letter triage view.
 ``next_button``, ``page_label``: "page 2 of 40 · 1,000 jobs") and the last page read (``job_page``).
 Next and Prev page by keyset (``after_id``: the last job of the page before), so that a page deep in a
 million jobs costs what the first does; ``anchors`` keeps the job each page was read after.
-``remembered`` holds the ids ticked, also those that left the page since (new jobs pushed them down, or
-the operator paged on): a row is ticked again when it is shown again, so a refresh never loses a selection.
+``remembered`` holds the ids ticked (with the row's ``updated_at`` when it was ticked), also those that left
+the page since (new jobs pushed them down, or the operator paged on): a row is ticked again when it is shown
+again unchanged, so a refresh never loses a selection; a row that came back changed (replayed and failed
+again, say) is not ticked: the operator ticked what it was, not what it is. ``forget(ids)`` drops ids the view
+acted on. ``refreshing`` is True while a read redraws the rows: a view's selection handler tells a tick the
+operator made from one the list's change made.
 Filters are two dicts of ``list_jobs`` keyword arguments: ``fixed`` (set by the view, e.g. the dead
 letter's state) and ``filters`` (chosen by the operator). Errors land in the owning view's ``.status``.
 
@@ -16,7 +20,7 @@ CSS classes: ``sgen-job-list``, ``sgen-prev``, ``sgen-next``, ``sgen-page-label`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +71,9 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
         self.job_page: JobPage | None = None
         self.table = SelectableTable(columns, row_class="sgen-job", empty=empty)
         self.rows = self.table.rows
-        self.remembered: set[int] = set()
+        # id -> the row's updated_at when it was ticked
+        self.remembered: dict[int, datetime] = {}
+        self.refreshing = False
         self.rows.observe(self._remember)
         self.prev_button = button("‹ Prev", "sgen-prev", tooltip="Previous page")
         self.next_button = button("Next ›", "sgen-next", tooltip="Next page")
@@ -80,7 +86,20 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
         self.children = (self.table, self.pager)
 
     def _remember(self, selected: tuple[int, ...]) -> None:
-        self.remembered = (self.remembered - set(self.table.ids)) | set(selected)
+        shown = {r.id: r.updated_at for r in self.job_page.items} if self.job_page is not None else {}
+        for job_id in self.table.ids:
+            if job_id in selected:
+                self.remembered.setdefault(job_id, shown[job_id])
+            else:
+                self.remembered.pop(job_id, None)
+
+    def forget(self, ids: Iterable[int]) -> None:
+        """Untick ``ids`` and forget them (the view acted on them: a refresh must not tick them again)."""
+        gone = set(ids)
+        for job_id in gone:
+            self.remembered.pop(job_id, None)
+        if gone & set(self.rows.value):
+            self.rows.value = [i for i in self.rows.value if i not in gone]
 
     def _read(self, page: int) -> JobPage:
         args = {**self.filters, **self.fixed, "per_page": self.per_page}
@@ -107,9 +126,16 @@ class JobList(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
         """Read the current page again; False (and the error in the view's status) if it failed."""
         ok, page = self.view.attempt(self._fetch)
         if ok and page is not None:
+            self.refreshing = True  # the ticks change below because the list did, not because the operator did
             self.job_page = page
             now = datetime.now(UTC)
-            self.table.show([Row(r.id, self.cells(r, now)) for r in page.items], ticked=self.remembered)
+            ticked = {r.id for r in page.items if self.remembered.get(r.id) == r.updated_at}
+            # Changed rows lose their tick (``remembered`` follows through ``_remember``), shown or not.
+            try:
+                self.table.show([Row(r.id, self.cells(r, now)) for r in page.items], keep_selection=False,
+                                ticked=ticked)
+            finally:
+                self.refreshing = False
             self.page_label.value = page_label(page, self.page)
         self.prev_button.disabled = self.job_page is None or self.page <= 1
         self.next_button.disabled = self.job_page is None or not self.job_page.more_after(self.page)

@@ -14,12 +14,14 @@ Widgets: ``state_filter`` (``StateChips``: a toggle chip per state with its coun
 ``include_old_filter`` (Checkbox), ``apply_button``, ``refresh_button``, ``reset_button``, ``table``
 (``SelectableTable``), ``rows`` (its selection: ``.options``, ``.value``), ``prev_button``,
 ``next_button``, ``page_label``, ``throughput_line``, ``rerun_button``, ``cancel_button``,
-``open_detail_button``, ``pause_task_button`` and ``resume_task_button`` (the task in the Task filter),
+``open_detail_button``, ``task_picker`` (Dropdown of the registered and the paused tasks), ``pause_task_button``
+and ``resume_task_button`` (the task picked),
 ``close_detail_button``, ``paused_line`` (the paused tasks and queues, from
 ``ops.paused``; a paused task also gets a ``sgen-paused-badge`` in the list and "paused" as the next run of
 its waiting jobs, class ``sgen-paused-note``), ``detail_area`` and ``detail`` (the open
 ``JobDetailView`` or None), ``live`` (``LiveRefresh``: re-reads the page and the throughput line every
-interval; the ticks and the open detail stay as they are), ``status``. ``job_page`` is the last ``JobPage``
+interval; the ticks stay as they are and the open detail is read again, so it shows the job's state as the
+list does), ``status``. ``job_page`` is the last ``JobPage``
 read.
 
 CSS classes: ``sgen-queue``, ``sgen-state-filter``, ``sgen-task-filter``, ``sgen-since-filter``,
@@ -27,12 +29,13 @@ CSS classes: ``sgen-queue``, ``sgen-state-filter``, ``sgen-task-filter``, ``sgen
 ``sgen-apply``, ``sgen-refresh``, ``sgen-reset``, ``sgen-job-table`` (plus the ``sgen-table`` classes:
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
 ``sgen-page-label``, ``sgen-throughput-line``, ``sgen-rerun``, ``sgen-cancel``, ``sgen-open-detail``,
-``sgen-pause-task``, ``sgen-resume-task``, ``sgen-close-detail``, ``sgen-paused-line``, ``sgen-paused-badge``,
-``sgen-paused-note``, ``sgen-detail-area``, ``sgen-live``, ``sgen-status``.
+``sgen-task-picker``, ``sgen-pause-task``, ``sgen-resume-task``, ``sgen-close-detail``, ``sgen-paused-line``,
+``sgen-paused-badge``, ``sgen-paused-note``, ``sgen-detail-area``, ``sgen-live``, ``sgen-status``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +159,18 @@ class StateChips(widgets.HBox):  # type: ignore[misc]  # ipywidgets ships no typ
             chip.description = f"{state} · {render.count(counts[state])}{more}" if state in counts else state
 
 
+# How far back the task picker looks for the tasks the ledger has seen (a client of the API registers none).
+KNOWN_TASKS_WINDOW = "30d"
+
+
+def task_choices(paused: Iterable[str], known: Iterable[str] = ()) -> list[tuple[str, str | None]]:
+    """The task picker's options: a prompt, then every task registered here, seen by the ledger (``known``) or
+    paused, a paused one marked."""
+    held = set(paused)
+    return [("choose a task…", None), *((f"{t} (paused)" if t in held else t, t)
+                                        for t in sorted(set(registered()) | set(known) | held))]
+
+
 class QueueView(View):
     """The queue list with filters, paging, throughput and Re-run / Cancel / Open detail; see the module docstring."""
 
@@ -222,12 +237,22 @@ class QueueView(View):
         self.rerun_button.on_click(self.guard(lambda _b: self.act_on_selected("rerun")))
         self.cancel_button.on_click(self.guard(lambda _b: self.act_on_selected("cancel")))
         self.open_detail_button.on_click(self.guard(lambda _b: self.open_detail()))
+        self.task_picker = widgets.Dropdown(options=task_choices(()), value=None, description="Task",
+                                            style=_LABEL_STYLE, layout=widgets.Layout(width="260px"))
+        self.task_picker.add_class("sgen-task-picker")
         self.pause_task_button = button("Pause task", "sgen-pause-task", icon="pause")
         self.resume_task_button = button("Resume task", "sgen-resume-task", icon="play")
         gate(self.pause_task_button, ops, "pause_task",
-             "Pause the task named in the Task filter: its waiting jobs stay queued until resumed")
+             "Pause the task picked beside it: its waiting jobs stay queued until resumed")
         gate(self.resume_task_button, ops, "resume_task",
-             "Resume the task named in the Task filter: its waiting jobs are delivered again")
+             "Resume the task picked beside it: its waiting jobs are delivered again")
+        # A role that may neither pause nor resume sees no picker: there is nothing it could do with it.
+        self.known_tasks: frozenset[str] = frozenset()
+        if self.pause_task_button.disabled and self.resume_task_button.disabled:
+            self.task_picker.layout.display = "none"
+        else:  # served, the tasks the server runs are not registered here: those the ledger counted lately
+            read, counted = self.attempt(ops.throughput, KNOWN_TASKS_WINDOW)
+            self.known_tasks = frozenset(counted["task"]) if read and counted is not None else frozenset()
         self.pause_task_button.on_click(self.guard(lambda _b: self.set_task_paused(True)))
         self.resume_task_button.on_click(self.guard(lambda _b: self.set_task_paused(False)))
         self.close_detail_button = button("Close detail", "sgen-close-detail", icon="times")
@@ -250,8 +275,8 @@ class QueueView(View):
             self.paused_line,
             self.jobs,
             self.throughput_line,
-            widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button, self.pause_task_button,
-                          self.resume_task_button], layout=box),
+            widgets.HBox([self.rerun_button, self.cancel_button, self.open_detail_button, self.task_picker,
+                          self.pause_task_button, self.resume_task_button], layout=box),
             self.status,
             self.detail_area,
         )
@@ -292,7 +317,14 @@ class QueueView(View):
         if done_paused and paused is not None:
             self.paused_tasks = frozenset(paused.loc[paused["kind"] == "task", "name"])
             self.paused_line.value = render.paused_line(paused)
+            options = task_choices(self.paused_tasks, self.known_tasks)
+            if list(self.task_picker.options) != options:
+                picked = self.task_picker.value
+                self.task_picker.options = options
+                self.task_picker.value = picked if picked in [v for _, v in options] else None
         self.jobs.refresh()
+        if self.detail is not None:  # the open detail shows what the list shows (a job that ran on, say)
+            self.detail.refresh()
         done_counts, counts = self.attempt(self.state_counts)
         if done_counts and counts is not None:
             self.state_filter.show_counts(counts)
@@ -343,17 +375,15 @@ class QueueView(View):
             lines.append(f"{verb} {len(done)} job{'s' if len(done) != 1 else ''}: {', '.join(map(str, done))}.")
         lines += [f"Job {i}: {type(e).__name__}: {e}" for i, e in failed]
         self.show_status("\n".join(lines), "error" if failed else "ok")
+        self.jobs.forget(done)
         self.refresh()
-        if done:
-            self.rows.value = [i for i in self.rows.value if i not in done]
-        if self.detail is not None and self.detail.job_id in done:
-            self.detail.refresh()
 
     def set_task_paused(self, paused: bool) -> None:
-        """Pause (or resume) the task named in the Task filter, say so, and refresh."""
-        task = self.task_filter.value.strip()
+        """Pause (or resume) the task picked in ``task_picker``, say so, and refresh."""
+        task = self.task_picker.value
         if not task:
-            self.show_status(f"Choose a task in the Task filter to {'pause' if paused else 'resume'} it.", "info")
+            self.show_status(f"Pick the task to {'pause' if paused else 'resume'} in the list beside the button.",
+                             "info")
             return
         if paused:
             self.ops.pause_task(task)

@@ -1,6 +1,6 @@
 """The throughput view: what the queue got done over a window, per task.
 
-``ThroughputView(ops, charts="auto")`` has a window selector (15m, 1h, 24h, 7d) and shows, for the
+``ThroughputView(ops, charts="auto")`` has a window selector (15m, 1h, 24h, 7d; a week first) and shows, for the
 window: counts per task over time (``ops.throughput_series``), failure rate per task and the
 ``ops.throughput`` table (succeeded, failed, dead-lettered, cancelled), and run-time p50/p95 per task
 (``ops.run_time_percentiles``). Charts are plotly ``FigureWidget``s when plotly can make one (plotly 6+
@@ -20,11 +20,14 @@ CSS classes: ``sgen-throughput``, ``sgen-window``, ``sgen-refresh``, ``sgen-thro
 from __future__ import annotations
 
 import functools
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import pandas as pd
 
+from ..core.durations import as_timedelta
+from ..core.times import utcnow
 from . import render
 from .base import View, button, close_tree
 
@@ -35,6 +38,11 @@ WINDOWS = ("15m", "1h", "24h", "7d")
 # The chart interval for each window: about 12 to 30 points.
 INTERVALS = {"15m": "1m", "1h": "5m", "24h": "1h", "7d": "6h"}
 COUNT_COLUMNS = ("succeeded", "failed", "dead_lettered", "cancelled")
+# A chart over time names this many tasks, the busiest; the others are summed as OTHER.
+TOP_TASKS = 6
+OTHER = "other"
+# The window shown first: a week, as much as the demo's history holds.
+DEFAULT_WINDOW = "7d"
 # Axes grow their margins to fit their labels, so task names and axis titles are never cut.
 LAYOUT: dict[str, Any] = {"margin": {"t": 48, "b": 20, "l": 20, "r": 20}, "xaxis": {"automargin": True,
                                                                                      "tickangle": -20}}
@@ -63,6 +71,25 @@ def failure_rates(tp: pd.DataFrame) -> pd.DataFrame:
     out["failed"] = tp["failed"]
     out["failure_rate"] = (100.0 * tp["failed"] / out["ended"].where(out["ended"] > 0)).fillna(0.0).round(1)
     return out
+
+
+def events_over_time(series: pd.DataFrame, window: str, interval: str, *, top: int = TOP_TASKS,
+                     now: datetime | None = None) -> pd.DataFrame:
+    """Events per interval (rows: every interval of the window, zero where nothing happened, so a chart's line
+    drops to zero instead of crossing the quiet hours) and task (columns: the ``top`` busiest, the rest summed
+    as "other", so that the legend fits), from ``ops.throughput_series(window, interval)``."""
+    step = as_timedelta(interval, "interval")
+    end = pd.Timestamp(now or utcnow()).floor(step)
+    start = (end - as_timedelta(window, "window")).floor(step)
+    index = pd.date_range(start, end, freq=step, name="at")
+    table = counts_by_task(series).reindex(index, fill_value=0)
+    busiest = list(table.sum().sort_values(ascending=False, kind="stable").index[:top])
+    folded = table[busiest].copy()
+    rest = table.drop(columns=busiest)
+    if len(rest.columns):
+        folded[OTHER] = rest.sum(axis=1)
+    folded.columns.name = "task"
+    return folded.astype(int)
 
 
 def counts_by_task(series: pd.DataFrame) -> pd.DataFrame:
@@ -182,7 +209,7 @@ class ThroughputView(View):
         self.figures: dict[str, Any] = {}
         self.data: dict[str, pd.DataFrame] = {}
         self.loading = False
-        self.window = widgets.ToggleButtons(options=WINDOWS, value="24h", description="Window",
+        self.window = widgets.ToggleButtons(options=WINDOWS, value=DEFAULT_WINDOW, description="Window",
                                             tooltips=[f"the last {w}" for w in WINDOWS])
         self.window.add_class("sgen-window")
         self.window.observe(self.guard(lambda _c: self.refresh()), names="value")

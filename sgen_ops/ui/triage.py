@@ -6,26 +6,37 @@ checkbox per row; the detail of the one ticked (``JobDetailView``); Replay and D
 (Dismiss asks first: "Confirm dismiss" or "Keep"); Edit and replay, a JSON editor of the ticked job's
 payload whose errors -- bad JSON, or the ValidationError of ``edit_and_replay`` -- show next to it; and
 bulk replay or dismiss by filter (task, error code, since): "Preview" shows the count (every role may
-count: a dry run for a role that may run the bulk action, a read otherwise), and a progress bar follows the
-batches. The ticked dead letter's detail leaves Replay and Dismiss to this view's buttons.
+count: a dry run for a role that may run the bulk action, a read otherwise), "Replay all matching" and
+"Dismiss all matching" show the count and ask first ("Confirm replay all" / "Confirm dismiss all", or
+"Keep"; changing a filter withdraws the question), a progress bar follows the batches and the outcome shows
+in the bulk panel (``bulk_result``). The ticked dead letter's detail leaves Replay and Dismiss to this view's
+buttons.
+
+Only the operator's own ticks choose: a refresh (live, after an action, paging, another group) never ticks a
+row the operator did not tick (a dead letter that left the list and came back is not ticked again), never
+opens another detail and never loads another job into the editor; the open detail is read again with the
+list, so it shows the job's state now. The editor names the job it holds (``editing_label``); "Replay edited"
+sends that job, or refuses, saying why, when it changed since it was loaded (replayed, dismissed, failed
+again).
 
 Widgets: ``groups`` (Select; value ``None`` for all, else ``(task, error_code)``), ``table``, ``rows``,
 ``prev_button``, ``next_button``, ``page_label``, ``detail_area``, ``detail``, ``replay_button``,
 ``dismiss_button``, ``confirm_dismiss_button``, ``keep_button``, ``payload_editor`` (Textarea),
-``payload_error`` (HTML), ``edit_replay_button``, ``edit_replay_result`` (HTML: the outcome, next to the
-button), ``bulk_task``, ``bulk_error_code``, ``bulk_since``,
-``preview_button``, ``bulk_count``, ``bulk_replay_button``, ``bulk_dismiss_button``,
-``bulk_confirm_dismiss_button``, ``progress`` (IntProgress), ``refresh_button``, ``live`` (``LiveRefresh``:
-``live_refresh`` every interval, keeping the ticks, the open detail and the payload being edited),
-``status``.
+``payload_error`` (HTML), ``editing_label`` (HTML: which dead letter the editor holds), ``edit_replay_button``,
+``edit_replay_result`` (HTML: the outcome, next to the button), ``bulk_task``, ``bulk_error_code``,
+``bulk_since``, ``preview_button``, ``bulk_count``, ``bulk_replay_button``, ``bulk_dismiss_button``,
+``bulk_confirm_replay_button``, ``bulk_confirm_dismiss_button``, ``bulk_keep_button``, ``bulk_result`` (HTML),
+``progress`` (IntProgress), ``refresh_button``, ``live`` (``LiveRefresh``: ``live_refresh`` every interval,
+keeping the ticks, the open detail and the payload being edited), ``status``.
 
 CSS classes: ``sgen-triage``, ``sgen-groups``, ``sgen-dead-letter-table`` (plus the table's
 ``sgen-row-select``, ``sgen-job-<id>``, ``sgen-select-page``), ``sgen-prev``, ``sgen-next``,
 ``sgen-page-label``, ``sgen-detail-area``, ``sgen-replay``, ``sgen-dismiss``, ``sgen-confirm-dismiss``,
-``sgen-keep``, ``sgen-payload-editor``, ``sgen-payload-error``, ``sgen-edit-replay``, ``sgen-bulk-task``,
-``sgen-bulk-error-code``, ``sgen-bulk-since``, ``sgen-bulk-preview``, ``sgen-bulk-count``,
-``sgen-bulk-replay``, ``sgen-bulk-dismiss``, ``sgen-bulk-confirm-dismiss``, ``sgen-progress``,
-``sgen-refresh``, ``sgen-status``.
+``sgen-keep``, ``sgen-payload-editor``, ``sgen-payload-error``, ``sgen-editing``, ``sgen-edit-replay``,
+``sgen-edit-replay-result``, ``sgen-bulk-task``, ``sgen-bulk-error-code``, ``sgen-bulk-since``,
+``sgen-bulk-preview``, ``sgen-bulk-count``, ``sgen-bulk-replay``, ``sgen-bulk-dismiss``,
+``sgen-bulk-confirm-replay``, ``sgen-bulk-confirm-dismiss``, ``sgen-bulk-keep``, ``sgen-bulk-result``,
+``sgen-progress``, ``sgen-refresh``, ``sgen-status``.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from ..core.tasks import registered
-from ..errors import SgenOpsError
+from ..errors import NotFound, SgenOpsError
 from ..ledger.query import JobRow
 from . import render
 from .base import View, button, close_tree, denial, gate, run_each
@@ -55,6 +66,7 @@ DEAD = "dead-letter"
 # At most this many (task, error code) groups are listed; every dead letter is still counted.
 GROUP_SCAN_LIMIT = 500
 NO_CODE = "(no code)"
+NOT_EDITING = "Tick one dead letter to load its payload here."
 COLUMNS = (
     Column("Task", "minmax(120px, max-content)"),
     Column("Error", "minmax(200px, 1fr)"),
@@ -123,7 +135,11 @@ class TriageView(View):
         super().__init__(ops)
         self.detail: JobDetailView | None = None
         self.editing_id: int | None = None
+        # The dead letter in the editor as it was loaded: (state, updated_at); "Replay edited" checks it.
+        self.editing_as: tuple[str, datetime] | None = None
         self.pending_dismiss: tuple[int, ...] = ()
+        # The bulk action asked for and the filters it was counted with, until confirmed or withdrawn.
+        self.pending_bulk: tuple[str, dict[str, Any]] | None = None
         self.batch_size = 500
         self.group_total = 0
         self.group_list: list[Group] = []
@@ -138,7 +154,6 @@ class TriageView(View):
         self.refresh_button = button("Refresh", "sgen-refresh", icon="refresh", tooltip="Read the dead letters again")
         self.refresh_button.on_click(self.guard(lambda _b: self.refresh()))
         self.live = LiveRefresh(self, self.live_refresh)
-        self._live_tick = False
 
         # -- list and detail --
         self.jobs = JobList(self, COLUMNS, dead_letter_cells, per_page=per_page, fixed={"state": DEAD},
@@ -177,6 +192,8 @@ class TriageView(View):
         self.payload_editor.tooltip = refusal
         self.payload_error = widgets.HTML(layout=widgets.Layout(width="320px"))
         self.payload_error.add_class("sgen-payload-error")
+        self.editing_label = widgets.HTML(render.muted(NOT_EDITING))
+        self.editing_label.add_class("sgen-editing")
         self.edit_replay_button = button("Replay edited", "sgen-edit-replay", style="primary", icon="edit")
         gate(self.edit_replay_button, ops, "edit_and_replay",
              "Queue a new job with the edited payload; the dead letter stays for audit")
@@ -199,16 +216,28 @@ class TriageView(View):
         self.bulk_count.add_class("sgen-bulk-count")
         self.bulk_replay_button = button("Replay all matching", "sgen-bulk-replay", style="primary")
         self.bulk_dismiss_button = button("Dismiss all matching", "sgen-bulk-dismiss", style="danger")
+        self.bulk_confirm_replay_button = button("Confirm replay all", "sgen-bulk-confirm-replay", style="primary")
         self.bulk_confirm_dismiss_button = button("Confirm dismiss all", "sgen-bulk-confirm-dismiss", style="danger")
-        self.bulk_confirm_dismiss_button.layout.display = "none"
+        self.bulk_keep_button = button("Keep", "sgen-bulk-keep", tooltip="Change nothing")
+        for b in (self.bulk_confirm_replay_button, self.bulk_confirm_dismiss_button, self.bulk_keep_button):
+            b.layout.display = "none"
         gate(self.preview_button, ops, "list_jobs", "Count the dead letters these filters match (changes nothing)")
-        gate(self.bulk_replay_button, ops, "replay_dead_letters", "Replay every dead letter these filters match")
-        gate(self.bulk_dismiss_button, ops, "dismiss_dead_letters", "Dismiss every dead letter these filters match")
+        gate(self.bulk_replay_button, ops, "replay_dead_letters",
+             "Replay every dead letter these filters match (shows the count and asks first)")
+        gate(self.bulk_dismiss_button, ops, "dismiss_dead_letters",
+             "Dismiss every dead letter these filters match (shows the count and asks first)")
+        gate(self.bulk_confirm_replay_button, ops, "replay_dead_letters", "Replay them now")
         gate(self.bulk_confirm_dismiss_button, ops, "dismiss_dead_letters", "Purge them now; this cannot be undone")
         self.preview_button.on_click(self.guard(lambda _b: self.preview()))
-        self.bulk_replay_button.on_click(self.guard(lambda _b: self.bulk("replay")))
-        self.bulk_dismiss_button.on_click(self.guard(lambda _b: self.ask_bulk_dismiss()))
+        self.bulk_replay_button.on_click(self.guard(lambda _b: self.ask_bulk("replay")))
+        self.bulk_dismiss_button.on_click(self.guard(lambda _b: self.ask_bulk("dismiss")))
+        self.bulk_confirm_replay_button.on_click(self.guard(lambda _b: self.bulk("replay")))
         self.bulk_confirm_dismiss_button.on_click(self.guard(lambda _b: self.bulk("dismiss")))
+        self.bulk_keep_button.on_click(self.guard(lambda _b: self.withdraw_bulk()))
+        for w in (self.bulk_task, self.bulk_error_code, self.bulk_since):  # new filters: a new count, a new question
+            w.observe(self.guard(lambda _c: self.withdraw_bulk()), names="value")
+        self.bulk_result = widgets.HTML()
+        self.bulk_result.add_class("sgen-bulk-result")
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="Progress", bar_style="info",
                                             style=label)
         self.progress.add_class("sgen-progress")
@@ -230,6 +259,7 @@ class TriageView(View):
             self.detail_area,
             widgets.VBox([
                 widgets.HTML(render.heading("Edit and replay", 4)),
+                self.editing_label,
                 widgets.HBox([self.payload_editor, self.payload_error], layout=row),
                 widgets.HBox([self.edit_replay_button, self.edit_replay_result], layout=row),
             ], layout=section),
@@ -237,27 +267,26 @@ class TriageView(View):
                 widgets.HTML(render.heading("Bulk replay or dismiss, by filter", 4)),
                 widgets.HBox([self.bulk_task, self.bulk_error_code, self.bulk_since], layout=row),
                 widgets.HBox([self.preview_button, self.bulk_count], layout=row),
-                widgets.HBox([self.bulk_replay_button, self.bulk_dismiss_button, self.bulk_confirm_dismiss_button],
-                             layout=row),
+                widgets.HBox([self.bulk_replay_button, self.bulk_dismiss_button, self.bulk_confirm_replay_button,
+                              self.bulk_confirm_dismiss_button, self.bulk_keep_button], layout=row),
                 widgets.HBox([self.progress, self.progress_label], layout=row),
+                self.bulk_result,
             ], layout=section),
         )
         self.attempt(self.refresh)
 
     # -- reading ------------------------------------------------------------------------------
     def refresh(self) -> None:
-        """Count the groups again and read the current page of the list."""
+        """Count the groups again, read the current page of the list and the open detail."""
         self._refresh_groups()
         self.jobs.refresh()
+        if self.detail is not None:
+            self.detail.refresh()
 
     def live_refresh(self) -> None:
-        """A live tick: the groups and the page again, leaving the open detail and the payload being edited
-        as they are, even when the dead letter they show left the page."""
-        self._live_tick = True
-        try:
-            self.refresh()
-        finally:
-            self._live_tick = False
+        """A live tick: the groups, the page and the open detail again; the ticks, the detail shown and the
+        payload being edited stay, even when the dead letter they show left the page."""
+        self.refresh()
 
     def _refresh_groups(self) -> None:
         ok, found = self.attempt(dead_letter_groups, self.ops)
@@ -309,10 +338,10 @@ class TriageView(View):
         self.jobs.use(filters)
 
     def _on_selection(self, ids: tuple[int, ...]) -> None:
-        if self._live_tick:
-            return
         if self.pending_dismiss and set(ids) != set(self.pending_dismiss):
             self.keep()
+        if self.jobs.refreshing:  # the list changed, not the operator's choice: the detail and editor stay
+            return
         if len(ids) == 1:
             self.open_detail(ids[0])
         else:
@@ -326,8 +355,13 @@ class TriageView(View):
         self.detail_area.children = (self.detail,)
         self.editing_id = job_id
         self.edit_replay_result.value = ""
-        if self.detail.detail is not None:
-            self.payload_editor.value = render.pretty_json(self.detail.detail.payload)
+        loaded = self.detail.detail
+        self.editing_as = (loaded.state, loaded.updated_at) if loaded is not None else None
+        self.editing_label.value = render.muted(
+            f"Editing the payload of dead letter <b>{job_id}</b>" + (f" · {render.esc(loaded.task)}" if loaded else "")
+            + " — \u201cReplay edited\u201d queues a new job from it")
+        if loaded is not None:
+            self.payload_editor.value = render.pretty_json(loaded.payload)
 
     def _detail_changed(self) -> None:
         # The detail may close when its job leaves the list: repeat its message here.
@@ -341,6 +375,8 @@ class TriageView(View):
             self.detail = None
         self.detail_area.children = ()
         self.editing_id = None
+        self.editing_as = None
+        self.editing_label.value = render.muted(NOT_EDITING)
         self.payload_editor.value = ""
         self.payload_error.value = ""
 
@@ -366,7 +402,7 @@ class TriageView(View):
         with self.busy(self.replay_button):
             done, failed = run_each(self.ops.replay, ids)
         self._report("Replayed", done, failed)
-        self.refresh()
+        self._acted_on(done)
 
     def ask_dismiss(self) -> None:
         ids = self._ticked()
@@ -391,6 +427,14 @@ class TriageView(View):
         with self.busy(self.confirm_dismiss_button):
             done, failed = run_each(self.ops.dismiss, ids)
         self._report("Dismissed", done, failed)
+        self._acted_on(done)
+
+    def _acted_on(self, ids: list[int]) -> None:
+        """Forget the ticks of the dead letters just replayed or dismissed (should one fail again and come
+        back, it is not ticked), close their detail, and read the list again."""
+        self.jobs.forget(ids)
+        if self.editing_id in ids:
+            self.close_detail()
         self.refresh()
 
     # -- edit and replay ----------------------------------------------------------------------
@@ -420,6 +464,10 @@ class TriageView(View):
             self._edit_outcome("The payload is not valid JSON; nothing was queued.", "error")
             return
         source = self.editing_id
+        changed = self._changed_since_loaded(source)
+        if changed is not None:
+            self._edit_outcome(changed, "error")
+            return
         try:
             new_id = self.ops.edit_and_replay(source, payload)
         except SgenOpsError as exc:
@@ -428,9 +476,22 @@ class TriageView(View):
             return
         done = f"Queued job {new_id} from dead letter {source} with the edited payload."
         self.refresh()
-        if self.detail is not None:
-            self.detail.refresh()
+        if self.detail is not None and self.detail.detail is not None:  # this change was ours: it may go again
+            self.editing_as = (self.detail.detail.state, self.detail.detail.updated_at)
         self._edit_outcome(done, "ok")
+
+    def _changed_since_loaded(self, job_id: int) -> str | None:
+        """Why the dead letter in the editor may not be replayed as edited (it is gone, or it changed since it
+        was loaded), or None."""
+        nothing = "nothing was queued. Untick it and tick it again to load it as it is now."
+        try:
+            now = self.ops.get_job(job_id)
+        except NotFound:
+            return f"Dead letter {job_id} is gone since it was loaded into the editor (dismissed); nothing was queued."
+        if self.editing_as is None or (now.state, now.updated_at) != self.editing_as:
+            return (f"Dead letter {job_id} changed since it was loaded into the editor (it is {now.state} now); "
+                    + nothing)
+        return None
 
     def _edit_outcome(self, text: str, kind: str) -> None:
         self.edit_replay_result.value = render.message(kind, text)
@@ -455,18 +516,44 @@ class TriageView(View):
             f"{count:,} dead letter{'s' if count != 1 else ''} match{'es' if count == 1 else ''}", 4)
         return count
 
-    def ask_bulk_dismiss(self) -> None:
+    def ask_bulk(self, action: str) -> None:
+        """Count what the bulk filters match and ask to confirm ``action`` ("replay" or "dismiss") of them."""
+        self.withdraw_bulk()
         count = self.preview()
         if not count:
-            self.show_status("No dead letters match these filters; nothing to dismiss.", "info")
+            self._bulk_outcome(f"No dead letters match these filters; nothing to {action}.", "info")
             return
-        self.bulk_confirm_dismiss_button.layout.display = None
-        self.show_status(f"Dismiss purges {count:,} dead letters for good. Click \u201cConfirm dismiss all\u201d "
-                         "to go on.", "info")
+        self.pending_bulk = (action, self.bulk_filters())
+        confirm = self.bulk_confirm_replay_button if action == "replay" else self.bulk_confirm_dismiss_button
+        confirm.layout.display = self.bulk_keep_button.layout.display = None
+        what = (f"Replay queues {count:,} dead letter{'s' if count != 1 else ''} again, each with a fresh attempt "
+                "counter. Click \u201cConfirm replay all\u201d to go on" if action == "replay" else
+                f"Dismiss purges {count:,} dead letter{'s' if count != 1 else ''} for good. Click "
+                "\u201cConfirm dismiss all\u201d to go on")
+        self._bulk_outcome(f"{what}, or \u201cKeep\u201d to change nothing.", "info")
+
+    def withdraw_bulk(self) -> None:
+        """Take back the question of a bulk action (Keep, or the filters changed)."""
+        if self.pending_bulk is None:
+            return
+        self.pending_bulk = None
+        for b in (self.bulk_confirm_replay_button, self.bulk_confirm_dismiss_button, self.bulk_keep_button):
+            b.layout.display = "none"
+        self.bulk_count.value = self.bulk_result.value = ""
+
+    def _bulk_outcome(self, text: str, kind: str) -> None:
+        self.bulk_result.value = render.message(kind, text)
 
     def bulk(self, action: str) -> None:
-        """Replay or dismiss every dead letter the bulk filters match, with the progress bar following."""
-        self.bulk_confirm_dismiss_button.layout.display = "none"
+        """Replay or dismiss, as confirmed, every dead letter the bulk filters (as counted) match, with the
+        progress bar following and the outcome in the bulk panel."""
+        pending = self.pending_bulk
+        if pending is None or pending[0] != action:
+            label = "Replay all matching" if action == "replay" else "Dismiss all matching"
+            self._bulk_outcome(f"Click \u201c{label}\u201d first: it shows the count and asks to confirm.", "info")
+            return
+        filters = pending[1]
+        self.withdraw_bulk()
         run = self.ops.replay_dead_letters if action == "replay" else self.ops.dismiss_dead_letters
         self.progress.value, self.progress.max, self.progress.bar_style = 0, 1, "info"
         self.progress_label.value = ""
@@ -476,17 +563,17 @@ class TriageView(View):
             self.progress.value = done
             self.progress_label.value = f"{done:,} of {total:,}"
 
-        buttons = (self.bulk_replay_button, self.bulk_dismiss_button, self.bulk_confirm_dismiss_button)
-        with self.busy(*buttons):
-            ok, done = self.attempt(run, **self.bulk_filters(), batch_size=self.batch_size, progress=progress)
-        if not ok:
+        try:
+            with self.busy(self.bulk_replay_button, self.bulk_dismiss_button):
+                done = run(**filters, batch_size=self.batch_size, progress=progress)
+        except SgenOpsError as exc:
             self.progress.bar_style = "danger"
+            self._bulk_outcome(f"{type(exc).__name__}: {exc}", "error")
         else:
             verb = "Replayed" if action == "replay" else "Dismissed"
             self.progress.bar_style = "success"
             if not done:
-                self.show_status("No dead letters match these filters; nothing changed.", "info")
+                self._bulk_outcome("No dead letters match these filters any more; nothing changed.", "info")
             else:
-                self.show_status(f"{verb} {done:,} dead letter{'s' if done != 1 else ''}.", "ok")
-        self.bulk_count.value = ""
+                self._bulk_outcome(f"{verb} {done:,} dead letter{'s' if done != 1 else ''}.", "ok")
         self.refresh()

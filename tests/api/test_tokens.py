@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -28,6 +29,15 @@ from ..conftest import Stack
 from ..helpers import run_cli
 from .conftest import IN_PROCESS_URL, Api, InProcess
 
+
+def table_rows(out: str) -> list[dict[str, str]]:
+    """The rows of an aligned table (`tokens list`), each cell read at its column's place in the header."""
+    header, *lines = out.rstrip("\n").splitlines()
+    titles = re.findall(r"\S+(?: \S+)*", header)
+    starts = [header.index(t) for t in titles]
+    # A right-aligned first column (ID) may start left of its title: read it from the line's start.
+    bounds = list(zip([0, *starts[1:]], [*starts[1:], None], strict=True))
+    return [{t: line[a:b].strip() for t, (a, b) in zip(titles, bounds, strict=True)} for line in lines]
 
 def refused(api: Api, token: str | None) -> str:
     answer = api.http(token=token).get("/api/me") if token else api.http().get("/api/me")
@@ -105,15 +115,17 @@ def test_tokens_commands(stack: Stack, hub: sgen_ops.Hub, api: Api) -> None:
     for secret in (token, other, third):
         assert secret not in listed.stdout and tokens.digest(secret) not in listed.stdout
         assert secret[4:12] not in listed.stdout  # not even a fragment
-    rows = [line.split("\t") for line in listed.stdout.strip().splitlines()[1:]]
-    assert [(r[1], r[2]) for r in rows] == [("editor", "active"), ("editor", "active"), ("viewer", "active")]
-    assert rows[0][4] != "-" and rows[1][4] == "-"  # the first expires, the second never
+    rows = table_rows(listed.stdout)
+    assert [(r["OPERATOR"], r["STATUS"]) for r in rows] == [("editor", "active"), ("editor", "active"),
+                                                            ("viewer", "active")]
+    assert rows[0]["EXPIRES"].startswith("in ") and rows[1]["EXPIRES"] == ""  # the first expires, the second never
+    assert rows[0]["LAST USED"] != "" and rows[1]["LAST USED"] == ""  # only the first asked for /api/me
 
-    assert cli(stack, "revoke", rows[2][0]).returncode == 0
+    assert cli(stack, "revoke", rows[2]["ID"]).returncode == 0
     assert "revoked 2 token(s) of operator 'editor'" in cli(stack, "revoke", "--operator", "editor", "--all").stdout
     for secret in (token, other, third):
         assert refused(api, secret) == "the bearer token was revoked"
-    assert [line.split("\t")[2] for line in cli(stack, "list").stdout.strip().splitlines()[1:]] == ["revoked"] * 3
+    assert [r["STATUS"] for r in table_rows(cli(stack, "list").stdout)] == ["revoked"] * 3
     bad = cli(stack, "revoke", "999")
     assert bad.returncode == 1 and "no token with id 999" in bad.stderr
     assert cli(stack, "revoke", "--all").returncode == 2
@@ -220,3 +232,21 @@ def _with_transport(transport: InProcess) -> Any:
         return original(url, token, transport=transport, **options)
 
     return remote
+
+
+def test_the_demo_revokes_the_token_its_last_run_made(hub: sgen_ops.Hub) -> None:
+    """Each `make demo` makes a 30-day administrator token; the run before's is revoked, and a headless run's
+    (never shown to anyone) when it ends: no pile of live administrator tokens."""
+    from sgen_ops.ops import demo
+
+    hub.add_operator(demo.DEMO_OPERATOR, "administrator")
+    first = demo.demo_token(hub)
+    second = demo.demo_token(hub)
+    assert [t.status() for t in tokens.list_tokens(hub.ledger, demo.DEMO_OPERATOR)] == ["revoked", "active"]
+    with pytest.raises(tokens.Refused):
+        tokens.authenticate(hub.ledger, first)
+    assert tokens.authenticate(hub.ledger, second).name == demo.DEMO_OPERATOR
+    assert tokens.digest(second) in (hub.home / demo.DEMO_TOKEN_FILE).read_text()
+    assert second not in (hub.home / demo.DEMO_TOKEN_FILE).read_text()
+    assert demo.revoke_demo_token(hub) and not demo.revoke_demo_token(hub)
+    assert [t.status() for t in tokens.list_tokens(hub.ledger, demo.DEMO_OPERATOR)] == ["revoked", "revoked"]

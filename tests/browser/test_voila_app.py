@@ -75,7 +75,8 @@ class App:
 
 @pytest.fixture(scope="module")
 def app_operator() -> str:
-    """The operator the app runs as (tests/browser/test_voila_editor.py overrides it for its module)."""
+    """The operator the app runs as. A module of tests for another operator overrides it
+    (``test_voila_editor.py``): a module-wide server serves one operator, whatever order pytest runs tests in."""
     return ADMIN
 
 
@@ -304,7 +305,7 @@ def test_state_chips_throughput_and_schedules_as_an_operator_sees_them(
 
     page.get_by_role("tab", name="Throughput").click()
     view = page.locator(".sgen-throughput")
-    expect(view.locator(".sgen-throughput-summary")).to_contain_text("Last 24h:", timeout=ACTION_TIMEOUT_MS)
+    expect(view.locator(".sgen-throughput-summary")).to_contain_text("Last 7d:", timeout=ACTION_TIMEOUT_MS)
     expect(view).not_to_have_class(re.compile("sgen-loading"))
     counts = view.locator(".sgen-counts-chart")
     for task in ("webhook.dispatch", "import.products", "test.boom"):
@@ -319,7 +320,7 @@ def test_state_chips_throughput_and_schedules_as_an_operator_sees_them(
 
 @SQLITE_ONLY
 def test_pause_a_task_and_see_its_jobs_wait(page: Any, seeded: Seeded) -> None:
-    """An administrator pauses the task named in the queue's Task filter: a job of it enqueued next is not
+    """An administrator pauses the task picked beside the button: a job of it enqueued next is not
     run by a worker and the page marks it paused; resumed from the page, the worker runs it."""
     from playwright.sync_api import expect
 
@@ -327,6 +328,10 @@ def test_pause_a_task_and_see_its_jobs_wait(page: Any, seeded: Seeded) -> None:
     expect(queue).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     queue.locator(".sgen-task-filter input").fill("test.ok")
     queue.locator("button.sgen-apply").click()
+    queue.locator("button.sgen-pause-task").click()  # nothing picked: the Task filter is the list's, not the pause's
+    expect(queue.locator(".sgen-status")).to_contain_text("Pick the task to pause")
+    assert seeded.admin.paused().empty
+    queue.locator(".sgen-task-picker select").select_option("test.ok")
     queue.locator("button.sgen-pause-task").click()
     expect(queue.locator(".sgen-paused-line")).to_contain_text("task test.ok")
     assert seeded.admin.paused()["name"].tolist() == ["test.ok"]
@@ -349,3 +354,89 @@ def test_pause_a_task_and_see_its_jobs_wait(page: Any, seeded: Seeded) -> None:
     queue.locator("button.sgen-refresh").click()
     expect(table.locator(".sgen-paused-note")).to_have_count(0)
     expect(table.locator(".sgen-paused-badge")).to_have_count(0)
+
+
+def _triage(page: Any) -> Any:
+    from playwright.sync_api import expect
+
+    expect(page.locator(".sgen-queue")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    page.get_by_role("tab", name=re.compile("dead letter|triage", re.IGNORECASE)).click()
+    triage = page.locator(".sgen-triage")
+    expect(triage).to_be_visible()
+    return triage
+
+
+@SQLITE_ONLY
+def test_triage_acts_only_on_the_dead_letter_the_operator_ticked(page: Any, seeded: Seeded) -> None:
+    """A dead letter replayed from the page fails again and comes back: the refresh after the next action
+    (an edit and replay of another) lists it unticked, and the editor keeps the job it names. A dead letter
+    that changed after it was loaded into the editor is refused, with the reason."""
+    from playwright.sync_api import expect
+
+    hub = seeded.hub
+    a, b = (hub.enqueue("test.boom", {"browser": n}, account="globex", max_attempts=1) for n in range(2))
+    hub.work(burst=True)
+    triage = _triage(page)
+    triage.locator("button.sgen-refresh").first.click()
+    row_a = triage.locator(f".sgen-job-{a} input[type=checkbox]")
+    row_a.check()
+    triage.locator("button.sgen-replay").click()
+    expect(triage.locator(".sgen-status").first).to_contain_text(f"Replayed 1 dead letter: {a}.")
+    expect(row_a).to_have_count(0)
+    hub.work(burst=True)  # it fails again: a dead letter once more
+    assert seeded.states()[a] == "dead-letter"
+
+    triage.locator(f".sgen-job-{b} input[type=checkbox]").check()
+    editing = triage.locator(".sgen-editing")
+    expect(editing).to_contain_text(f"dead letter {b}")
+    editor = triage.locator(".sgen-payload-editor textarea")
+    expect(editor).to_have_value(re.compile(r'"browser": 1'))
+    editor.fill('{"browser": 99}')
+    triage.locator("button.sgen-edit-replay").click()
+    expect(triage.locator(".sgen-edit-replay-result")).to_contain_text(f"from dead letter {b} with the edited payload")
+    expect(row_a).to_be_visible()  # listed again by the refresh after the action...
+    expect(row_a).not_to_be_checked()  # ...and not ticked: the operator ticked it before it failed again
+    expect(editing).to_contain_text(f"dead letter {b}")
+    expect(editor).to_have_value('{"browser": 99}')
+    expect(triage.locator(".sgen-detail-header")).to_contain_text(f"Job {b}")
+    page.screenshot(path=str(ARTIFACTS / "triage-refresh-keeps-the-choice.png"), full_page=True)
+
+    # A is loaded now; it changes (replayed elsewhere, failed again) before "Replay edited": refused, saying why.
+    row_a.check()
+    expect(editing).to_contain_text(f"dead letter {a}")
+    seeded.admin.replay(a)
+    hub.work(burst=True)
+    jobs_before = len(seeded.states())
+    triage.locator("button.sgen-edit-replay").click()
+    expect(triage.locator(".sgen-edit-replay-result")).to_contain_text(
+        f"Dead letter {a} changed since it was loaded into the editor")
+    assert len(seeded.states()) == jobs_before
+
+
+@SQLITE_ONLY
+def test_bulk_replay_shows_the_count_and_asks_first(page: Any, seeded: Seeded) -> None:
+    """"Replay all matching" counts and asks; only "Confirm replay all" replays, and the outcome shows in the
+    bulk panel."""
+    from playwright.sync_api import expect
+
+    hub = seeded.hub
+    made = [hub.enqueue("test.boom", {"bulk": n}, account="globex", max_attempts=1) for n in range(3)]
+    hub.work(burst=True)
+    matching = seeded.dead_letters(task="test.boom")
+    assert set(made) <= matching
+    triage = _triage(page)
+    triage.locator(".sgen-bulk-task input").fill("test.boom")
+    triage.locator("button.sgen-bulk-replay").click()
+    n = seeded.admin.replay_dead_letters(task="test.boom", dry_run=True)
+    assert n >= len(made)
+    expect(triage.locator(".sgen-bulk-count")).to_contain_text(f"{n} dead letters match")
+    expect(triage.locator(".sgen-bulk-result")).to_contain_text(f"Replay queues {n} dead letters again")
+    assert seeded.dead_letters(task="test.boom") == matching  # asked, nothing done
+    confirm = triage.locator("button.sgen-bulk-confirm-replay")
+    expect(confirm).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "triage-bulk-confirm.png"), full_page=True)
+    confirm.click()
+    expect(triage.locator(".sgen-bulk-result")).to_contain_text(f"Replayed {n} dead letters.")
+    expect(confirm).to_be_hidden()
+    assert not seeded.dead_letters(task="test.boom")
+    assert {seeded.states()[i] for i in made} == {"queued"}

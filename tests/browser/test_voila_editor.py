@@ -1,5 +1,5 @@
-"""The operator app as an editor, in a real browser (the fixtures of ``test_voila_app``, with the app signed in
-as the demo's editor): what an editor may not change is shown read-only, with the reason."""
+"""The operator app in a real browser as an editor: the same Voila servers as ``test_voila_app.py`` (local and
+served), started for ``ops-editor`` in a module of their own."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ from typing import Any
 import pytest
 
 from ..notebooks.conftest import ADMIN, SQLITE_ONLY, Seeded
-from .test_voila_app import ARTIFACTS, PAGE_TIMEOUT_MS, chromium, page, seeded, voila  # noqa: F401 (fixtures)
+from .test_voila_app import ARTIFACTS, PAGE_TIMEOUT_MS, chromium, page, seeded, voila
+
+__all__ = ["chromium", "page", "seeded", "voila"]  # the fixtures, shared with test_voila_app.py
 
 pytestmark = pytest.mark.browser
-
-EDITOR = "ops-editor"
 
 
 @pytest.fixture(scope="module")
 def app_operator() -> str:
-    return EDITOR
+    return "ops-editor"
 
 
 @SQLITE_ONLY
-def test_an_editor_sees_a_waiting_jobs_payload_read_only_and_why(page: Any, seeded: Seeded) -> None:  # noqa: F811
+def test_an_editor_sees_a_waiting_jobs_payload_read_only_and_why(page: Any, seeded: Seeded) -> None:
     """An editor opens a queued job's detail: the payload editor and its Save button are disabled, with the
     reason as their tooltip; the job's own actions (Run now, Cancel) stay theirs."""
     from playwright.sync_api import expect

@@ -239,6 +239,15 @@ def test_audit_log_filters_and_shows_the_chain(stack: Stack, hub: sgen_ops.Hub) 
     assert log()["chain"]["ok"] is False
 
 
+def test_audit_log_names_a_paused_task_and_leaves_no_nan(stack: Stack, hub: sgen_ops.Hub) -> None:
+    hub.add_operator("dana", "administrator")
+    hub.as_operator("dana").pause_task("test.ok")
+    table = cli(stack, "audit", "log", "--as", "dana")
+    assert table.returncode == 0, table.stderr
+    [entry] = [line for line in table.stdout.splitlines() if "pause_task" in line]
+    assert "pause_task  task test.ok" in entry and "nan" not in entry.split()
+
+
 def test_operators_and_tokens_list_as_json(stack: Stack, hub: sgen_ops.Hub) -> None:
     hub.add_operator("dana", "administrator")
     hub.add_operator("ed", "editor", account="acme")

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -95,14 +96,14 @@ def test_every_notebook_and_runbook_runs_headless(seeded: Seeded, tmp_path: Path
     assert re.search(r"\b\d+d\b", schedules) and not re.search(r"\b\d+\.0\b", schedules)
     assert "5m" in schedules
 
-    # 04: a CSV in export_dir (reports/ when headless) with one row per task that had events, counts as
-    # throughput says; nothing beside the notebooks.
-    exported = sorted(reports.glob("throughput_24h_*.csv"))
+    # 04: the demo's week (the default window) as a CSV in export_dir (reports/ when headless), one row per task
+    # that had events, counts as throughput says; nothing beside the notebooks.
+    exported = sorted(reports.glob("throughput_7d_*.csv"))
     assert not list(notebooks_run.NOTEBOOKS.glob("*.csv"))
     assert len(exported) == 1
     with exported[0].open() as fh:
         rows = {r["task"]: r for r in csv.DictReader(fh)}
-    expected = seeded.admin.throughput("24h").set_index("task")
+    expected = seeded.admin.throughput("7d").set_index("task")
     assert set(rows) == set(expected.index)
     for task, counts in expected.iterrows():
         assert int(float(rows[task]["succeeded"])) == counts["succeeded"]
@@ -341,3 +342,38 @@ def test_demo_history_spreads_over_the_week_through_the_ledger(stack: Stack) -> 
     assert log.loc[log["action"] == "dismiss", "at"].max() < pd.Timestamp(before - timedelta(hours=6))
     assert audit.verify(hub.ledger).ok
     assert abs(sgen_ops.surface.operations.utcnow() - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_the_demos_jupyterlab_asks_nothing_about_news(tmp_path: Path) -> None:
+    """JupyterLab started with the demo's arguments: the notification settings say "never fetch news" (the
+    prompt about official Jupyter news shows only while fetchNews is "none") and no update check."""
+    home, notebooks = tmp_path / "home", tmp_path / "notebooks"
+    notebooks.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "demo-lab-test"
+    argv = [sys.executable, "-m", "jupyter", "lab", *sgen_demo.lab_arguments(home, notebooks), "--no-browser",
+            f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}"]
+    if os.geteuid() == 0:
+        argv.append("--allow-root")
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "user-settings")}
+    lab = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                answer = httpx.get(url, params={"token": token}, timeout=5)
+                break
+            except httpx.HTTPError:
+                assert lab.poll() is None and time.monotonic() < deadline, "jupyter lab did not answer"
+                time.sleep(0.5)
+        assert answer.status_code == 200, answer.text
+        # Overrides become the defaults of the settings' schema, what the page starts from.
+        defaults = {k: v.get("default") for k, v in answer.json()["schema"]["properties"].items()}
+        assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False
+    finally:
+        sgen_demo.stop_tree(lab.pid)
+        lab.wait(timeout=30)

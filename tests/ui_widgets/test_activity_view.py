@@ -130,6 +130,22 @@ def test_a_viewer_is_told_the_log_is_not_theirs(ops: dict[str, Operations]) -> N
     assert (kind, message) == ("info", "ℹ Only administrators and editors can read the Activity Log; you are signed "
                                        "in as a viewer.")
     assert view.frame.empty
+    # None of the controls it could not use: the filters, the paging, the (empty) table and the chain.
+    for box in (*view.controls, view.pager, view.log_table, view.chain):
+        assert box.layout.display == "none"
+    assert all(box.layout.display != "none" for box in ActivityLogView(ops["editor"]).controls)
+
+
+def test_pause_entries_name_their_task_and_queue_and_show_no_nan(ops: dict[str, Operations]) -> None:
+    """A pause is about no one job: its target is the task's (or queue's) name, its account a dash."""
+    admin = ops["administrator"]
+    admin.pause_task("test.ok")
+    admin.pause_queue("low")
+    view = ActivityLogView(admin)
+    rows = _rows(view)
+    assert any("pause_task task test.ok —" in row for row in rows), rows
+    assert any("pause_queue queue low —" in row for row in rows), rows
+    assert "nan" not in text(view.log_table.value).split()
 
 
 def test_the_app_has_an_activity_log_tab(ops: dict[str, Operations]) -> None:

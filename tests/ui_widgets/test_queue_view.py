@@ -293,15 +293,20 @@ def test_a_paused_task_is_marked_and_its_waiting_jobs_say_paused(hub: sgen_ops.H
     assert view.paused_line.value == ""
 
 
-def test_pause_and_resume_the_task_in_the_task_filter(hub: sgen_ops.Hub, ops: dict[str, Any]) -> None:
+def test_pause_and_resume_the_task_picked(hub: sgen_ops.Hub, ops: dict[str, Any]) -> None:
     admin, editor = ops["administrator"], ops["editor"]
     refused = QueueView(editor)
     assert refused.pause_task_button.disabled and refused.resume_task_button.disabled
-    assert refused.pause_task_button.tooltip == "Only administrators can pause task; you are signed in as an editor."
+    assert refused.pause_task_button.tooltip == "Only administrators can pause tasks; you are signed in as an editor."
+    assert refused.task_picker.layout.display == "none"  # a picker it could do nothing with
     view = QueueView(admin)
+    assert view.task_picker.layout.display != "none"
+    assert ("test.ok", "test.ok") in view.task_picker.options and view.task_picker.value is None
+    view.task_filter.value = "test.boom"  # the Task filter is the list's, not the pause's
     view.pause_task_button.click()
-    assert status_of(view) == ("info", "ℹ Choose a task in the Task filter to pause it.")
-    view.task_filter.value = "test.ok"
+    assert status_of(view) == ("info", "ℹ Pick the task to pause in the list beside the button.")
+    assert admin.paused().empty
+    view.task_picker.value = "test.ok"
     view.pause_task_button.click()
     assert status_of(view) == ("ok", "✔ Paused task test.ok: its waiting jobs stay queued until it is resumed.")
     assert admin.paused()["name"].tolist() == ["test.ok"]
@@ -310,6 +315,7 @@ def test_pause_and_resume_the_task_in_the_task_filter(hub: sgen_ops.Hub, ops: di
     view.refresh()
     assert job_row(hub, job_id)["state"] == "queued"
     assert text(view.paused_line.value).startswith("Paused: task test.ok")
+    assert ("test.ok (paused)", "test.ok") in view.task_picker.options and view.task_picker.value == "test.ok"
     view.pause_task_button.click()
     kind, message = status_of(view)
     assert kind == "error" and "it is paused" in message
@@ -318,3 +324,31 @@ def test_pause_and_resume_the_task_in_the_task_filter(hub: sgen_ops.Hub, ops: di
     hub.work(burst=True)
     assert job_row(hub, job_id)["state"] == "succeeded"
     assert admin.activity_log()["action"].tolist()[-2:] == ["pause_task", "resume_task"]
+
+
+def test_a_refresh_reads_the_open_detail_again(hub: sgen_ops.Hub, admin: Operations) -> None:
+    """The list shows a job succeeded: so does its open detail, after the same refresh."""
+    job_id = hub.enqueue("test.ok", {"n": 1})
+    view = QueueView(admin)
+    view.rows.value = [job_id]
+    view.open_detail_button.click()
+    assert view.detail is not None and view.detail.detail is not None and view.detail.detail.state == "queued"
+    hub.work(burst=True)
+    view.live.tick()
+    assert view.detail.detail.state == "succeeded"
+    assert "succeeded" in text(view.detail.header.value)
+    # The row changed since it was ticked: the tick went with it, the detail the operator opened stays.
+    assert view.rows.value == () and view.detail.job_id == job_id
+
+
+def test_a_rerun_job_that_fails_again_comes_back_unticked(hub: sgen_ops.Hub, admin: Operations) -> None:
+    job_id = hub.enqueue("test.boom", {"n": 1})
+    hub.work()
+    view = QueueView(admin)
+    view.state_filter.chips["dead-letter"].value = True
+    view.rows.value = [job_id]
+    view.rerun_button.click()
+    assert job_id not in view.rows.options
+    hub.work()
+    view.refresh()
+    assert job_id in view.rows.options and view.rows.value == ()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import ipywidgets as widgets
+import pandas as pd
 import pytest
 
 import sgen_ops
 from sgen_ops.surface.operations import Operations
 from sgen_ops.ui import ThroughputView
-from sgen_ops.ui.throughput import plotly_widgets
+from sgen_ops.ui.throughput import OTHER, TOP_TASKS, events_over_time, plotly_widgets
 
 from .helpers import text
 
@@ -68,8 +71,8 @@ def test_auto_uses_figure_widgets_when_plotly_can(admin: Operations, finished: N
 
 def test_an_empty_window_says_so(admin: Operations) -> None:
     view = ThroughputView(admin, charts="html")
-    assert "No jobs finished in the last 24h." in text(view.throughput_table.value)
-    assert "No events in the last 24h." in text(view.counts_chart.value)
+    assert "No jobs finished in the last 7d." in text(view.throughput_table.value)  # a week first
+    assert "No events in the last 7d." in text(view.counts_chart.value)
 
 
 def test_a_failed_read_is_shown(admin: Operations, finished: None) -> None:
@@ -115,3 +118,20 @@ def test_chart_axes_fit_their_labels_and_the_legend_sits_below(admin: Operations
     assert timing.orientation == "h" and timing.y >= 1  # above the bars, not beside them where it is cut
     # Task names in full on the axis.
     assert set(view.figures["failure"].data[0].x) == {"test.ok", "test.boom", "test.flaky"}
+
+
+def test_events_over_time_fill_quiet_intervals_with_zeros_and_fold_small_tasks() -> None:
+    """The notebook's hourly chart: every hour of the window, zero where nothing happened; the busiest tasks
+    by name, the rest summed as "other"."""
+    now = datetime(2026, 1, 10, 12, 30, tzinfo=UTC)
+    hour = pd.Timestamp("2026-01-10 08:00", tz="UTC")
+    rows = [(hour, "big", "succeeded", 50), (hour + timedelta(hours=3), "big", "failed", 5)]
+    rows += [(hour, f"small{i}", "succeeded", i + 1) for i in range(TOP_TASKS + 1)]
+    series = pd.DataFrame(rows, columns=["at", "task", "state", "count"])
+    table = events_over_time(series, "24h", "1h", now=now)
+    assert len(table) == 25 and table.index[-1] == pd.Timestamp("2026-01-10 12:00", tz="UTC")
+    assert table.loc[hour + timedelta(hours=1)].sum() == 0  # a quiet hour is a zero, not a gap
+    assert list(table.columns)[:2] == ["big", f"small{TOP_TASKS}"] and list(table.columns)[-1] == OTHER
+    assert len(table.columns) == TOP_TASKS + 1
+    assert int(table.to_numpy().sum()) == int(series["count"].sum())
+    assert table.loc[hour + timedelta(hours=3), "big"] == 5

@@ -172,7 +172,8 @@ def test_a_viewer_can_preview_the_count(hub: sgen_ops.Hub, ops: dict[str, Operat
     assert status_of(view)[0] != "error"
 
 
-def test_bulk_preview_counts_and_replay_fills_the_progress_bar(hub: sgen_ops.Hub, admin: Operations) -> None:
+def test_bulk_replay_shows_the_count_asks_first_and_reports_in_the_bulk_panel(hub: sgen_ops.Hub,
+                                                                             admin: Operations) -> None:
     boom = dead_letters(hub, "test.boom", 5)
     other = dead_letters(hub, "test.secret", 1)
     view = TriageView(admin)
@@ -182,17 +183,54 @@ def test_bulk_preview_counts_and_replay_fills_the_progress_bar(hub: sgen_ops.Hub
     assert text(view.bulk_count.value) == "5 dead letters match"
     assert ledger_state(hub) == before  # a dry run
 
+    view.bulk_replay_button.click()  # counts and asks; nothing changes yet
+    assert ledger_state(hub) == before
+    assert text(view.bulk_count.value) == "5 dead letters match"
+    assert text(view.bulk_result.value).startswith("ℹ Replay queues 5 dead letters again")
+    assert view.bulk_confirm_replay_button.layout.display is None and view.bulk_keep_button.layout.display is None
+    assert view.bulk_confirm_dismiss_button.layout.display == "none"
+    view.bulk_keep_button.click()
+    assert view.bulk_confirm_replay_button.layout.display == "none" and view.bulk_result.value == ""
+    view.bulk_confirm_replay_button.click()  # withdrawn: a confirmation without its question does nothing
+    assert ledger_state(hub) == before
+    assert "first" in text(view.bulk_result.value)
+
     seen: list[int] = []
     view.progress.observe(lambda change: seen.append(change["new"]), names="value")
     view.batch_size = 2
     view.bulk_replay_button.click()
+    view.bulk_confirm_replay_button.click()
     assert view.progress.max == 5 and view.progress.value == 5
     # Batch by batch locally; through the HTTP API the bulk write is one request, reported when it ends.
     assert seen == ([2, 4, 5] if isinstance(admin, Operations) else [5])
     assert {job_row(hub, i)["state"] for i in boom} == {"queued"}
     assert job_row(hub, other[0])["state"] == "dead-letter"
-    assert status_of(view) == ("ok", "✔ Replayed 5 dead letters.")
+    # The outcome is in the bulk panel, not under the buttons of the ticked rows.
+    assert text(view.bulk_result.value) == "✔ Replayed 5 dead letters."
+    assert status_of(view) == ("", "")
     assert view.group_counts() == {("test.secret", "auth_failed"): 1}
+
+
+def test_changing_a_bulk_filter_withdraws_the_question(hub: sgen_ops.Hub, admin: Operations) -> None:
+    dead_letters(hub, "test.boom", 2)
+    secret = dead_letters(hub, "test.secret", 1)
+    view = TriageView(admin)
+    view.bulk_task.value = "test.boom"
+    view.bulk_replay_button.click()
+    assert view.pending_bulk is not None
+    view.bulk_task.value = "test.secret"  # the count shown was for another filter
+    assert view.pending_bulk is None and view.bulk_confirm_replay_button.layout.display == "none"
+    view.bulk_confirm_replay_button.click()
+    assert job_row(hub, secret[0])["state"] == "dead-letter"
+
+
+def test_bulk_with_nothing_matching_says_so_and_asks_nothing(hub: sgen_ops.Hub, admin: Operations) -> None:
+    dead_letters(hub, "test.boom", 1)
+    view = TriageView(admin)
+    view.bulk_error_code.value = "no_such_code"
+    view.bulk_replay_button.click()
+    assert text(view.bulk_result.value) == "ℹ No dead letters match these filters; nothing to replay."
+    assert view.pending_bulk is None and view.bulk_confirm_replay_button.layout.display == "none"
 
 
 def test_bulk_dismiss_by_error_code_asks_first(hub: sgen_ops.Hub, admin: Operations) -> None:
@@ -202,12 +240,86 @@ def test_bulk_dismiss_by_error_code_asks_first(hub: sgen_ops.Hub, admin: Operati
     view.bulk_error_code.value = "auth_failed"
     view.bulk_dismiss_button.click()
     assert text(view.bulk_count.value) == "2 dead letters match"
+    assert text(view.bulk_result.value).startswith("ℹ Dismiss purges 2 dead letters for good.")
     assert view.bulk_confirm_dismiss_button.layout.display is None  # shown
     assert all(job_row(hub, i) for i in secret)
     view.bulk_confirm_dismiss_button.click()
     assert [job_row(hub, i) for i in secret] == [{}, {}]
     assert {job_row(hub, i)["state"] for i in boom} == {"dead-letter"}
     assert view.progress.value == view.progress.max == 2
+    assert text(view.bulk_result.value) == "✔ Dismissed 2 dead letters."
+
+
+def test_a_replayed_dead_letter_that_fails_again_comes_back_unticked(hub: sgen_ops.Hub, admin: Operations) -> None:
+    """The operator replays A; A fails again and is a dead letter once more. Then B is edited and replayed:
+    the refreshes after both actions leave A unticked, and the editor keeps B."""
+    a, b = dead_letters(hub, "test.boom", 2)
+    view = TriageView(admin)
+    view.rows.value = (a,)
+    view.replay_button.click()
+    assert a not in view.rows.options
+    hub.work()
+    assert job_row(hub, a)["state"] == "dead-letter"
+
+    view.rows.value = (b,)
+    assert view.editing_id == b and f"dead letter {b}" in text(view.editing_label.value)
+    view.payload_editor.value = '{"n": 9}'
+    view.edit_replay_button.click()
+    assert status_of(view)[0] == "ok"
+    # A is listed again, not ticked; B, replayed, left the list; the editor and the detail still show B.
+    assert view.rows.options == (a,) and view.rows.value == ()
+    assert view.editing_id == b and view.detail is not None and view.detail.job_id == b
+    assert view.payload_editor.value == '{"n": 9}'
+    view.live.tick()
+    assert view.rows.value == () and view.editing_id == b and view.detail.job_id == b
+
+
+def test_a_refresh_opens_no_detail_the_operator_did_not_open(hub: sgen_ops.Hub, admin: Operations) -> None:
+    """Two ticked; one leaves the list (replayed elsewhere): the other stays ticked, but no detail opens
+    and nothing is loaded into the editor."""
+    a, b = dead_letters(hub, "test.boom", 2)
+    view = TriageView(admin)
+    view.rows.value = (a, b)
+    assert view.detail is None
+    admin.replay(a)
+    view.refresh()
+    assert view.rows.value == (b,)
+    assert view.detail is None and view.editing_id is None and view.payload_editor.value == ""
+
+
+def test_replay_edited_refuses_a_dead_letter_that_changed_since_it_was_loaded(hub: sgen_ops.Hub,
+                                                                             admin: Operations) -> None:
+    (a,) = dead_letters(hub, "test.boom", 1)
+    view = TriageView(admin)
+    view.rows.value = (a,)
+    view.payload_editor.value = '{"n": 7}'
+    admin.replay(a)  # another operator replays it; it fails again
+    hub.work()
+    assert job_row(hub, a)["state"] == "dead-letter"
+    jobs_before = job_count(hub)
+    view.edit_replay_button.click()
+    assert job_count(hub) == jobs_before
+    assert text(view.edit_replay_result.value) == (
+        f"✖ Dead letter {a} changed since it was loaded into the editor (it is dead-letter now); nothing was "
+        "queued. Untick it and tick it again to load it as it is now.")
+    # The refresh shows its new attempts; the changed row lost its tick, the editor still names it.
+    view.refresh()
+    assert view.rows.value == () and view.editing_id == a
+    assert view.detail is not None and view.detail.detail is not None
+    assert view.detail.detail.updated_at > view.editing_as[1]  # type: ignore[index]
+    view.rows.value = (a,)  # loaded again: now it may go
+    view.payload_editor.value = '{"n": 7}'
+    view.edit_replay_button.click()
+    assert job_count(hub) == jobs_before + 1
+
+
+def test_replay_edited_of_a_dismissed_dead_letter_says_it_is_gone(hub: sgen_ops.Hub, admin: Operations) -> None:
+    (a,) = dead_letters(hub, "test.boom", 1)
+    view = TriageView(admin)
+    view.rows.value = (a,)
+    admin.dismiss(a)
+    view.edit_replay_button.click()
+    assert "is gone since it was loaded" in text(view.edit_replay_result.value)
 
 
 def test_triage_for_a_viewer_is_read_only_and_masked(hub: sgen_ops.Hub, ops: dict[str, Operations],
