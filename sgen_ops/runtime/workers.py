@@ -173,6 +173,10 @@ class _LedgerUpkeep(DeliveryWorker):
         if thread.is_alive():  # else it has ended and closed its pubsub
             with contextlib.suppress(*REDIS_DOWN):
                 pubsub.unsubscribe()
+            # The reply wakes the thread's read and it ends at once; wait for that (at most a second, as RQ
+            # before redis-py 8.2), so that the worker's teardown never closes the connection under its read
+            # ("I/O operation on closed file", which RQ's handler raises again in the thread).
+            thread.join(timeout=1.0)
 
     # -- running deliveries ---------------------------------------------------------------------
     def execute_job(self, job: RQJob, queue: Queue) -> None:

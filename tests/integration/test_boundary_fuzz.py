@@ -256,6 +256,7 @@ SURFACE: dict[str, Draw] = {
     "pause_queue": lambda data, w: ((data.draw(either("high", "normal", "low")),), {}),
     "resume_queue": lambda data, w: ((data.draw(either("high", "normal", "low")),), {}),
     "paused": lambda data, w: ((), {}),
+    "workers": lambda data, w: ((), {}),
     "history": with_kwargs(kwargs(since=FILTERS["since"], until=FILTERS["until"], task=FILTERS["task"],
                                   state=FILTERS["state"], account=maybe("acme", "globex"))),
     "archive_runs": with_kwargs(kwargs(since=FILTERS["since"])),

@@ -57,6 +57,7 @@ MATRIX: dict[str, tuple[set[str], str | None, Call]] = {
     "dismiss_dead_letters": (ADMINS, "dead-letter", lambda ops, j: ops.dismiss_dead_letters(task="test.boom")),
     "verify_audit": (ADMINS, None, lambda ops, j: ops.verify_audit()),
     "paused": (EVERYONE, None, lambda ops, j: ops.paused()),
+    "workers": (EVERYONE, None, lambda ops, j: ops.workers()),
     "history": (EVERYONE, None, lambda ops, j: ops.history(state="succeeded")),
     "archive_runs": (EVERYONE, None, lambda ops, j: ops.archive_runs()),
     # Each answers the pauses it leaves.
