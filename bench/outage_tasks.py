@@ -5,7 +5,6 @@ them and however."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -13,21 +12,13 @@ from typing import Any
 import sgen_ops
 from sgen_ops import TaskError
 
+from .eventlog import append_line
+
 TICK = 0.1
 
 
-def log_event(path: str, record: dict[str, Any]) -> None:
-    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _event(ctx: Any, path: str, event: str, **extra: Any) -> None:
-    log_event(path, {"event": event, "job": ctx.job_id, "run": ctx.run, "attempt": ctx.attempt, "pid": os.getpid(),
+    append_line(path, {"event": event, "job": ctx.job_id, "run": ctx.run, "attempt": ctx.attempt, "pid": os.getpid(),
                      "ppid": os.getppid(), "mono": time.monotonic(), **extra})
 
 

@@ -49,9 +49,10 @@ from sgen_ops.embedded import start_redis_server, stop_process
 from sgen_ops.ledger.store import Job
 
 from .common import record, sqlalchemy_url
+from .eventlog import append_line
 from .pgcluster import PrivateCluster
 from .soak_check import Report, check, parse_log, read_ledger
-from .soak_tasks import LOG_ENV, append_line
+from .soak_tasks import LOG_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ENV = "SGEN_SOAK_RUN"  # marks every process of one soak, so that teardown finds strays by it

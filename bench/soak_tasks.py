@@ -7,7 +7,6 @@ disk before whatever the handler did next. A SIGKILLed process leaves a start wi
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -15,18 +14,9 @@ from typing import Any
 import sgen_ops
 from sgen_ops import TaskError
 
+from .eventlog import append_line
+
 LOG_ENV = "SGEN_SOAK_LOG"
-
-
-def append_line(path: str, record: dict[str, Any]) -> None:
-    """Append one event to the log: one write of one line, on disk when this returns."""
-    line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _event(ctx: Any, event: str, **extra: Any) -> None:

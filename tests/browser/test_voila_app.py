@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from ..api.conftest import start_server
+from ..api.conftest import free_port, start_server
 from ..conftest import ROOT, Stack
 from ..helpers import wait_for
 from ..notebooks.conftest import ADMIN, SQLITE_ONLY, Seeded, seed
@@ -45,12 +45,6 @@ def require_chromium() -> None:
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
         pytest.fail(f"CI must run the browser tests: {reason}")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60.0) -> None:

@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from sgen_ops.ledger.store import Job
 from sgen_ops.ops import demo as sgen_demo
 from sgen_ops.ops import notebooks_run, runbooks
 
+from ..api.conftest import free_port
 from ..conftest import ROOT, Stack
 from .conftest import ADMIN, SQLITE_ONLY, Seeded
 from .reading import errors_of, outputs, text_of
@@ -355,9 +355,7 @@ def test_the_demos_jupyterlab_asks_nothing_about_news(tmp_path: Path) -> None:
     prompt about official Jupyter news shows only while fetchNews is "none") and no update check."""
     home, notebooks = tmp_path / "home", tmp_path / "notebooks"
     notebooks.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     token = "demo-lab-test"
     argv = [sys.executable, "-m", "jupyter", "lab", *sgen_demo.lab_arguments(home, notebooks), "--no-browser",
             f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}"]
