@@ -416,7 +416,7 @@ def lab_arguments(home: Path, notebooks: Path) -> list[str]:
     settings.mkdir(parents=True, exist_ok=True)
     (settings / "overrides.json").write_text(json.dumps(LAB_OVERRIDES, indent=2) + "\n")
     return [f"--notebook-dir={notebooks}", f"--LabApp.app_settings_dir={settings}", "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", *kernel_arguments()]
 
 
 def wait_for(lab: subprocess.Popen[bytes], children: list[int]) -> int:
@@ -483,8 +483,18 @@ def serve_app(port: int = 8866, *, host: str = "127.0.0.1", operator: str | None
     if operator:
         env["SGEN_OPS_OPERATOR"] = operator
     argv = [sys.executable, "-m", "voila", str(NOTEBOOKS / "app.ipynb"), f"--port={port}", f"--Voila.ip={host}",
-            "--no-browser"]
-    if zmq.has("curve"):
-        # Kernels on an encrypted connection (as the runbooks'): no plain text on the socket, no warning about it.
-        argv.append("--KernelManager.transport_encryption=auto")
+            "--no-browser", *kernel_arguments()]
     return subprocess.call(argv, env=env)
+
+
+def kernel_arguments() -> list[str]:
+    """The Jupyter server's kernel settings for the app and the demo, as the runbooks' kernels have them: an
+    encrypted connection where the kernel supports it (no plain text on the socket, no warning about it), and
+    Unix sockets beside the kernel's connection file where the system has them (TCP ports found free by the
+    server can be taken by another process before the kernel binds them, and the kernel dies)."""
+    argv = []
+    if zmq.has("curve"):
+        argv.append("--KernelManager.transport_encryption=auto")
+    if os.name == "posix" and zmq.has("ipc"):
+        argv.append("--KernelManager.transport=ipc")
+    return argv

@@ -18,6 +18,8 @@ import ast
 import json
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from jupyter_client.localinterfaces import localhost
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Dict, default
 from traitlets.config import Config
@@ -151,9 +154,30 @@ def resolve_parameters(
 
 class NotebookKernel(AsyncKernelManager):
     """The kernel of one notebook run: ``kernel_env`` added to its environment, its connection encrypted
-    (CurveZMQ) where the kernel supports it, and shut down without a first interrupt."""
+    (CurveZMQ) where the kernel supports it, its sockets Unix sockets in a folder of its own, and shut down
+    without a first interrupt."""
 
     kernel_env = Dict(config=True, help="variables added to the kernel's environment")
+
+    @default("transport")
+    def _unix_sockets(self) -> str:
+        # Over TCP, jupyter_client picks five free ports, closes them, and the kernel binds them a moment later:
+        # any process on the machine may take one meanwhile ("Address already in use", the kernel dies before
+        # it answers). Unix sockets in a folder only this kernel uses cannot be taken.
+        return "ipc"
+
+    @default("ip")
+    def _socket_folder(self) -> str:
+        if self.transport != "ipc":
+            return localhost()
+        return os.path.join(tempfile.mkdtemp(prefix="sgen-ops-kernel-"), "kernel")
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self.transport == "ipc":
+            shutil.rmtree(os.path.dirname(self.ip), ignore_errors=True)
+
+    cleanup_resources = _async_cleanup_resources  # type: ignore[assignment]
 
     @default("transport_encryption")
     def _encrypted(self) -> str:

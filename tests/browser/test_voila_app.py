@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from sgen_ops.ops.demo import kernel_arguments
+
 from ..api.conftest import free_port, start_server
 from ..conftest import ROOT, Stack
 from ..helpers import wait_for
@@ -103,7 +105,7 @@ def voila(
         with log.open("wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "voila", "notebooks/app.ipynb", "--no-browser", f"--port={port}",
-                 "--Voila.ip=127.0.0.1", "--VoilaConfiguration.show_tracebacks=True"],
+                 "--Voila.ip=127.0.0.1", "--VoilaConfiguration.show_tracebacks=True", *kernel_arguments()],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )
         wait_for_port(port, proc, log)

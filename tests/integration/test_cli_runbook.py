@@ -173,3 +173,30 @@ def test_a_finished_notebook_is_shut_down_without_an_interrupt(
         kernel_manager_class=manager, resources={"metadata": {"path": str(tmp_path)}},
     )
     assert probe.exists() == (manager is AsyncKernelManager)
+
+
+CONNECTION_PROBE = """
+import json
+from ipykernel import get_connection_info
+open({path!r}, "w").write(get_connection_info())
+"""
+
+
+def test_a_notebook_kernel_listens_on_unix_sockets_of_its_own(tmp_path: Path) -> None:
+    """Over TCP a kernel binds ports its manager found free a moment before, which any process on the machine
+    may take meanwhile (the kernel then dies before it answers: seen in CI). The runbooks' kernel listens on
+    Unix sockets in a folder of its own, removed when the kernel is shut down."""
+    import nbformat
+
+    probe = tmp_path / "connection.json"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(CONNECTION_PROBE.format(path=str(probe)))]
+    src = tmp_path / "probe.ipynb"
+    nbformat.write(nb, str(src))
+    runbooks.execute(src, tmp_path / "out.ipynb", cwd=tmp_path)
+
+    info = json.loads(probe.read_text())
+    folder = Path(info["ip"]).parent
+    assert info["transport"] == "ipc"
+    assert folder.name.startswith("sgen-ops-kernel-") and folder != tmp_path
+    assert not folder.exists(), "the socket folder outlived the kernel"
