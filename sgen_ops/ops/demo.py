@@ -488,13 +488,8 @@ def serve_app(port: int = 8866, *, host: str = "127.0.0.1", operator: str | None
 
 
 def kernel_arguments() -> list[str]:
-    """The Jupyter server's kernel settings for the app and the demo, as the runbooks' kernels have them: an
-    encrypted connection where the kernel supports it (no plain text on the socket, no warning about it), and
-    Unix sockets beside the kernel's connection file where the system has them (TCP ports found free by the
-    server can be taken by another process before the kernel binds them, and the kernel dies)."""
-    argv = []
-    if zmq.has("curve"):
-        argv.append("--KernelManager.transport_encryption=auto")
-    if os.name == "posix" and zmq.has("ipc"):
-        argv.append("--KernelManager.transport=ipc")
-    return argv
+    """The Jupyter server's kernel settings for the app and the demo: an encrypted connection where the kernel
+    supports it, as the runbooks' kernels have (no plain text on the socket, no warning about it). Their
+    sockets stay TCP: a Unix socket is named after the kernel's connection file, and under a long
+    ``JUPYTER_RUNTIME_DIR`` that name passes the 107 bytes a socket's path may have."""
+    return ["--KernelManager.transport_encryption=auto"] if zmq.has("curve") else []

@@ -52,9 +52,12 @@ def test_cancel_racing_a_worker_claim_is_one_or_the_other(
             # Cancelled before the worker claimed it: it never started.
             assert (ran, row["attempts"], entry.change["before"]["state"]) == ([], 0, "queued")
         else:
-            # The worker claimed it first: the cancel only flagged it, and the run stopped as cancelled.
-            assert (claimed["outcome"], row["attempts"], len(ran)) == ("cancelled", 1, 1)
+            # The worker claimed it first: the cancel only flagged it, and the run stopped as cancelled: at its
+            # next checkpoint, or (when the cancel landed after the handler's last checkpoint, as under load)
+            # when it returned, its success recorded as the cancel.
+            assert (claimed["state"], row["attempts"], len(ran)) == ("cancelled", 1, 1)
+            assert claimed["outcome"] in ("cancelled", "succeeded")
             assert entry.change == {"task": "test.slow", "before": {"state": "running", "cancel_requested": False},
                                     "after": {"state": "running", "cancel_requested": True}}
         outcomes.add(claimed["outcome"])
-    assert outcomes <= {"skipped", "cancelled"}
+    assert outcomes <= {"skipped", "cancelled", "succeeded"}

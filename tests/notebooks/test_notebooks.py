@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -227,6 +228,7 @@ def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path
     log = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen([sys.executable, "-m", "sgen_ops.cli", "demo"], env=env, stdout=log, stderr=log)
     started: list[int] = []
+    closing = contextlib.ExitStack()
     try:
         deadline = time.monotonic() + 180
         while not list(runtime.glob("jpserver-*.json")):
@@ -235,10 +237,13 @@ def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path
             time.sleep(0.5)
         server = json.loads(next(runtime.glob("jpserver-*.json")).read_text())
         api = httpx.Client(base_url=server["url"].rstrip("/"), headers={"Authorization": f"token {server['token']}"})
+        closing.callback(api.close)
         page = api.get("/lab").text
         config = page.split('id="jupyter-config-data" type="application/json">', 1)[1].split("</script>", 1)[0]
         assert json.loads(config)["news"] == {"disabled": True}, "JupyterLab would ask about its news feed"
-        kernel = api.post("/api/kernels", json={"name": "python3"}).json()["id"]
+        started_kernel = api.post("/api/kernels", json={"name": "python3"})
+        assert started_kernel.is_success, started_kernel.text
+        kernel = started_kernel.json()["id"]
         # The operator runs the queue notebook: JupyterLab saves it with its outputs.
         model = api.get("/api/contents/01_queue.ipynb").json()
         cell = next(c for c in model["content"]["cells"] if c["cell_type"] == "code")
@@ -270,6 +275,7 @@ def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path
         assert demo.wait(timeout=60) == 0
         assert [pid for pid in started if _alive(pid)] == []
     finally:
+        closing.close()
         log.close()
         # Whatever the demo started, also when the test failed before reading its pids: its descendants, and
         # any process working in its home (JupyterLab's --notebook-dir names it).
