@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..config import API_URL_VARIABLE
 from ..core import validate
 from ..core.durations import format_duration
 from ..core.permissions import DEFAULT_CAPABILITIES, Policy
@@ -296,3 +297,19 @@ def remote(
     except BaseException:
         http.close()
         raise
+
+
+def served_session(operator: str | None = None) -> RemoteOperations | None:
+    """The remote Jobs surface when ``SGEN_OPS_API_URL`` is set, else None. ``operator``, if given, must be
+    the one the token names (a token cannot act as anyone else)."""
+    url = os.environ.get(API_URL_VARIABLE, "").strip()
+    if not url:
+        return None
+    ops = remote(url)
+    if operator and operator != ops.name:
+        ops.close()
+        raise AccessDenied(
+            f"the API token in use is operator {ops.name!r}'s and cannot act as {operator!r}; "
+            f"use a token of {operator!r} (SGEN_OPS_API_TOKEN)"
+        )
+    return ops

@@ -84,7 +84,7 @@ def operations(args: argparse.Namespace) -> Operations | RemoteOperations:
     """The Jobs surface as the command's operator (``--operator``, else SGEN_OPS_OPERATOR): the server's when
     SGEN_OPS_API_URL is set, else the ledger's. Capability, account scope, masking and the Activity Log apply
     as in Python."""
-    from ..ui.session import served_session
+    from ..api.client import served_session
 
     served = served_session(args.operator)
     if served is not None:

@@ -183,8 +183,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    from ..api.client import served_session
     from ..ops import demo
-    from ..ui.session import served_session
 
     # The admin gate before Voila starts: refused there, the page shows only Voila's generic error and the
     # reason reaches the console as a coloured traceback.

@@ -300,9 +300,9 @@ def run(name: str, params: Mapping[str, Any], operator: str | None = None) -> Pa
     Raises ValidationError (unknown runbook or parameter, bad value), AccessDenied (no or unknown
     operator) before anything runs, and RunbookFailed when a cell fails.
     """
+    from ..api.client import served_session
     from ..config import client_home, load_settings, served_only
     from ..hub import connect
-    from ..ui.session import served_session
 
     notebook = path_of(name)
     declared = parameters(name)

@@ -10,33 +10,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ..config import API_URL_VARIABLE
-from ..errors import AccessDenied
-
 if TYPE_CHECKING:
     from ..api.client import RemoteOperations
     from ..hub import Hub
     from ..surface.operations import Operations
 
 OPERATOR_VARIABLES = ("SGEN_OPS_OPERATOR", "JUPYTERHUB_USER")
-
-
-def served_session(operator: str | None = None) -> RemoteOperations | None:
-    """The remote Jobs surface when ``SGEN_OPS_API_URL`` is set, else None. ``operator``, if given, must be
-    the one the token names (a token cannot act as anyone else)."""
-    url = os.environ.get(API_URL_VARIABLE, "").strip()
-    if not url:
-        return None
-    from ..api.client import remote
-
-    ops = remote(url)
-    if operator and operator != ops.name:
-        ops.close()
-        raise AccessDenied(
-            f"the API token in use is operator {ops.name!r}'s and cannot act as {operator!r}; "
-            f"use a token of {operator!r} (SGEN_OPS_API_TOKEN)"
-        )
-    return ops
 
 
 def operator_session(hub: Hub | None = None, *, operator: str | None = None) -> Operations | RemoteOperations:
@@ -48,6 +27,8 @@ def operator_session(hub: Hub | None = None, *, operator: str | None = None) -> 
     admin gate's AccessDenied, which says how to register one.
     """
     if hub is None:
+        from ..api.client import served_session
+
         served = served_session(operator)
         if served is not None:
             return served

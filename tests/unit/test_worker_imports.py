@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,18 @@ def test_the_import_probe_sees_the_stack_and_a_heavy_import() -> None:
     """So that the checks above can fail."""
     imported = imported_by(cli("--version") + "\nimport sgen_ops.hub, sgen_ops.api.client, sqlite3")
     assert {"sqlalchemy", "redis", "rq", "pandas", "sqlite3"} <= set(named(imported, HEAVY + DRIVERS + STACK))
+
+
+# The notebook stack: what no command of the command line loads (the views are the notebooks' and the app's).
+WIDGETS = ("ipywidgets", "ipykernel", "IPython", "jupyter*", "nbformat", "papermill", "matplotlib", "voila")
+
+
+def test_a_command_on_the_ledger_loads_no_notebook_stack(tmp_path: Path) -> None:
+    """``sgen-ops jobs list`` (the Jobs surface on the local ledger, or the server's when SGEN_OPS_API_URL is
+    set) imports neither the views nor Jupyter: a command is not a notebook."""
+    code = (f"import os\nos.environ['SGEN_OPS_HOME'] = {str(tmp_path / 'home')!r}\n"
+            "os.environ['SGEN_OPS_OPERATOR'] = 'nobody'\n" + cli("jobs", "list").replace("assert not e.code", "pass")
+            + "\nexcept Exception:\n    pass")
+    imported = imported_by(code)
+    assert "sqlalchemy" in imported  # it reached the ledger
+    assert named(imported, WIDGETS) == []
