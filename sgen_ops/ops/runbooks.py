@@ -169,7 +169,7 @@ class NotebookKernel(AsyncKernelManager):
     @default("ip")
     def _socket_folder(self) -> str:
         if self.transport != "ipc":
-            return localhost()
+            return str(localhost())
         return os.path.join(tempfile.mkdtemp(prefix="sgen-ops-kernel-"), "kernel")
 
     async def _async_cleanup_resources(self, restart: bool = False) -> None:
@@ -177,7 +177,7 @@ class NotebookKernel(AsyncKernelManager):
         if not restart and self.transport == "ipc":
             shutil.rmtree(os.path.dirname(self.ip), ignore_errors=True)
 
-    cleanup_resources = _async_cleanup_resources  # type: ignore[assignment]
+    cleanup_resources = _async_cleanup_resources
 
     @default("transport_encryption")
     def _encrypted(self) -> str:
