@@ -22,12 +22,11 @@ from rq.job import Job as RQJob
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 from rq.worker import BaseWorker
-from rq.worker_pool import WorkerPool
 
 from ..core.backoff import ride_out
 from ..errors import Unavailable
 from ..transport.reach import REDIS_DOWN
-from ..transport.rq import DeliveryWorker, RidingScheduler, StopRequested
+from ..transport.rq import DeliveryWorker, PromptWorkerPool, RidingScheduler, StopRequested
 from . import execution
 
 if TYPE_CHECKING:
@@ -518,5 +517,5 @@ def run(
             hub.transport.move_due()
         worker.work(burst=burst, with_scheduler=not burst, logging_level=logging_level)
         return
-    pool = WorkerPool(queues, connection=hub.redis, num_workers=n, worker_class=cls, serializer=JSONSerializer)
+    pool = PromptWorkerPool(queues, connection=hub.redis, num_workers=n, worker_class=cls, serializer=JSONSerializer)
     pool.start(burst=burst, logging_level=logging_level)
