@@ -26,7 +26,8 @@ from ..conftest import ROOT, Stack
 from ..helpers import attempts_of, job_row, wait_for
 
 SGEN_OPS = Path(sys.executable).parent / "sgen-ops"
-# Far above normal (a pool notices a child's end within about a second): "not the 60 s hang".
+# Far above normal (a pool wakes when a worker process ends; its burst exits about 0.3 s after its last job):
+# "not the 60 s hang".
 EXIT_BOUND = 10.0
 # Ten bursts per ledger (20 on the two): the pool of two and the single worker, each with the default and the
 # forking worker class.
