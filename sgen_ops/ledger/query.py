@@ -28,16 +28,14 @@ from sqlalchemy import (
     cast,
     extract,
     func,
-    literal,
     literal_column,
     or_,
     select,
     tuple_,
-    union_all,
 )
 from sqlalchemy import column as sql_column
 from sqlalchemy import table as sql_table
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from ..core import validate
 from ..core.masking import MaskingRule
@@ -361,37 +359,44 @@ def dead_letter_groups(
     session: Session, conds: Sequence[ColumnElement[bool]], cap: int | None = None
 ) -> list[DeadLetterGroup]:
     """The groups of the dead letters matching ``conds`` (which hold the live dead letter's terms), biggest
-    first, in two statements whatever the number of dead letters: the groups are found by a skip scan (one
-    index seek per group: each step seeks the first key past the one before), then each group is counted up
-    to ``cap`` (default ``GROUP_COUNT_CAP``) and its newest read from the end of its range."""
+    first, in one statement whatever the number of dead letters or groups: the groups are found by a skip scan
+    (one index seek per group: each step seeks the first key past the one before), and each group is counted up
+    to ``cap`` (default ``GROUP_COUNT_CAP``) and its newest read from the end of its range, by subqueries of
+    that group's key. Its text does not depend on the groups found, so the backend plans it once per
+    connection (a statement per group, or a UNION of one arm per group, was planned anew at every call: on
+    PostgreSQL the planning cost more than the counting)."""
     cap = GROUP_COUNT_CAP if cap is None else cap
-    prev = aliased(Job, name="prev")
+    # Core aliases of the table: an ORM alias adapts every column it is asked for, which cost more than the
+    # statement's run on PostgreSQL.
+    prev, group = Job.__table__.alias("prev"), Job.__table__.alias("grp")
     key = error_code_key()
     first = select(Job.id).where(*conds).order_by(Job.task, key).limit(1).scalar_subquery()
     seek = select(first.label("id")).cte("dead_letter_group_seek", recursive=True)
     following = (
         select(Job.id)
-        .where(*conds, tuple_(Job.task, key) > tuple_(prev.task, error_code_key(prev)))
+        .where(*conds, tuple_(Job.task, key) > tuple_(prev.c.task, error_code_key(prev.c)))
         .order_by(Job.task, key).limit(1).correlate(prev).scalar_subquery()
     )
-    seek = seek.union_all(select(following).select_from(seek.join(prev, prev.id == seek.c.id)))
-    keys = session.execute(select(Job.task, Job.last_error_code).join(seek, Job.id == seek.c.id)).all()
-    if not keys:
-        return []
-    arms = []
-    for i, (task, code) in enumerate(keys):
-        group = [*conds, Job.task == task, key == (code or "")]
-        limited = select(literal_column("1").label("one")).select_from(Job).where(*group).limit(cap + 1).subquery()
-        arms.append(select(
-            literal(i).label("i"),
-            select(func.count()).select_from(limited).scalar_subquery().label("n"),
-            select(func.max(Job.updated_at)).where(*group).scalar_subquery().label("newest"),
-        ))
-    counted = {r.i: r for r in session.execute(union_all(*arms))}
+    seek = seek.union_all(select(following).select_from(seek.join(prev, prev.c.id == seek.c.id)))
+    keys = (
+        select(group.c.task.label("task"), group.c.last_error_code.label("code"),
+               error_code_key(group.c).label("code_key"))
+        .join(seek, group.c.id == seek.c.id)
+        .cte("dead_letter_group_keys")
+    )
+    of_group = [*conds, Job.task == keys.c.task, key == keys.c.code_key]
+    limited = (
+        select(literal_column("1").label("one")).select_from(Job).where(*of_group).limit(cap + 1)
+        .correlate(keys).subquery()
+    )
+    counted = session.execute(select(
+        keys.c.task, keys.c.code,
+        select(func.count()).select_from(limited).correlate(keys).scalar_subquery().label("n"),
+        select(func.max(Job.updated_at)).where(*of_group).correlate(keys).scalar_subquery().label("newest"),
+    )).all()
     groups = [
-        DeadLetterGroup(task, code, min(counted[i].n, cap), counted[i].n <= cap, as_utc(counted[i].newest)
-                        if counted[i].newest is not None else None)
-        for i, (task, code) in enumerate(keys)
+        DeadLetterGroup(r.task, r.code, min(r.n, cap), r.n <= cap, as_utc(r.newest) if r.newest is not None else None)
+        for r in counted
     ]
     return sorted(groups, key=lambda g: (-g.count, g.task, g.error_code or ""))
 

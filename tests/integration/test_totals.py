@@ -127,6 +127,39 @@ def test_dead_letter_groups_are_counted_up_to_their_cap(hub: sgen_ops.Hub, monke
     assert admin.dead_letter_groups(task="test.ok")["count"].tolist() == [1]
 
 
+def test_dead_letter_groups_are_one_statement_whatever_the_groups(hub: sgen_ops.Hub) -> None:
+    """The groups are found and counted in one statement whose text does not depend on the groups found, so the
+    backend plans it once per connection (a statement or UNION arm per group was planned anew each call)."""
+    from sqlalchemy import event
+
+    from .test_surface_fixtures import Jobs
+
+    admin = add_operators(hub)["administrator"]
+    jobs = Jobs(hub, admin)
+    calls: list[list[str]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        calls[-1].append(statement)
+
+    def groups_read() -> pd.DataFrame:
+        calls.append([])
+        event.listen(hub.ledger.engine, "before_cursor_execute", seen)
+        try:
+            return admin.dead_letter_groups()
+        finally:
+            event.remove(hub.ledger.engine, "before_cursor_execute", seen)
+
+    jobs.make("dead-letter")
+    assert len(groups_read()) == 1
+    for _ in range(2):
+        admin.send_to_dead_letter(_queued(hub, 1)[0], "stuck")
+    admin.send_to_dead_letter(_queued(hub, 1, account="globex")[0], "stuck")
+    groups = groups_read()
+    assert [(r.task, r.count) for r in groups.itertuples()] == [("test.ok", 3), ("test.boom", 1)]
+    one_group, two_groups = ([s for s in call if "'dead-letter'" in s] for call in calls)
+    assert len(one_group) == 1 and one_group == two_groups
+
+
 def test_the_real_cap_reads_ten_thousand_plus(hub: sgen_ops.Hub) -> None:
     admin = add_operators(hub)["administrator"]
     _queued(hub, query.COUNT_CAP + 1)
