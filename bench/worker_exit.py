@@ -36,13 +36,18 @@ def exit_lag(hub: sgen_ops.Hub, env: dict[str, str], code: str, args: tuple[str,
     worker = subprocess.Popen([sys.executable, "-c", code, "worker", "--burst", *args], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     all_done = None
-    while worker.poll() is None:
-        if all_done is None:
-            with hub.ledger.read() as session:
-                n = session.scalar(select(func.count()).where(Job.id.in_(ids), Job.state == "succeeded"))
-            if n == len(ids):
-                all_done = time.monotonic()
-        time.sleep(0.02)
+    try:
+        while worker.poll() is None:
+            if all_done is None:
+                with hub.ledger.read() as session:
+                    n = session.scalar(select(func.count()).where(Job.id.in_(ids), Job.state == "succeeded"))
+                if n == len(ids):
+                    all_done = time.monotonic()
+            time.sleep(0.02)
+    finally:
+        if worker.poll() is None:  # the benchmark failed: no worker outlives it
+            worker.kill()
+            worker.wait()
     exited = time.monotonic()
     if worker.returncode != 0:
         raise SystemExit(f"the worker exited {worker.returncode}")

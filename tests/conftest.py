@@ -16,6 +16,7 @@ file lock, and read by the others (``shared_once``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -180,9 +181,43 @@ def worker_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | 
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The run's template database goes when the run ends: in the process that ran xdist's workers."""
+    """The run's template database goes when the run ends: in the process that ran xdist's workers. Then no
+    process the tests started may outlive them: the run fails if one still works in, or names, the run's
+    temporary directory (a home's embedded Redis, a worker, a server, a kernel)."""
     if GIVEN_PG_URL and XDIST_WORKER is None and session.config.pluginmanager.hasplugin("dsession"):
         _on_server(f'DROP DATABASE IF EXISTS "{template_database()}" WITH (FORCE)')
+    if XDIST_WORKER is None:
+        left = outliving(session.config._tmp_path_factory.getbasetemp())
+        if left:
+            print("\nprocesses the tests started outlived them (stopped now):\n" + "\n".join(left))
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def outliving(root: Path, grace: float = 10.0) -> list[str]:
+    """The processes working in ``root`` or naming it, still running ``grace`` seconds on; each is described,
+    then stopped."""
+    import time
+
+    import psutil
+
+    def found() -> list[psutil.Process]:
+        alive = []
+        for p in psutil.process_iter(["cmdline", "cwd", "status"]):
+            if p.pid == os.getpid() or p.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if (p.info["cwd"] or "").startswith(str(root)) or str(root) in " ".join(p.info["cmdline"] or ()):
+                alive.append(p)
+        return alive
+
+    deadline = time.monotonic() + grace
+    while (left := found()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    described = []
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            described.append(f"  pid {p.pid}: {' '.join(p.cmdline())} (in {p.cwd()})")
+            stop_process(p.pid)
+    return described
 
 
 # Started first (under xdist: handed out first), so that no long test starts last and ends the run alone: the

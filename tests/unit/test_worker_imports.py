@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import sgen_ops
+from sgen_ops.embedded import stop_redis
 
 from ..conftest import ROOT
 from ..helpers import NOT_FOR_WORKERS
@@ -129,6 +130,9 @@ def test_a_command_on_the_ledger_loads_no_notebook_stack(tmp_path: Path) -> None
     code = (f"import os\nos.environ['SGEN_OPS_HOME'] = {str(tmp_path / 'home')!r}\n"
             "os.environ['SGEN_OPS_OPERATOR'] = 'nobody'\n" + cli("jobs", "list").replace("assert not e.code", "pass")
             + "\nexcept Exception:\n    pass")
-    imported = imported_by(code)
+    try:
+        imported = imported_by(code)
+    finally:
+        stop_redis(tmp_path / "home")  # the embedded Redis the command started for its stack
     assert "sqlalchemy" in imported  # it reached the ledger
     assert named(imported, WIDGETS) == []
