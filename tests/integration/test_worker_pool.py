@@ -41,6 +41,7 @@ def test_the_pool_wakes_when_a_worker_process_ends(stack: Stack) -> None:
         release.set()
         waiting.join(WOKEN_WITHIN)
         assert not waiting.is_alive(), "the pool slept on after its worker process ended"
+        child.join(10)  # the sentinel closes as the process ends, a moment before it can be reaped
         assert child.exitcode == 0
     finally:
         release.set()
