@@ -31,7 +31,7 @@ from sgen_ops.ops import demo as sgen_demo
 from sgen_ops.ops import notebooks_run, runbooks
 
 from ..api.conftest import free_port
-from ..conftest import ROOT, Stack
+from ..conftest import ROOT, Stack, outliving
 from .conftest import ADMIN, SQLITE_ONLY, Seeded
 from .reading import errors_of, outputs, text_of
 
@@ -281,8 +281,7 @@ def test_demo_leaves_the_checkout_clean_and_down_stops_everything(tmp_path: Path
         # any process working in its home (JupyterLab's --notebook-dir names it).
         if demo.poll() is None:
             started += [c.pid for c in psutil.Process(demo.pid).children(recursive=True)]
-        started += [p.pid for p in psutil.process_iter(["cmdline"])
-                    if p.pid != os.getpid() and str(home) in " ".join(p.info["cmdline"] or ())]
+        outliving(home, grace=0)
         for pid in started:
             if _alive(pid):
                 stop_process(pid)
